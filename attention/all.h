@@ -1,0 +1,13 @@
+// all.h: includes every attention variant and maps the -a name to its implementation.
+#pragma once
+#include "attention.h"
+#include "gqa.h"
+
+static std::unique_ptr<Attention> make_attention(const GPTConfig& cfg) {
+    switch (cfg.attn) {
+        case ATTN_MHA:
+        case ATTN_MQA:
+        case ATTN_GQA: return std::unique_ptr<Attention>(new GQAAttention(cfg));
+        default: fail("attention variant '%s' is not implemented yet", ATTN_NAMES[cfg.attn]);
+    }
+}

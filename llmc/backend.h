@@ -1,0 +1,56 @@
+// backend.h: picks the compute backend. The CPU backend (fp32, OpenMP) always exists and is the
+// reference; CUDA kernels slot in beside it when the file is compiled by nvcc (__CUDACC__).
+// Without a GPU, or in a build without nvcc, the run says so once and uses the CPU.
+#pragma once
+#include <string>
+#include "utils.h"
+#ifdef __CUDACC__
+#include <cuda_runtime.h>
+static inline void cuda_check(cudaError_t e, const char* file, int line) {
+    if (e != cudaSuccess) fail("CUDA error %d (%s)\n  at %s:%d", (int)e, cudaGetErrorString(e), file, line);
+}
+#define cudaCheck(e) cuda_check((e), __FILE__, __LINE__)
+#endif
+
+enum Backend { BACKEND_CPU, BACKEND_CUDA };
+
+// number of usable CUDA devices; *why explains a zero, *name is device 0's name
+static int cuda_probe(std::string* why, std::string* name) {
+#ifdef __CUDACC__
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        *why = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e) + " (error " + std::to_string((int)e) + ")";
+        cudaGetLastError();  // clear the sticky error
+        return 0;
+    }
+    if (n == 0) { *why = "no CUDA devices"; return 0; }
+    cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, 0) == cudaSuccess) *name = p.name;
+    return n;
+#else
+    *why = "this binary was built without nvcc";
+    (void)name;
+    return 0;
+#endif
+}
+
+// resolves -d auto|cpu|cuda to a backend, printing the one line about a missing GPU
+static Backend choose_backend(const char* want, std::string* desc) {
+    std::string why, name;
+    if (strcmp(want, "cpu") == 0) { *desc = "cpu (forced by -d cpu)"; return BACKEND_CPU; }
+    if (strcmp(want, "cuda") != 0 && strcmp(want, "auto") != 0)
+        fail_hint("use -d auto, -d cpu or -d cuda", "unknown device '%s'", want);
+    int n = cuda_probe(&why, &name);
+    if (strcmp(want, "cuda") == 0) {
+        if (n == 0) fail_hint("run on a machine with an NVIDIA GPU, or use -d cpu", "-d cuda asked for, but no CUDA device: %s", why.c_str());
+        fail_hint("use -d cpu (or -d auto) for now", "CUDA device '%s' found, but the CUDA training backend is not implemented yet", name.c_str());
+    }
+    if (n == 0) {
+        printf("no CUDA device found (%s): using the CPU backend\n", why.c_str());
+    } else {
+        printf("CUDA device '%s' found, but the CUDA training backend is not implemented yet: using the CPU backend\n", name.c_str());
+    }
+    *desc = "cpu (fp32, OpenMP)";
+    return BACKEND_CPU;
+}

@@ -1,0 +1,111 @@
+// matmul.h: the CPU matrix multiplies every linear layer uses (fp32, OpenMP, vectorised).
+//
+// One register-blocked kernel, gemm(): C(M,N) (+)= A(M,K) . B(K,N), with A read through
+// arbitrary row/column strides (so transposed operands need no copy) and B row-major.
+// Each C element is summed over k in ascending order by exactly one thread, so results do not
+// depend on the thread count (bitwise reproducible) and a row of C depends only on the same
+// row of A (causal-leak tests can demand bitwise equality).
+// Linear weights use PyTorch's (out, in) layout, W is (N,K): forward needs W^T, which is
+// transposed once per call into a reused scratch buffer.
+#pragma once
+#include <algorithm>
+#include <vector>
+#include "utils.h"
+
+typedef float v16f __attribute__((vector_size(64), aligned(4)));  // unaligned-safe 16-float vector
+
+static inline void gemm_tile_4x64(int K, const float* A, long rsa, long csa, const float* B, long ldb,
+                                  float* C, long ldc, bool acc) {
+    v16f c[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int j = 0; j < 4; j++) {
+            if (acc) c[r][j] = *(const v16f*)(C + r * ldc + 16 * j);
+            else c[r][j] = (v16f){};
+        }
+    for (int k = 0; k < K; k++) {
+        const float* b = B + (long)k * ldb;
+        v16f b0 = *(const v16f*)(b), b1 = *(const v16f*)(b + 16), b2 = *(const v16f*)(b + 32), b3 = *(const v16f*)(b + 48);
+        for (int r = 0; r < 4; r++) {
+            float a = A[r * rsa + (long)k * csa];
+            c[r][0] += a * b0;
+            c[r][1] += a * b1;
+            c[r][2] += a * b2;
+            c[r][3] += a * b3;
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        for (int j = 0; j < 4; j++) *(v16f*)(C + r * ldc + 16 * j) = c[r][j];
+}
+
+// edge tiles (fewer than 4 rows or 64 columns): same per-element k order, scalar
+static inline void gemm_tile_edge(int mr, int nr, int K, const float* A, long rsa, long csa, const float* B,
+                                  long ldb, float* C, long ldc, bool acc) {
+    for (int r = 0; r < mr; r++)
+        for (int n = 0; n < nr; n++) {
+            float s = acc ? C[r * ldc + n] : 0.0f;
+            for (int k = 0; k < K; k++) s += A[r * rsa + (long)k * csa] * B[(long)k * ldb + n];
+            C[r * ldc + n] = s;
+        }
+}
+
+// C(M,N) = [C +] A . B, where A(m,k) = A[m*rsa + k*csa] and B(k,n) = B[k*ldb + n]
+static void gemm(int M, int N, int K, const float* A, long rsa, long csa, const float* B, long ldb, float* C,
+                 long ldc, bool acc) {
+    const int n_tiles = (N + 63) / 64, m_tiles = (M + 3) / 4;
+    // N tiles outermost: each thread keeps one K x 64 panel of B hot while it sweeps the rows
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int nt = 0; nt < n_tiles; nt++)
+        for (int mt = 0; mt < m_tiles; mt++) {
+            int m0 = mt * 4, n0 = nt * 64;
+            int mr = std::min(4, M - m0), nr = std::min(64, N - n0);
+            const float* a = A + m0 * rsa;
+            float* c = C + (long)m0 * ldc + n0;
+            if (mr == 4 && nr == 64) gemm_tile_4x64(K, a, rsa, csa, B + n0, ldb, c, ldc, acc);
+            else gemm_tile_edge(mr, nr, K, a, rsa, csa, B + n0, ldb, c, ldc, acc);
+        }
+}
+
+// (rows, cols) row-major -> (cols, rows) row-major, blocked for the cache
+static void transpose(const float* src, float* dst, int rows, int cols) {
+    const int TB = 32;
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int i0 = 0; i0 < rows; i0 += TB)
+        for (int j0 = 0; j0 < cols; j0 += TB)
+            for (int i = i0; i < std::min(rows, i0 + TB); i++)
+                for (int j = j0; j < std::min(cols, j0 + TB); j++) dst[(long)j * rows + i] = src[(long)i * cols + j];
+}
+
+static std::vector<float>& matmul_scratch() {
+    static std::vector<float> s;  // grows to the largest weight once, then reused: no per-step allocation
+    return s;
+}
+
+// out is (M,N), inp is (M,K), weight is (N,K), bias is (N) or null
+static void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int M, int K, int N) {
+    std::vector<float>& wt = matmul_scratch();
+    if (wt.size() < (size_t)N * K) wt.resize((size_t)N * K);
+    transpose(weight, wt.data(), N, K);  // wt is (K,N)
+    if (bias) {
+        #pragma omp parallel for schedule(static)
+        for (int m = 0; m < M; m++) memcpy(out + (long)m * N, bias, N * sizeof(float));
+    }
+    gemm(M, N, K, inp, K, 1, wt.data(), N, out, N, bias != nullptr);
+}
+
+// dinp (M,K) is overwritten (or accumulated into if acc_dinp); dweight (N,K) and dbias (N) accumulate.
+// Any of dinp / dweight / dbias may be null to skip it.
+static void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                            const float* weight, int M, int K, int N, bool acc_dinp = false) {
+    if (dinp) gemm(M, K, N, dout, N, 1, weight, K, dinp, K, acc_dinp);      // dinp = dout . W
+    if (dweight) gemm(N, K, M, dout, 1, N, inp, K, dweight, K, true);      // dW += dout^T . inp
+    if (dbias) {
+        #pragma omp parallel for schedule(static)
+        for (int n0 = 0; n0 < N; n0 += 64) {
+            int nr = std::min(64, N - n0);
+            float s[64] = {0};
+            for (int m = 0; m < M; m++)
+                for (int j = 0; j < nr; j++) s[j] += dout[(long)m * N + n0 + j];
+            for (int j = 0; j < nr; j++) dbias[n0 + j] += s[j];
+        }
+    }
+}

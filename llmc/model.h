@@ -1,0 +1,217 @@
+// model.h: the GPT (CPU backend, fp32): parameters, forward, backward, and the AdamW update.
+// Pre-LayerNorm blocks, sequential (GPT-2) or parallel (Pythia / GPT-J) residual; attention is
+// any variant from attention/; logits over a vocab padded to a multiple of 64 (the padded
+// columns are never scored). Each layer's forward and backward sit side by side below.
+#pragma once
+#include <memory>
+#include "../attention/all.h"
+#include "config.h"
+#include "matmul.h"
+#include "ops.h"
+#include "params.h"
+
+struct Layer {
+    size_t ln1_w, ln1_b, ln2_w, ln2_b, fc_w, fc_b, proj_w, proj_b;
+    std::unique_ptr<Attention> attn;
+    // saved activations, (B,T,C) unless noted
+    float *ln1, *ln1_mean, *ln1_rstd, *attn_out, *mid, *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu, *mlp_out;
+};
+
+struct GPT {
+    GPTConfig cfg;
+    ParamSet ps;
+    float* params = nullptr;
+    float* grads = nullptr;
+    size_t wte, wpe = 0, lnf_w, lnf_b, w_out;  // w_out == wte when tied
+    std::vector<Layer> layers;
+    // activations, allocated for (Bmax, Tmax) and reused
+    int B = 0, T = 0, Bmax = 0, Tmax = 0;
+    float* act_mem = nullptr;
+    std::vector<float*> resid;  // resid[l] is the input of layer l, resid[L] the last output; (B,T,C)
+    float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses;
+    float *d_a, *d_b, *d_ln1, *d_ln2, *d_fch, *d_fch_gelu, *attn_scratch;
+    int *inputs = nullptr, *targets = nullptr;
+    float mean_loss = NAN;
+    // AdamW state
+    float *m = nullptr, *v = nullptr;
+
+    explicit GPT(const GPTConfig& c) : cfg(c) {
+        int C = cfg.d_model, L = cfg.n_layer;
+        ps.n_layer = L;
+        wte = ps.add("wte", cfg.padded_vocab_size, C, INIT_NORMAL, cfg.vocab_size);
+        if (cfg.pos == POS_LEARNED) wpe = ps.add("wpe", cfg.max_seq_len, C, INIT_NORMAL);
+        layers.resize(L);
+        for (int l = 0; l < L; l++) {
+            Layer& y = layers[l];
+            std::string p = "h" + std::to_string(l) + ".";
+            y.ln1_w = ps.add(p + "ln1.w", 1, C, INIT_ONE);
+            y.ln1_b = ps.add(p + "ln1.b", 1, C, INIT_ZERO);
+            y.attn = make_attention(cfg);
+            y.attn->declare_params(ps, l);
+            y.ln2_w = ps.add(p + "ln2.w", 1, C, INIT_ONE);
+            y.ln2_b = ps.add(p + "ln2.b", 1, C, INIT_ZERO);
+            y.fc_w = ps.add(p + "mlp.fc_w", cfg.d_ff, C, INIT_NORMAL);
+            y.fc_b = ps.add(p + "mlp.fc_b", 1, cfg.d_ff, INIT_ZERO);
+            y.proj_w = ps.add(p + "mlp.proj_w", C, cfg.d_ff, INIT_RESID);
+            y.proj_b = ps.add(p + "mlp.proj_b", 1, C, INIT_ZERO);
+        }
+        lnf_w = ps.add("lnf.w", 1, C, INIT_ONE);
+        lnf_b = ps.add("lnf.b", 1, C, INIT_ZERO);
+        w_out = cfg.tied_embeddings ? wte : ps.add("w_out", cfg.padded_vocab_size, C, INIT_NORMAL, cfg.vocab_size);
+        params = alloc_floats<float>(ps.total);
+        grads = alloc_floats<float>(ps.total);
+    }
+    ~GPT() { free(params); free(grads); free(act_mem); free(inputs); free(targets); free(m); free(v); }
+
+    void init_weights(uint64_t seed) {
+        Rng rng(seed);
+        ps.init(params, rng);
+    }
+    size_t num_parameters() const { return ps.counted(); }
+    long kv_elems_per_token_layer() const { return layers[0].attn->kv_elems_per_token(); }
+
+    // (re)allocate activations when a larger batch or sequence arrives
+    void ensure_acts(int B_, int T_) {
+        if (B_ <= Bmax && T_ <= Tmax && act_mem) return;
+        Bmax = std::max(B_, Bmax);
+        Tmax = std::max(T_, Tmax);
+        size_t BT = (size_t)Bmax * Tmax, C = cfg.d_model, F = cfg.d_ff, L = cfg.n_layer;
+        size_t attn_acts = layers[0].attn->act_floats(Bmax, Tmax), attn_scr = layers[0].attn->scratch_floats(Bmax, Tmax);
+        size_t per_layer = 5 * BT * C + 4 * BT + 2 * BT * F + attn_acts;
+        size_t total = (L + 1) * BT * C + L * per_layer + (BT * C + 2 * BT) + BT * cfg.padded_vocab_size + BT +
+                       (4 * BT * C + 2 * BT * F) + attn_scr;
+        free(act_mem);
+        act_mem = alloc_floats<float>(total);
+        float* p = act_mem;
+        auto take = [&](size_t n) { float* r = p; p += n; return r; };
+        attn_scratch = take(attn_scr);  // backward scratch, shared by all layers' attention
+        resid.resize(L + 1);
+        for (size_t l = 0; l <= L; l++) resid[l] = take(BT * C);
+        for (size_t l = 0; l < L; l++) {
+            Layer& y = layers[l];
+            y.ln1 = take(BT * C); y.ln1_mean = take(BT); y.ln1_rstd = take(BT);
+            y.attn_out = take(BT * C); y.mid = take(BT * C);
+            y.ln2 = take(BT * C); y.ln2_mean = take(BT); y.ln2_rstd = take(BT);
+            y.fch = take(BT * F); y.fch_gelu = take(BT * F); y.mlp_out = take(BT * C);
+            y.attn->bind(take(attn_acts), attn_scratch);
+        }
+        lnf = take(BT * C); lnf_mean = take(BT); lnf_rstd = take(BT);
+        logits = take(BT * cfg.padded_vocab_size);
+        losses = take(BT);
+        d_a = take(BT * C); d_b = take(BT * C); d_ln1 = take(BT * C); d_ln2 = take(BT * C);
+        d_fch = take(BT * F); d_fch_gelu = take(BT * F);
+        if ((size_t)(p - act_mem) != total) fail("internal: activation layout mismatch (%zu vs %zu)", (size_t)(p - act_mem), total);
+        free(inputs); free(targets);
+        inputs = (int*)mallocCheck(BT * sizeof(int));
+        targets = (int*)mallocCheck(BT * sizeof(int));
+    }
+
+    // inputs, targets are (B,T) token ids (copied in); targets may be null (no loss).
+    // Returns the mean loss over targets >= 0, or NAN without targets. logits stay in this->logits.
+    float forward(const int* in, const int* tg, int B_, int T_) {
+        config_validate(&cfg, T_);
+        ensure_acts(B_, T_);
+        B = B_; T = T_;
+        const int C = cfg.d_model, F = cfg.d_ff, V = cfg.vocab_size, Vp = cfg.padded_vocab_size, BT = B * T;
+        for (int i = 0; i < BT; i++) {
+            if (in[i] < 0 || in[i] >= V)
+                fail_hint("the data was made with another tokenizer, or is corrupt", "input token id %d at position %d is outside the vocab [0, %d)", in[i], i, V);
+            inputs[i] = in[i];
+            targets[i] = tg ? tg[i] : -1;
+        }
+        const float* P = params;
+        encoder_forward(resid[0], inputs, P + wte, cfg.pos == POS_LEARNED ? P + wpe : nullptr, B, T, C);
+        for (int l = 0; l < cfg.n_layer; l++) {
+            Layer& y = layers[l];
+            float* x = resid[l];
+            layernorm_forward(y.ln1, y.ln1_mean, y.ln1_rstd, x, P + y.ln1_w, P + y.ln1_b, BT, C);
+            y.attn->forward(P, y.ln1, y.attn_out, B, T);
+            // the MLP reads ln2 of x (parallel) or of x + attn (sequential)
+            const float* mlp_in = x;
+            if (!cfg.parallel_residual) {
+                residual_forward(y.mid, x, y.attn_out, nullptr, (long)BT * C);
+                mlp_in = y.mid;
+            }
+            layernorm_forward(y.ln2, y.ln2_mean, y.ln2_rstd, mlp_in, P + y.ln2_w, P + y.ln2_b, BT, C);
+            matmul_forward(y.fch, y.ln2, P + y.fc_w, P + y.fc_b, BT, C, F);
+            gelu_forward(y.fch_gelu, y.fch, (long)BT * F, cfg.gelu_exact);
+            matmul_forward(y.mlp_out, y.fch_gelu, P + y.proj_w, P + y.proj_b, BT, F, C);
+            if (cfg.parallel_residual) residual_forward(resid[l + 1], x, y.attn_out, y.mlp_out, (long)BT * C);
+            else residual_forward(resid[l + 1], y.mid, y.mlp_out, nullptr, (long)BT * C);
+        }
+        layernorm_forward(lnf, lnf_mean, lnf_rstd, resid[cfg.n_layer], P + lnf_w, P + lnf_b, BT, C);
+        matmul_forward(logits, lnf, P + w_out, nullptr, BT, C, Vp);
+        if (!tg) return mean_loss = NAN;
+        crossentropy_forward(losses, logits, targets, BT, V, Vp);
+        double s = 0.0;
+        int n = 0;
+        for (int i = 0; i < BT; i++)
+            if (targets[i] >= 0) { s += losses[i]; n++; }
+        return mean_loss = n ? (float)(s / n) : NAN;
+    }
+
+    void zero_grad() { memset(grads, 0, ps.total * sizeof(float)); }
+
+    // accumulates grad_scale * d(mean loss)/d(params) into grads (grad_scale = 1/accum_steps).
+    // Destroys the logits (they become dlogits in place).
+    void backward(float grad_scale = 1.0f) {
+        const int C = cfg.d_model, F = cfg.d_ff, V = cfg.vocab_size, Vp = cfg.padded_vocab_size, BT = B * T;
+        const float* P = params;
+        float* Gr = grads;
+        int n = 0;
+        for (int i = 0; i < BT; i++) n += targets[i] >= 0;
+        if (n == 0) fail("backward() without targets: call forward() with targets first");
+        crossentropy_backward_inplace(logits, targets, grad_scale / n, BT, V, Vp);
+        float* dres = d_a;  // gradient of the residual stream, (B,T,C)
+        float* dnext = d_b;
+        matmul_backward(d_ln1, Gr + w_out, nullptr, logits, lnf, P + w_out, BT, C, Vp);
+        memset(dres, 0, sizeof(float) * BT * C);
+        layernorm_backward(dres, Gr + lnf_w, Gr + lnf_b, d_ln1, resid[cfg.n_layer], P + lnf_w, lnf_mean, lnf_rstd, BT, C);
+        for (int l = cfg.n_layer - 1; l >= 0; l--) {
+            Layer& y = layers[l];
+            float* x = resid[l];
+            // MLP: out += proj(gelu(fc(ln2(mlp_in))))
+            matmul_backward(d_fch_gelu, Gr + y.proj_w, Gr + y.proj_b, dres, y.fch_gelu, P + y.proj_w, BT, F, C);
+            gelu_backward(d_fch, y.fch, d_fch_gelu, (long)BT * F, cfg.gelu_exact);
+            matmul_backward(d_ln2, Gr + y.fc_w, Gr + y.fc_b, d_fch, y.ln2, P + y.fc_w, BT, C, F);
+            memcpy(dnext, dres, sizeof(float) * BT * C);  // identity path of the residual
+            if (cfg.parallel_residual) {
+                layernorm_backward(dnext, Gr + y.ln2_w, Gr + y.ln2_b, d_ln2, x, P + y.ln2_w, y.ln2_mean, y.ln2_rstd, BT, C);
+                y.attn->backward(P, Gr, y.ln1, dres, d_ln1, B, T);
+            } else {
+                // dres becomes d(mid) = dres + LN2'(d_ln2); attention sees d(mid)
+                layernorm_backward(dnext, Gr + y.ln2_w, Gr + y.ln2_b, d_ln2, y.mid, P + y.ln2_w, y.ln2_mean, y.ln2_rstd, BT, C);
+                y.attn->backward(P, Gr, y.ln1, dnext, d_ln1, B, T);
+            }
+            layernorm_backward(dnext, Gr + y.ln1_w, Gr + y.ln1_b, d_ln1, x, P + y.ln1_w, y.ln1_mean, y.ln1_rstd, BT, C);
+            std::swap(dres, dnext);
+        }
+        encoder_backward(Gr + wte, cfg.pos == POS_LEARNED ? Gr + wpe : nullptr, dres, inputs, B, T, C);
+    }
+
+    // global L2 norm of the gradient, summed in a thread-count-independent order
+    float grad_norm() const {
+        return (float)sqrt(deterministic_sum(ps.total, [&](size_t i) { return (double)grads[i] * grads[i]; }));
+    }
+
+    // AdamW with bias correction; decoupled weight decay on matrices only; t counts from 1
+    void adamw_update(float lr, float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale = 1.0f) {
+        if (!m) { m = alloc_floats<float>(ps.total); v = alloc_floats<float>(ps.total); }
+        float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
+        for (const ParamSpec& s : ps.specs) {
+            float wd = s.decay ? weight_decay : 0.0f;
+            float* p = params + s.offset;
+            const float* g = grads + s.offset;
+            float* mm = m + s.offset;
+            float* vv = v + s.offset;
+            #pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < s.n; i++) {
+                float gi = g[i] * grad_scale;
+                mm[i] = beta1 * mm[i] + (1.0f - beta1) * gi;
+                vv[i] = beta2 * vv[i] + (1.0f - beta2) * gi * gi;
+                float mhat = mm[i] / bc1, vhat = vv[i] / bc2;
+                p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[i]);
+            }
+        }
+    }
+};

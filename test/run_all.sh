@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# run_all.sh: runs every test suite (C++ CPU, CUDA when built, Python data tests), sums their
+# "N passed, N failed[, N skipped]" lines and prints the total as the closing line.
+# A suite that crashes or prints no summary counts as one failure.
+set -u
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+total_p=0; total_f=0; total_s=0
+run_suite() {
+    local name=$1; shift
+    echo "=== $name: $*"
+    local log; log=$(mktemp)
+    "$@" 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+    local line; line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+    rm -f "$log"
+    if [ -z "$line" ]; then
+        echo "=== $name: no summary line (exit $rc): counted as 1 failure"
+        total_f=$((total_f + 1)); return
+    fi
+    local p f s
+    p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')
+    f=$(echo "$line" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')
+    s=$(echo "$line" | grep -oE '[0-9]+ skipped' | grep -oE '[0-9]+' || echo 0)
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    total_p=$((total_p + p)); total_f=$((total_f + f)); total_s=$((total_s + ${s:-0}))
+}
+run_suite "C++ CPU tests" ./test/test_kvgpt
+[ -x test/test_cuda ] && run_suite "CUDA tests" ./test/test_cuda
+run_suite "Python data tests" "$PYTHON" test/test_data.py
+echo
+echo "$total_p passed, $total_f failed, $total_s skipped"
+[ "$total_f" -eq 0 ]

@@ -1,0 +1,583 @@
+// test_kvgpt.cpp: the CPU test suite. It #includes the real code (no copies, no mocks).
+//  - one op table: every op, every attention variant x position encoding, and the whole model
+//    (several block shapes), each checked against central finite differences
+//  - causal leak (bitwise) for every attention variant x position encoding
+//  - ALiBi slopes and RoPE's relative-position property; preset parameter counts
+//  - overfitting one batch; save -> resume is bitwise identical
+//  - every bad input gives its documented error (in-process, and through ./train_gpt)
+// Usage: test_kvgpt [name-filter]. Ends with "N passed, N failed".
+#include <omp.h>
+#include <sys/stat.h>
+#include "../llmc/checkpoint.h"
+#include "../llmc/train.h"
+#include "testlib.h"
+
+typedef std::vector<float> Vec;
+typedef std::vector<Vec> Vecs;
+
+static Vec randn(size_t n, Rng& rng, float std = 1.0f) {
+    Vec v(n);
+    for (float& x : v) x = std * rng.normal();
+    return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the op table: finite-difference gradient checks
+
+struct GradCase {
+    std::string name;
+    Vecs in;                                     // differentiable inputs
+    std::function<Vec(Vecs&)> fwd;               // outputs
+    std::function<Vecs(Vecs&, const Vec&)> bwd;  // d(sum out*dout)/d(in), one Vec per input
+    float h = 1e-3f;                             // finite-difference step
+    std::vector<std::vector<size_t>> ranges;     // optional, per input: range starts to sample from (model params)
+};
+
+static double dot_d(const Vec& a, const Vec& b) {
+    double s = 0.0;
+    for (size_t i = 0; i < a.size(); i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+// checks up to `samples` elements of each input (per range when given); returns the worst
+// error as a fraction of the allowed error (<= 1 passes)
+static double grad_check(GradCase& gc, int samples = 12) {
+    Rng rng(7);
+    Vec out = gc.fwd(gc.in);
+    Vec dout = randn(out.size(), rng);
+    Vecs din = gc.bwd(gc.in, dout);
+    double worst = 0.0;
+    for (size_t i = 0; i < gc.in.size(); i++) {
+        Vec& x = gc.in[i];
+        std::vector<size_t> idx;
+        std::vector<size_t> starts = i < gc.ranges.size() ? gc.ranges[i] : std::vector<size_t>{0};
+        std::vector<size_t> bounds = starts;
+        bounds.push_back(x.size());
+        for (size_t r = 0; r + 1 < bounds.size(); r++) {
+            size_t lo = bounds[r], n = bounds[r + 1] - lo;
+            if (n == 0) continue;
+            for (int s = 0; s < samples && s < (int)n; s++) idx.push_back(lo + (n <= (size_t)samples ? s : rng.below(n)));
+        }
+        std::vector<double> num(idx.size()), ana(idx.size());
+        double scale = 0.0;
+        for (size_t j = 0; j < idx.size(); j++) {
+            float orig = x[idx[j]];
+            x[idx[j]] = orig + gc.h;
+            double lp = dot_d(gc.fwd(gc.in), dout);
+            x[idx[j]] = orig - gc.h;
+            double lm = dot_d(gc.fwd(gc.in), dout);
+            x[idx[j]] = orig;
+            num[j] = (lp - lm) / (2.0 * gc.h);
+            ana[j] = din[i][idx[j]];
+            scale = std::max(scale, std::max(fabs(num[j]), fabs(ana[j])));
+        }
+        for (size_t j = 0; j < idx.size(); j++) {
+            double tol = 1e-2 * scale + 3e-2 * fabs(num[j]) + 1e-6;
+            double e = fabs(num[j] - ana[j]) / tol;
+            if (e > 1.0)
+                printf("    %s: input %zu elem %zu: analytic %.6g vs numeric %.6g\n", gc.name.c_str(), i, idx[j], ana[j], num[j]);
+            worst = std::max(worst, e);
+        }
+    }
+    return worst;
+}
+
+static GPTConfig test_config(int attn, int pos, int parallel = 1, int tied = 0) {
+    GPTConfig c;
+    config_from_preset(&c, "tiny");
+    snprintf(c.preset, sizeof c.preset, "test");
+    c.vocab_size = 61;  // padded to 64: the padded columns must stay out of the loss
+    c.max_seq_len = 32;
+    c.n_layer = 2; c.d_model = 32; c.n_head = 4; c.d_ff = 48;
+    c.parallel_residual = parallel; c.tied_embeddings = tied;
+    c.attn = attn; c.pos = pos;
+    c.rotary_pct = 0.5f;
+    c.n_kv_head = attn == ATTN_GQA ? 2 : 0;
+    c.tokenizer_id = TOK_NEOX;
+    config_finalize(&c);
+    return c;
+}
+
+static std::string variant_name(const GPTConfig& c) {
+    std::string s = std::string(ATTN_NAMES[c.attn]) + (c.attn == ATTN_GQA ? "(G=" + std::to_string(c.n_kv_head) + ")" : "") + "/" + POS_NAMES[c.pos];
+    if (c.alibi_slope > 0) s += "(uniform)";
+    return s;
+}
+
+// one attention layer on its own: inputs {x, the layer's params}
+struct AttentionUnderTest {  // owns the layer and its buffers for the lambdas below
+    ParamSet ps;
+    std::unique_ptr<Attention> att;
+    Vec acts, scratch;
+};
+static GradCase attention_case(const GPTConfig& cfg, int B, int T) {
+    auto u = std::make_shared<AttentionUnderTest>();
+    u->att = make_attention(cfg);
+    u->att->declare_params(u->ps, 0);
+    u->acts.resize(u->att->act_floats(B, T));
+    u->scratch.resize(u->att->scratch_floats(B, T));
+    u->att->bind(u->acts.data(), u->scratch.data());
+    Rng rng(11);
+    int C = cfg.d_model;
+    GradCase g;
+    g.name = "attention " + variant_name(cfg);
+    g.in = {randn((size_t)B * T * C, rng), randn(u->ps.total, rng, 0.3f)};
+    g.fwd = [=](Vecs& in) {
+        Vec out((size_t)B * T * C);
+        u->att->forward(in[1].data(), in[0].data(), out.data(), B, T);
+        return out;
+    };
+    g.bwd = [=](Vecs& in, const Vec& dout) {
+        Vec out((size_t)B * T * C), dx((size_t)B * T * C), dp(u->ps.total, 0.0f);
+        u->att->forward(in[1].data(), in[0].data(), out.data(), B, T);
+        u->att->backward(in[1].data(), dp.data(), in[0].data(), dout.data(), dx.data(), B, T);
+        return Vecs{dx, dp};
+    };
+    std::vector<size_t> starts;
+    for (const ParamSpec& s : u->ps.specs) starts.push_back(s.offset);
+    g.ranges = {{0}, starts};
+    return g;
+}
+
+// the whole model: input {params}, output {mean loss}
+static GradCase model_case(const GPTConfig& cfg, int B, int T) {
+    auto model = std::make_shared<GPT>(cfg);
+    model->init_weights(3);
+    Rng rng(5);
+    std::vector<int> tok((size_t)B * T), tgt((size_t)B * T);
+    for (auto& t : tok) t = (int)rng.below(cfg.vocab_size);
+    for (auto& t : tgt) t = (int)rng.below(cfg.vocab_size);
+    tgt[1] = -1;  // an ignored target
+    GradCase g;
+    g.name = std::string("model ") + variant_name(cfg) + (cfg.parallel_residual ? " parallel" : " sequential") + (cfg.tied_embeddings ? " tied" : " untied");
+    Vec p(model->params, model->params + model->ps.total);
+    for (size_t i = 0; i < p.size(); i++) p[i] *= 5.0f;  // larger weights: a non-trivial loss surface
+    g.in = {p};
+    g.h = 1e-2f;
+    g.fwd = [=](Vecs& in) {
+        memcpy(model->params, in[0].data(), in[0].size() * sizeof(float));
+        return Vec{model->forward(tok.data(), tgt.data(), B, T)};
+    };
+    g.bwd = [=](Vecs& in, const Vec& dout) {
+        memcpy(model->params, in[0].data(), in[0].size() * sizeof(float));
+        model->zero_grad();
+        model->forward(tok.data(), tgt.data(), B, T);
+        model->backward(dout[0]);
+        return Vecs{Vec(model->grads, model->grads + model->ps.total)};
+    };
+    std::vector<size_t> starts;
+    for (const ParamSpec& s : model->ps.specs) starts.push_back(s.offset);
+    g.ranges = {starts};
+    return g;
+}
+
+static std::vector<GPTConfig> all_variants() {
+    std::vector<GPTConfig> v;
+    for (int a : {ATTN_MHA, ATTN_GQA, ATTN_MQA})
+        for (int p = 0; p < POS_COUNT; p++) v.push_back(test_config(a, p));
+    GPTConfig u = test_config(ATTN_MHA, POS_ALIBI);
+    u.alibi_slope = 0.0625f;
+    v.push_back(u);
+    return v;
+}
+
+static std::vector<GradCase> op_table() {
+    std::vector<GradCase> t;
+    Rng rng(1);
+    // linear layer, small (edge tiles only) and large enough for the 4x64 vector tiles
+    for (auto shape : std::vector<std::array<int, 3>>{{5, 7, 9}, {8, 66, 70}}) {
+        int M = shape[0], K = shape[1], N = shape[2];
+        GradCase g;
+        g.name = "matmul " + std::to_string(M) + "x" + std::to_string(K) + "x" + std::to_string(N);
+        g.in = {randn((size_t)M * K, rng), randn((size_t)N * K, rng), randn(N, rng)};
+        g.fwd = [=](Vecs& in) { Vec o((size_t)M * N); matmul_forward(o.data(), in[0].data(), in[1].data(), in[2].data(), M, K, N); return o; };
+        g.bwd = [=](Vecs& in, const Vec& d) {
+            Vecs r = {Vec(in[0].size()), Vec(in[1].size(), 0.0f), Vec(in[2].size(), 0.0f)};
+            matmul_backward(r[0].data(), r[1].data(), r[2].data(), d.data(), in[0].data(), in[1].data(), M, K, N);
+            return r;
+        };
+        t.push_back(g);
+    }
+    {
+        int N = 4, C = 10;
+        GradCase g;
+        g.name = "layernorm";
+        g.in = {randn((size_t)N * C, rng), randn(C, rng), randn(C, rng)};
+        g.fwd = [=](Vecs& in) { Vec o(N * C), m(N), s(N); layernorm_forward(o.data(), m.data(), s.data(), in[0].data(), in[1].data(), in[2].data(), N, C); return o; };
+        g.bwd = [=](Vecs& in, const Vec& d) {
+            Vec o(N * C), m(N), s(N);
+            layernorm_forward(o.data(), m.data(), s.data(), in[0].data(), in[1].data(), in[2].data(), N, C);
+            Vecs r = {Vec(N * C, 0.0f), Vec(C, 0.0f), Vec(C, 0.0f)};
+            layernorm_backward(r[0].data(), r[1].data(), r[2].data(), d.data(), in[0].data(), in[1].data(), m.data(), s.data(), N, C);
+            return r;
+        };
+        t.push_back(g);
+    }
+    for (bool exact : {false, true}) {
+        GradCase g;
+        g.name = exact ? "gelu (erf)" : "gelu (tanh)";
+        g.in = {randn(20, rng, 2.0f)};
+        g.fwd = [=](Vecs& in) { Vec o(20); gelu_forward(o.data(), in[0].data(), 20, exact); return o; };
+        g.bwd = [=](Vecs& in, const Vec& d) { Vec r(20); gelu_backward(r.data(), in[0].data(), d.data(), 20, exact); return Vecs{r}; };
+        t.push_back(g);
+    }
+    {
+        int B = 2, T = 5, C = 6, V = 11;
+        std::vector<int> tok = {3, 1, 3, 10, 0, 3, 3, 7, 2, 1};  // repeats: accumulation must not race
+        GradCase g;
+        g.name = "encoder (token + learned position)";
+        g.in = {randn((size_t)V * C, rng), randn((size_t)T * C, rng)};
+        g.fwd = [=](Vecs& in) { Vec o((size_t)B * T * C); encoder_forward(o.data(), tok.data(), in[0].data(), in[1].data(), B, T, C); return o; };
+        g.bwd = [=](Vecs& in, const Vec& d) {
+            Vecs r = {Vec(in[0].size(), 0.0f), Vec(in[1].size(), 0.0f)};
+            encoder_backward(r[0].data(), r[1].data(), d.data(), tok.data(), B, T, C);
+            return r;
+        };
+        t.push_back(g);
+    }
+    {
+        int N = 4, V = 13, Vp = 16;
+        std::vector<int> tg = {2, -1, 12, 0};
+        GradCase g;
+        g.name = "softmax cross-entropy (padded vocab, ignored target)";
+        g.in = {randn((size_t)N * Vp, rng, 2.0f)};
+        g.fwd = [=](Vecs& in) {
+            Vec l(N);
+            crossentropy_forward(l.data(), in[0].data(), tg.data(), N, V, Vp);
+            return Vec{(l[0] + l[2] + l[3]) / 3.0f};
+        };
+        g.bwd = [=](Vecs& in, const Vec& d) {
+            Vec lg = in[0];
+            crossentropy_backward_inplace(lg.data(), tg.data(), d[0] / 3.0f, N, V, Vp);
+            return Vecs{lg};
+        };
+        t.push_back(g);
+    }
+    {
+        int T = 5, hd = 8;
+        auto rope = std::make_shared<Rope>();
+        rope->init(4, 10000.0);
+        rope->ensure(T);
+        GradCase g;
+        g.name = "rope (NeoX, 4 of 8 dims)";
+        g.in = {randn((size_t)T * hd, rng)};
+        g.fwd = [=](Vecs& in) { Vec o = in[0]; for (int t = 0; t < T; t++) rope->apply(&o[t * hd], t); return o; };
+        g.bwd = [=](Vecs&, const Vec& d) { Vec r = d; for (int t = 0; t < T; t++) rope->apply(&r[t * hd], t, true); return Vecs{r}; };
+        t.push_back(g);
+    }
+    for (const GPTConfig& c : all_variants()) t.push_back(attention_case(c, 2, 5));
+    for (const GPTConfig& c : all_variants()) t.push_back(model_case(c, 2, 6));
+    t.push_back(model_case(test_config(ATTN_MHA, POS_LEARNED, 0, 1), 2, 6));  // GPT-2 block
+    t.push_back(model_case(test_config(ATTN_GQA, POS_ROPE, 0, 0), 2, 6));
+    return t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// helpers for data files
+
+static std::string tmpdir() {
+    static std::string d;
+    if (d.empty()) {
+        char tmpl[] = "/tmp/kvgpt_test_XXXXXX";
+        d = mkdtemp(tmpl);
+    }
+    return d;
+}
+
+// writes a shard; the overrides corrupt it on purpose
+static void write_shard(const std::string& path, const std::vector<int>& tok, int vocab, int tokenizer = TOK_NEOX,
+                        int width = 2, uint32_t magic = SHARD_MAGIC, int version = SHARD_VERSION, long cut_bytes = 0) {
+    int32_t h[SHARD_HEADER_INTS] = {0};
+    h[0] = (int32_t)magic; h[1] = version; h[2] = (int32_t)tok.size(); h[3] = 0; h[4] = width;
+    h[5] = tokenizer; h[6] = vocab; h[7] = 0; h[8] = 1;
+    std::string bytes((const char*)h, sizeof h);
+    for (int t : tok) {
+        if (width == 2) { uint16_t v = (uint16_t)t; bytes.append((const char*)&v, 2); }
+        else { uint32_t v = (uint32_t)t; bytes.append((const char*)&v, 4); }
+    }
+    bytes.resize(bytes.size() - cut_bytes);
+    FILE* f = fopenCheck(path.c_str(), "wb");
+    fwriteCheck(bytes.data(), 1, bytes.size(), f);
+    fcloseCheck(f);
+}
+
+static std::vector<int> random_tokens(size_t n, int vocab, uint64_t seed) {
+    Rng r(seed);
+    std::vector<int> t(n);
+    for (int& x : t) x = (int)r.below(vocab);
+    return t;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+static void register_tests() {
+    add_test("op table: finite-difference gradients", [] {
+        for (GradCase& g : op_table()) {
+            double w = grad_check(g);
+            CHECK(w <= 1.0, "%s: worst error %.1f%% of the allowed error", g.name.c_str(), 100 * w);
+            printf("    %-62s worst %5.1f%% of allowed\n", g.name.c_str(), 100 * w);
+        }
+    });
+
+    add_test("causal leak: later tokens never change earlier logits (bitwise)", [] {
+        for (const GPTConfig& cfg : all_variants()) {
+            GPT m(cfg);
+            m.init_weights(9);
+            int B = 2, T = 12, Vp = cfg.padded_vocab_size;
+            std::vector<int> tok = random_tokens((size_t)B * T, cfg.vocab_size, 4);
+            m.forward(tok.data(), nullptr, B, T);
+            Vec ref(m.logits, m.logits + (size_t)B * T * Vp);
+            for (int cut : {0, 3, 7, 10}) {
+                std::vector<int> t2 = tok;
+                for (int b = 0; b < B; b++)
+                    for (int t = cut + 1; t < T; t++) t2[b * T + t] = (tok[b * T + t] + 1 + t) % cfg.vocab_size;
+                m.forward(t2.data(), nullptr, B, T);
+                for (int b = 0; b < B; b++) {
+                    const float* a = &ref[(size_t)b * T * Vp];
+                    const float* c = m.logits + (size_t)b * T * Vp;
+                    CHECK(memcmp(a, c, sizeof(float) * (cut + 1) * Vp) == 0, "%s: logits at <= %d changed when tokens after it changed",
+                          variant_name(cfg).c_str(), cut);
+                    // and the probe is not blind: the changed position's own logits did change
+                    CHECK(memcmp(a + (size_t)(cut + 1) * Vp, c + (size_t)(cut + 1) * Vp, sizeof(float) * Vp) != 0,
+                          "%s: changing token %d did not change its logits", variant_name(cfg).c_str(), cut + 1);
+                }
+            }
+        }
+    });
+
+    add_test("alibi slopes match the paper (8, 12, 16, 6 heads) and the bias falls with distance", [] {
+        auto near = [](const std::vector<float>& a, const std::vector<double>& b) {
+            if (a.size() != b.size()) return false;
+            for (size_t i = 0; i < a.size(); i++)
+                if (fabs(a[i] - b[i]) > 1e-6 * b[i]) return false;
+            return true;
+        };
+        // Press et al.: 2^(-8/n * i) for n a power of two; else the 2^floor(log2 n) slopes then every other slope of 2x that
+        std::vector<double> s8 = {0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 0.00390625};
+        std::vector<double> s12 = {0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 0.00390625,
+                                   0.7071067811865476, 0.35355339059327373, 0.17677669529663687, 0.08838834764831843};
+        std::vector<double> s16;
+        for (int i = 1; i <= 16; i++) s16.push_back(pow(2.0, -0.5 * i));
+        std::vector<double> s6 = {0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125};
+        CHECK(near(alibi_slopes(8, 0), s8), "8 heads");
+        CHECK(near(alibi_slopes(12, 0), s12), "12 heads");
+        CHECK(near(alibi_slopes(16, 0), s16), "16 heads");
+        CHECK(near(alibi_slopes(6, 0), s6), "6 heads");
+        CHECK(near(alibi_slopes(4, 0.0625f), {0.0625, 0.0625, 0.0625, 0.0625}), "uniform slope");
+        GQAAttention att(test_config(ATTN_MHA, POS_ALIBI));
+        for (int h = 0; h < 4; h++)
+            for (int t = 0; t < 10; t++) {
+                CHECK(att.bias(h, t, t) == 0.0f, "bias at distance 0 must be 0");
+                for (int t2 = 1; t2 <= t; t2++)
+                    CHECK(att.bias(h, t, t2 - 1) < att.bias(h, t, t2) && att.bias(h, t, t2) <= 0.0f, "head %d: bias must be <= 0 and fall with distance", h);
+            }
+    });
+
+    add_test("rope: q(m+s).k(n+s) == q(m).k(n), pass-through dims untouched", [] {
+        Rope r;
+        r.init(16, 10000.0);
+        r.ensure(300);
+        Rng rng(2);
+        for (int trial = 0; trial < 20; trial++) {
+            Vec q = randn(24, rng), k = randn(24, rng);
+            int m = (int)rng.below(100), n = (int)rng.below(100), s = (int)rng.below(150);
+            auto score = [&](int a, int b) {
+                Vec qa = q, kb = k;
+                r.apply(qa.data(), a);
+                r.apply(kb.data(), b);
+                return dot_d(qa, kb);
+            };
+            double d0 = score(m, n), d1 = score(m + s, n + s);
+            CHECK(fabs(d0 - d1) < 1e-4 * (1 + fabs(d0)), "m=%d n=%d s=%d: %.7f vs %.7f", m, n, s, d0, d1);
+            Vec q2 = q;
+            r.apply(q2.data(), m + 1);
+            CHECK(memcmp(&q2[16], &q[16], 8 * sizeof(float)) == 0, "dims past rot must pass through");
+        }
+        // NeoX pairing: dim i pairs with i + rot/2, so a vector in dims {0, 8} rotates within them
+        Vec e(24, 0.0f);
+        e[0] = 1.0f;
+        r.apply(e.data(), 1);
+        CHECK(fabs(e[0] - cos(1.0)) < 1e-6 && fabs(e[8] - sin(1.0)) < 1e-6 && e[1] == 0.0f, "rotate-half layout");
+    });
+
+    add_test("preset parameter counts (pythia-70m, gpt2-124m)", [] {
+        GPTConfig c;
+        config_from_preset(&c, "pythia-70m");
+        config_finalize(&c);
+        size_t n = GPT(c).num_parameters();
+        CHECK(n == 70426624, "pythia-70m has %zu parameters, expected 70,426,624", n);
+        config_from_preset(&c, "gpt2-124m");
+        config_finalize(&c);
+        n = GPT(c).num_parameters();
+        CHECK(n == 124439808, "gpt2-124m has %zu parameters, expected 124,439,808", n);
+        CHECK(c.padded_vocab_size == 50304, "gpt2 vocab pads to 50304, got %d", c.padded_vocab_size);
+    });
+
+    add_test("overfit one batch to loss < 0.1", [] {
+        GPTConfig cfg = test_config(ATTN_MHA, POS_ROPE);
+        GPT m(cfg);
+        m.init_weights(1);
+        int B = 2, T = 16;
+        std::vector<int> tok = random_tokens((size_t)B * (T + 1), cfg.vocab_size, 8), in, tg;
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) { in.push_back(tok[b * (T + 1) + t]); tg.push_back(tok[b * (T + 1) + t + 1]); }
+        float first = 0, loss = 0;
+        for (int step = 0; step < 400; step++) {
+            m.zero_grad();
+            loss = m.forward(in.data(), tg.data(), B, T);
+            if (step == 0) first = loss;
+            if (loss < 0.1f) break;
+            m.backward();
+            m.adamw_update(1e-2f, 0.9f, 0.999f, 1e-8f, 0.0f, step + 1);
+        }
+        CHECK(loss < 0.1f, "loss went from %.3f to %.3f", first, loss);
+        printf("    loss %.3f -> %.4f\n", first, loss);
+    });
+
+    add_test("save -> resume is bitwise identical, and written atomically", [] {
+        std::string shard = tmpdir() + "/resume_train_000.bin", ck = tmpdir() + "/resume.ckpt";
+        write_shard(shard, random_tokens(600, 61, 3), 61);
+        GPTConfig cfg = test_config(ATTN_GQA, POS_ALIBI);
+        TrainConfig tc;
+        tc.B = 2; tc.T = 8; tc.steps = 6; tc.warmup = 2; tc.lr = 1e-2f;
+        GPT a(cfg);
+        a.init_weights(tc.seed);
+        DataLoader da;
+        da.open(shard, tc.B, tc.T, cfg.vocab_size, cfg.tokenizer_id, tc.seed);
+        for (int s = 0; s < tc.steps; s++) train_step(a, da, tc, s);
+
+        GPT b(cfg);
+        b.init_weights(tc.seed);
+        DataLoader db;
+        db.open(shard, tc.B, tc.T, cfg.vocab_size, cfg.tokenizer_id, tc.seed);
+        for (int s = 0; s < 3; s++) train_step(b, db, tc, s);
+        checkpoint_save(ck.c_str(), b, 3, db.rng.state, 1.0f);
+        struct stat st;
+        CHECK(stat((ck + ".tmp").c_str(), &st) != 0, "the temp file must be renamed away");
+
+        GPT c(cfg);
+        c.init_weights(999);  // different init: everything must come from the checkpoint
+        DataLoader dc;
+        dc.open(shard, tc.B, tc.T, cfg.vocab_size, cfg.tokenizer_id, 4242);
+        CheckpointHeader h = checkpoint_load(ck.c_str(), c);
+        dc.rng.state = h.data_rng;
+        CHECK(h.step == 3, "step %ld", (long)h.step);
+        for (int s = (int)h.step; s < tc.steps; s++) train_step(c, dc, tc, s);
+        size_t n = a.ps.total * sizeof(float);
+        CHECK(memcmp(a.params, c.params, n) == 0, "parameters differ after resume");
+        CHECK(memcmp(a.m, c.m, n) == 0 && memcmp(a.v, c.v, n) == 0, "AdamW moments differ after resume");
+        CHECK(da.rng.state == dc.rng.state, "data order differs after resume");
+        CHECK(memcmp(a.params, b.params, n) != 0, "sanity: the first half alone must differ");
+    });
+
+    add_test("bad shards give clear errors", [] {
+        std::string d = tmpdir();
+        std::vector<int> tok = random_tokens(100, 61, 1);
+        struct Bad { const char* name; std::function<void()> make; const char* needle; };
+        std::vector<Bad> bad = {
+            {"magic", [&] { write_shard(d + "/b.bin", tok, 61, TOK_NEOX, 2, 0x12345678); }, "bad magic"},
+            {"version", [&] { write_shard(d + "/b.bin", tok, 61, TOK_NEOX, 2, SHARD_MAGIC, 7); }, "has version 7"},
+            {"truncated", [&] { write_shard(d + "/b.bin", tok, 61, TOK_NEOX, 2, SHARD_MAGIC, 1, 3); }, "truncated"},
+            {"header only half", [&] { write_shard(d + "/b.bin", {}, 61, TOK_NEOX, 2, SHARD_MAGIC, 1, 600); }, "shorter than its 1024-byte header"},
+            {"width", [&] { write_shard(d + "/b.bin", tok, 61, TOK_NEOX, 3); }, "token width 3"},
+            {"token >= vocab", [&] { std::vector<int> t = tok; t[50] = 61; write_shard(d + "/b.bin", t, 61); }, "token id 61 at index 50"},
+            {"tokenizer", [&] { write_shard(d + "/b.bin", tok, 61, TOK_GPT2); }, "made with tokenizer 'gpt2' but the model uses 'gpt-neox-20b'"},
+            {"vocab > model", [&] { write_shard(d + "/b.bin", tok, 70000, TOK_NEOX, 4); }, "larger than the model's 61"},
+        };
+        for (Bad& b : bad) {
+            b.make();
+            bool ok = expect_exit_error([&] { shard_open(d + "/b.bin", 61, TOK_NEOX); }, b.needle);
+            CHECK(ok, "bad shard (%s) must give '%s'", b.name, b.needle);
+        }
+        write_shard(d + "/ok.bin", tok, 61, TOK_NEOX, 4);  // uint32 tokens read back the same
+        Shard s = shard_open(d + "/ok.bin", 61, TOK_NEOX);
+        bool same = s.n_tokens == 100;
+        for (int i = 0; i < 100 && same; i++) same = s.token(i) == tok[i];
+        CHECK(same, "uint32 shard round trip");
+        CHECK(expect_exit_error([&] { DataLoader l; l.open(d + "/nothing_*.bin", 1, 8, 61, 1, 1); }, "no token shards match"), "missing glob");
+        CHECK(expect_exit_error([&] { DataLoader l; l.open(d + "/ok.bin", 1, 200, 61, 1, 1); }, "fewer than one window"), "short shard");
+    });
+
+    add_test("bad checkpoints, bad token ids and out-of-memory give clear errors", [] {
+        std::string d = tmpdir();
+        FILE* f = fopenCheck((d + "/junk.ckpt").c_str(), "wb");
+        std::string junk(4000, 'x');
+        fwriteCheck(junk.data(), 1, junk.size(), f);
+        fcloseCheck(f);
+        CHECK(expect_exit_error([&] { checkpoint_read_header((d + "/junk.ckpt").c_str()); }, "not a kvgpt checkpoint"), "junk checkpoint");
+        GPTConfig cfg = test_config(ATTN_MHA, POS_ROPE);
+        GPT m(cfg);
+        std::string ck = d + "/t.ckpt";
+        checkpoint_save(ck.c_str(), m, 1, 1, 0.0f);
+        truncate(ck.c_str(), 5000);
+        CHECK(expect_exit_error([&] { GPT m2(cfg); checkpoint_load(ck.c_str(), m2); }, "short read"), "truncated checkpoint");
+        GPTConfig other = test_config(ATTN_MQA, POS_ROPE);
+        checkpoint_save(ck.c_str(), m, 1, 1, 0.0f);
+        CHECK(expect_exit_error([&] { GPT m2(other); checkpoint_load(ck.c_str(), m2); }, "does not match"), "mismatched checkpoint");
+        CHECK(expect_exit_error([&] { std::vector<int> t(4, 61); m.forward(t.data(), nullptr, 1, 4); }, "outside the vocab"), "token id >= vocab at forward");
+        CHECK(expect_exit_error([] { mallocCheck((size_t)1 << 60); }, "out of memory"), "out of memory");
+    });
+}
+
+// through the real binary: bad flags, divergence, and the README's commands
+static void register_cli_tests(const std::string& bin) {
+    add_test("train_gpt: bad flags and combinations give clear errors", [bin] {
+        std::string small = " --d-model 32 --layers 1 --heads 2 -b 1 -t 16 -x 2 -n 0 -v 1 -L /dev/null";
+        struct Case { std::string args; const char* needle; };
+        std::vector<Case> cases = {
+            {"--bogus 1", "unknown flag '--bogus'"},
+            {"-b", "needs a value"},
+            {"-b x12", "not a valid number"},
+            {"-a foo", "unknown attention variant 'foo'"},
+            {"-p sinusoid", "unknown position encoding 'sinusoid'"},
+            {"-m gpt5", "unknown model preset"},
+            {"-a mla -k 16", "is not implemented yet"},
+            {"--heads 5", "not divisible by 5 heads"},
+            {"-a gqa -g 3", "does not divide 4 query heads"},
+            {"-a gqa", "needs the number of KV heads"},
+            {"-a mha -g 2", "applies to -a gqa only"},
+            {"-p learned -t 2000", "exceeds the learned position table"},
+            {"-p rope --rotary-pct 0.01", "needs at least 2"},
+            {"-p rope --alibi-slope 0.1", "--alibi-slope given but"},
+            {"-m gpt2-124m -i 'data/tinyshakespeare/gpt-neox-20b/train_*.bin'" + small, "made with tokenizer 'gpt-neox-20b' but the model uses 'gpt2'"},
+            {"-i '/nonexistent/train_*.bin'", "no token shards match"},
+            {"-d cuda", "-d cuda"},
+            {"-e 5", "needs -o"},
+            {"-l 1e30 -x 20" + small, "diverged"},
+        };
+        for (const Case& c : cases) {
+            std::string out;
+            int rc = run_command(bin + " " + c.args, &out);
+            bool ok = rc != 0 && out.find(c.needle) != std::string::npos && out.find("Error:") != std::string::npos;
+            CHECK(ok, "'%s' should fail with '%s'; rc %d, output tail: %s", c.args.c_str(), c.needle, rc,
+                  out.substr(out.size() > 400 ? out.size() - 400 : 0).c_str());
+        }
+    });
+
+    add_test("train_gpt: trains on bundled data, checkpoints, resumes", [bin] {
+        std::string ck = tmpdir() + "/cli.ckpt";
+        std::string small = " --d-model 32 --layers 1 --heads 2 -b 2 -t 32 -n 2 -v 1 -o " + ck;
+        std::string out;
+        int rc = run_command(bin + small + " -x 3", &out);
+        CHECK(rc == 0, "rc %d: %s", rc, out.c_str());
+        CHECK(out.find("step     3/3 | loss") != std::string::npos && out.find("val loss") != std::string::npos &&
+              out.find("tok/s") != std::string::npos && out.find("| parameters") != std::string::npos, "progress lines: %s", out.c_str());
+        CHECK(out.find("using the CPU backend") != std::string::npos, "backend line missing: %s", out.c_str());
+        rc = run_command(bin + small + " -x 5 --resume " + ck, &out);
+        CHECK(rc == 0 && out.find("step     4/5") != std::string::npos && out.find("step     1/") == std::string::npos,
+              "resume must continue at step 4: rc %d %s", rc, out.c_str());
+        std::string log;
+        run_command("cat " + ck + ".jsonl", &log);
+        CHECK(log.find("\"grad_norm\"") != std::string::npos && log.find("\"val_loss\"") != std::string::npos, "JSONL log: %s", log.c_str());
+    });
+}
+
+int main(int argc, char** argv) {
+    setvbuf(stdout, nullptr, _IOLBF, 0);
+    const char* filter = argc > 1 ? argv[1] : "";
+    const char* bin = getenv("KVGPT_TRAIN_BIN");
+    register_tests();
+    register_cli_tests(bin ? bin : "./train_gpt");
+    printf("kvgpt CPU tests (%d OpenMP threads)\n", omp_get_max_threads());
+    return run_tests(filter) ? 1 : 0;
+}

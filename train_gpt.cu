@@ -1,0 +1,267 @@
+// train_gpt.cu: kvgpt's trainer. Trains a GPT with the chosen attention variant and position
+// encoding on token shards (by default the bundled Tiny Shakespeare), printing a settings
+// table, one line per step, the validation loss every N steps, and a JSONL log.
+//
+//   make train_gpt && ./train_gpt -a mha -p rope
+//   ./train_gpt -h                       # every flag
+//
+// Built by nvcc when present (CUDA kernels slot in through llmc/backend.h), else by g++.
+#include <omp.h>
+#include <string>
+#include "llmc/backend.h"
+#include "llmc/checkpoint.h"
+#include "llmc/train.h"
+
+struct RunConfig {
+    std::string preset = "tiny", attn = "mha", pos = "", device = "auto";
+    std::string train_glob, val_glob, out, resume, log = "";
+    int kv_heads = 0, kv_rank = 0, rope_dim = -1, q_rank = 0, splice_rank = 0, splice_ln = 0;
+    int d_model = 0, layers = 0, heads = 0, d_ff = 0, max_seq = 0, parallel = -1, tied = -1;
+    float rotary_pct = -1.0f, rope_base = -1.0f, alibi_slope = 0.0f;
+    int ckpt_every = 0;
+    TrainConfig tc;
+};
+
+enum FlagType { F_STR, F_INT, F_FLOAT, F_U64 };
+struct Flag {
+    const char* shortname;  // e.g. "-a", or "" for long-only
+    const char* longname;
+    FlagType type;
+    void* ptr;
+    const char* help;
+};
+
+static std::vector<Flag> make_flags(RunConfig& r) {
+    TrainConfig& t = r.tc;
+    return {
+        {"-m", "--model", F_STR, &r.preset, "preset: tiny (CPU default), pythia-70m, gpt2-124m"},
+        {"-a", "--attn", F_STR, &r.attn, "attention: mha mqa gqa mla mka fmka kvsplice"},
+        {"-p", "--pos", F_STR, &r.pos, "position encoding: rope alibi none learned (default: the preset's)"},
+        {"-g", "--kv-heads", F_INT, &r.kv_heads, "GQA: number of KV heads G (divides the head count)"},
+        {"-k", "--kv-rank", F_INT, &r.kv_rank, "MLA / KVSplice: latent width d_c"},
+        {"-r", "--splice-rank", F_INT, &r.splice_rank, "KVSplice: compressed width r"},
+        {"", "--rope-dim", F_INT, &r.rope_dim, "MLA: decoupled rope key width d_R"},
+        {"", "--q-rank", F_INT, &r.q_rank, "MLA: low-rank query width (0: full rank)"},
+        {"", "--splice-ln", F_INT, &r.splice_ln, "KVSplice: LayerNorm on the compressed latent (0/1)"},
+        {"", "--rotary-pct", F_FLOAT, &r.rotary_pct, "RoPE: fraction of head dims rotated (preset default)"},
+        {"", "--rope-base", F_FLOAT, &r.rope_base, "RoPE: base (10000)"},
+        {"", "--alibi-slope", F_FLOAT, &r.alibi_slope, "ALiBi: one slope for all heads (0: geometric per head)"},
+        {"", "--d-model", F_INT, &r.d_model, "override the preset's width"},
+        {"", "--layers", F_INT, &r.layers, "override the preset's layer count"},
+        {"", "--heads", F_INT, &r.heads, "override the preset's head count"},
+        {"", "--d-ff", F_INT, &r.d_ff, "override the preset's MLP width"},
+        {"", "--max-seq", F_INT, &r.max_seq, "override the learned position table length"},
+        {"", "--parallel", F_INT, &r.parallel, "1: parallel residual (Pythia), 0: sequential (GPT-2)"},
+        {"", "--tied", F_INT, &r.tied, "1: tie the classifier to the token embedding"},
+        {"-i", "--train", F_STR, &r.train_glob, "train shards glob (default: bundled Tiny Shakespeare)"},
+        {"-j", "--val", F_STR, &r.val_glob, "val shards glob"},
+        {"-b", "--batch", F_INT, &t.B, "micro-batch size B"},
+        {"-t", "--seq-len", F_INT, &t.T, "sequence length T"},
+        {"-x", "--steps", F_INT, &t.steps, "optimizer steps"},
+        {"-A", "--accum", F_INT, &t.accum, "micro-batches accumulated per step"},
+        {"-l", "--lr", F_FLOAT, &t.lr, "peak learning rate"},
+        {"-u", "--warmup", F_INT, &t.warmup, "linear warmup steps"},
+        {"-q", "--lr-min-frac", F_FLOAT, &t.lr_min_frac, "cosine decays to lr * this"},
+        {"-c", "--weight-decay", F_FLOAT, &t.weight_decay, "AdamW weight decay (matrices only)"},
+        {"", "--clip", F_FLOAT, &t.grad_clip, "clip the global grad norm to this (0: off)"},
+        {"", "--beta2", F_FLOAT, &t.beta2, "AdamW beta2"},
+        {"-n", "--val-every", F_INT, &t.val_every, "validation loss every N steps (0: only at the end)"},
+        {"-v", "--val-batches", F_INT, &t.val_batches, "validation batches per evaluation (0: all)"},
+        {"-s", "--seed", F_U64, &t.seed, "seed for init and data order"},
+        {"-o", "--out", F_STR, &r.out, "checkpoint file written at the end (and every -e steps)"},
+        {"-e", "--ckpt-every", F_INT, &r.ckpt_every, "checkpoint every N steps (needs -o)"},
+        {"", "--resume", F_STR, &r.resume, "resume from this checkpoint (bitwise identical continuation)"},
+        {"-L", "--log", F_STR, &r.log, "JSONL log file (default: <out>.jsonl, or train_log.jsonl)"},
+        {"-d", "--device", F_STR, &r.device, "auto, cpu or cuda"},
+    };
+}
+
+static void usage(std::vector<Flag>& flags) {
+    printf("usage: ./train_gpt [flags]\n\n");
+    for (const Flag& f : flags) printf("  %-3s %-16s %s\n", f.shortname, f.longname, f.help);
+    printf("\nexample: ./train_gpt -a mla -k 128 -p alibi\n");
+}
+
+static void parse_args(int argc, char** argv, RunConfig& r) {
+    std::vector<Flag> flags = make_flags(r);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(flags); exit(0); }
+        const Flag* f = nullptr;
+        for (const Flag& g : flags)
+            if ((g.shortname[0] && !strcmp(argv[i], g.shortname)) || !strcmp(argv[i], g.longname)) f = &g;
+        if (!f) fail_hint("./train_gpt -h lists the flags", "unknown flag '%s'", argv[i]);
+        if (i + 1 >= argc) fail_hint("./train_gpt -h lists the flags", "flag %s needs a value", argv[i]);
+        const char* v = argv[++i];
+        char* end = nullptr;
+        errno = 0;
+        switch (f->type) {
+            case F_STR: *(std::string*)f->ptr = v; continue;
+            case F_INT: *(int*)f->ptr = (int)strtol(v, &end, 10); break;
+            case F_FLOAT: *(float*)f->ptr = strtof(v, &end); break;
+            case F_U64: *(uint64_t*)f->ptr = strtoull(v, &end, 10); break;
+        }
+        if (errno || !end || *end || end == v) fail_hint("./train_gpt -h lists the flags", "flag %s: '%s' is not a valid number", f->longname, v);
+    }
+}
+
+// the model config from the preset plus overrides; every bad combination fails with a hint
+static GPTConfig build_config(const RunConfig& r) {
+    GPTConfig c;
+    if (!config_from_preset(&c, r.preset.c_str()))
+        fail_hint("presets: tiny, pythia-70m, gpt2-124m", "unknown model preset '%s'", r.preset.c_str());
+    int a = parse_name(r.attn.c_str(), ATTN_NAMES, ATTN_COUNT);
+    if (a < 0) fail_hint("-a takes mha, mqa, gqa, mla, mka, fmka or kvsplice", "unknown attention variant '%s'", r.attn.c_str());
+    c.attn = a;
+    if (!r.pos.empty()) {
+        int p = parse_name(r.pos.c_str(), POS_NAMES, POS_COUNT);
+        if (p < 0) fail_hint("-p takes rope, alibi, none or learned", "unknown position encoding '%s'", r.pos.c_str());
+        c.pos = p;
+    }
+    if (r.d_model) c.d_model = r.d_model;
+    if (r.layers) c.n_layer = r.layers;
+    if (r.heads) c.n_head = r.heads;
+    if (r.d_ff) c.d_ff = r.d_ff;
+    if (r.max_seq) c.max_seq_len = r.max_seq;
+    if (r.parallel >= 0) c.parallel_residual = r.parallel;
+    if (r.tied >= 0) c.tied_embeddings = r.tied;
+    if (r.rotary_pct >= 0.0f) c.rotary_pct = r.rotary_pct;
+    if (r.rope_base >= 0.0f) c.rope_base = r.rope_base;
+    c.alibi_slope = r.alibi_slope;
+    if (r.alibi_slope != 0.0f && c.pos != POS_ALIBI) fail_hint("add -p alibi", "--alibi-slope given but the position encoding is %s", POS_NAMES[c.pos]);
+    if (r.kv_heads && c.attn != ATTN_GQA) fail_hint("use -a gqa -g G", "-g (KV heads) applies to -a gqa only, not -a %s", ATTN_NAMES[c.attn]);
+    if (c.attn == ATTN_GQA) {
+        if (!r.kv_heads) fail_hint("e.g. -a gqa -g 2", "-a gqa needs the number of KV heads (-g)");
+        c.n_kv_head = r.kv_heads;
+    }
+    c.kv_rank = r.kv_rank;
+    c.rope_dim = r.rope_dim;
+    c.q_rank = r.q_rank;
+    c.splice_rank = r.splice_rank;
+    c.splice_ln = r.splice_ln;
+    config_finalize(&c);
+    return c;
+}
+
+static std::string human(double x) {
+    char b[32];
+    if (x >= 1e9) snprintf(b, sizeof b, "%.2fB", x / 1e9);
+    else if (x >= 1e6) snprintf(b, sizeof b, "%.2fM", x / 1e6);
+    else if (x >= 1e3) snprintf(b, sizeof b, "%.1fK", x / 1e3);
+    else snprintf(b, sizeof b, "%.0f", x);
+    return b;
+}
+
+int main(int argc, char** argv) {
+    setvbuf(stdout, nullptr, _IOLBF, 0);
+    RunConfig r;
+    parse_args(argc, argv, r);
+    TrainConfig& tc = r.tc;
+    std::string backend_desc;
+    choose_backend(r.device.c_str(), &backend_desc);
+
+    GPTConfig cfg;
+    CheckpointHeader resume_h;
+    if (!r.resume.empty()) {
+        resume_h = checkpoint_read_header(r.resume.c_str());
+        cfg = resume_h.config;  // the checkpoint defines the model; shape flags are ignored
+    } else {
+        cfg = build_config(r);
+    }
+    if (tc.B < 1 || tc.steps < 1 || tc.accum < 1) fail_hint("use positive -b, -x, -A", "batch %d, steps %d, accum %d must be positive", tc.B, tc.steps, tc.accum);
+    if (!(tc.lr > 0.0f)) fail_hint("e.g. -l 1e-3", "learning rate %g must be positive", tc.lr);
+    if (r.ckpt_every && r.out.empty()) fail_hint("add -o ckpt.bin", "-e (checkpoint every N steps) needs -o");
+    config_validate(&cfg, tc.T);
+
+    std::string data_dir = std::string("data/tinyshakespeare/") + tokenizer_name(cfg.tokenizer_id) + "/";
+    if (r.train_glob.empty()) r.train_glob = data_dir + "train_*.bin";
+    if (r.val_glob.empty()) r.val_glob = data_dir + "val_*.bin";
+    DataLoader train, val;
+    train.open(r.train_glob, tc.B, tc.T, cfg.vocab_size, cfg.tokenizer_id, tc.seed);
+    val.open(r.val_glob, tc.B, tc.T, cfg.vocab_size, cfg.tokenizer_id, tc.seed);
+
+    GPT model(cfg);
+    model.init_weights(tc.seed);
+    int start_step = 0;
+    float best_val = INFINITY;
+    if (!r.resume.empty()) {
+        CheckpointHeader h = checkpoint_load(r.resume.c_str(), model);
+        start_step = (int)h.step;
+        train.rng.state = h.data_rng;
+        best_val = h.best_val_loss;
+        if (start_step >= tc.steps) fail_hint("raise -x above the checkpoint's step", "checkpoint is at step %d, already >= -x %d", start_step, tc.steps);
+    }
+    if (r.log.empty()) r.log = r.out.empty() ? "train_log.jsonl" : r.out + ".jsonl";
+    FILE* logf = fopenCheck(r.log.c_str(), start_step ? "a" : "w");
+
+    long kv_layer = model.kv_elems_per_token_layer();
+    long kv_mha = 2L * cfg.n_head * cfg.head_dim;
+    double flops_per_token = 6.0 * model.num_parameters();  // plus attention, below
+    flops_per_token += 6.0 * cfg.n_layer * cfg.n_head * cfg.head_dim * tc.T;  // QK^T and AV, fwd+bwd, causal half x2
+    char buf[256];
+    auto row = [](const char* k, const std::string& v) { printf("| %-24s | %-44s |\n", k, v.c_str()); };
+    printf("+--------------------------+----------------------------------------------+\n");
+    row("model preset", cfg.preset);
+    snprintf(buf, sizeof buf, "%s, G=%d", ATTN_NAMES[cfg.attn], cfg.n_kv_head); row("attention", buf);
+    if (cfg.pos == POS_ROPE) snprintf(buf, sizeof buf, "rope (NeoX, %d of %d dims, base %g)", cfg.rotary_dim(), cfg.head_dim, cfg.rope_base);
+    else if (cfg.pos == POS_ALIBI) snprintf(buf, sizeof buf, "alibi (%s)", cfg.alibi_slope > 0 ? "uniform slope" : "geometric slopes");
+    else snprintf(buf, sizeof buf, "%s", POS_NAMES[cfg.pos]);
+    row("position encoding", buf);
+    snprintf(buf, sizeof buf, "L=%d d=%d H=%d hd=%d ff=%d", cfg.n_layer, cfg.d_model, cfg.n_head, cfg.head_dim, cfg.d_ff); row("shape", buf);
+    snprintf(buf, sizeof buf, "%s residual, %s embeddings, %s GELU", cfg.parallel_residual ? "parallel" : "sequential",
+             cfg.tied_embeddings ? "tied" : "untied", cfg.gelu_exact ? "erf" : "tanh"); row("block", buf);
+    snprintf(buf, sizeof buf, "%d (padded %d), %s", cfg.vocab_size, cfg.padded_vocab_size, tokenizer_name(cfg.tokenizer_id)); row("vocab", buf);
+    snprintf(buf, sizeof buf, "%zu (%s)", model.num_parameters(), human((double)model.num_parameters()).c_str()); row("parameters", buf);
+    snprintf(buf, sizeof buf, "%ld /layer, %ld total", kv_layer, kv_layer * cfg.n_layer); row("KV cache elems/token", buf);
+    snprintf(buf, sizeof buf, "%ld B fp32, %ld B bf16 (all layers)", 4 * kv_layer * cfg.n_layer, 2 * kv_layer * cfg.n_layer); row("KV cache bytes/token", buf);
+    snprintf(buf, sizeof buf, "%.1f%% vs MHA (%ld elems/layer)", 100.0 * (1.0 - (double)kv_layer / kv_mha), kv_mha); row("KV reduction", buf);
+    snprintf(buf, sizeof buf, "%s (%zu shards, %s tokens)", r.train_glob.c_str(), train.shards.size(), human((double)train.total_tokens).c_str()); row("train data", buf);
+    snprintf(buf, sizeof buf, "%s (%zu shards, %s tokens)", r.val_glob.c_str(), val.shards.size(), human((double)val.total_tokens).c_str()); row("val data", buf);
+    snprintf(buf, sizeof buf, "B=%d T=%d accum=%d (%d tokens/step)", tc.B, tc.T, tc.accum, tc.B * tc.T * tc.accum); row("batch", buf);
+    snprintf(buf, sizeof buf, "%d (from %d)", tc.steps, start_step); row("steps", buf);
+    snprintf(buf, sizeof buf, "%.2e, warmup %d, cosine to %.2e", tc.lr, tc.warmup, tc.lr * tc.lr_min_frac); row("lr schedule", buf);
+    snprintf(buf, sizeof buf, "AdamW b=(%.2f,%.3f) wd=%.2f clip=%.1f", tc.beta1, tc.beta2, tc.weight_decay, tc.grad_clip); row("optimizer", buf);
+    snprintf(buf, sizeof buf, "every %d steps, %d batches", tc.val_every, tc.val_batches); row("validation", buf);
+    snprintf(buf, sizeof buf, "%s, %d threads", backend_desc.c_str(), omp_get_max_threads()); row("backend", buf);
+    row("matmul", "built-in 4x64 AVX tiles (llmc/matmul.h)");
+    row("seed", std::to_string(tc.seed));
+    row("log", r.log);
+    if (!r.out.empty()) row("checkpoint", r.out);
+    printf("+--------------------------+----------------------------------------------+\n");
+    fprintf(logf, "{\"event\":\"start\",\"preset\":\"%s\",\"attn\":\"%s\",\"pos\":\"%s\",\"params\":%zu,\"kv_elems_per_token_layer\":%ld,\"B\":%d,\"T\":%d,\"steps\":%d,\"start_step\":%d}\n",
+            cfg.preset, ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos], model.num_parameters(), kv_layer, tc.B, tc.T, tc.steps, start_step);
+
+    auto do_val = [&](int step) {
+        double t0 = now_seconds();
+        float vl = val_loss(model, val, tc.val_batches);
+        best_val = std::min(best_val, vl);
+        printf("val loss %.4f (step %d, %.0f ms)\n", vl, step, 1000 * (now_seconds() - t0));
+        fprintf(logf, "{\"step\":%d,\"val_loss\":%.6f}\n", step, vl);
+        fflush(logf);
+    };
+    double t_start = now_seconds();
+    for (int step = start_step; step < tc.steps; step++) {
+        if (step == start_step || (tc.val_every > 0 && step % tc.val_every == 0)) do_val(step);
+        double t0 = now_seconds();
+        StepStats s = train_step(model, train, tc, step);
+        double ms = 1000 * (now_seconds() - t0);
+        double tok_s = tc.B * tc.T * tc.accum / (ms / 1000);
+        printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s\n", step + 1, tc.steps, s.loss, s.lr, s.grad_norm, ms, tok_s);
+        fprintf(logf, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.2f,\"tok_s\":%.1f}\n", step + 1, s.loss, s.lr, s.grad_norm, ms, tok_s);
+        if (r.ckpt_every && (step + 1) % r.ckpt_every == 0 && step + 1 < tc.steps) {
+            checkpoint_save(r.out.c_str(), model, step + 1, train.rng.state, best_val);
+            printf("checkpoint: %s (step %d)\n", r.out.c_str(), step + 1);
+        }
+    }
+    do_val(tc.steps);
+    double total = now_seconds() - t_start;
+    printf("done: %d steps in %.1f s (%.0f tok/s overall, ~%.1f GFLOP/s)\n", tc.steps - start_step, total,
+           (double)(tc.steps - start_step) * tc.B * tc.T * tc.accum / total,
+           flops_per_token * (tc.steps - start_step) * tc.B * tc.T * tc.accum / total / 1e9);
+    if (!r.out.empty()) {
+        checkpoint_save(r.out.c_str(), model, tc.steps, train.rng.state, best_val);
+        printf("checkpoint: %s (step %d)\n", r.out.c_str(), tc.steps);
+    }
+    fprintf(logf, "{\"event\":\"end\",\"steps\":%d,\"seconds\":%.2f,\"best_val_loss\":%.6f}\n", tc.steps, total, best_val);
+    fclose(logf);
+    return 0;
+}
