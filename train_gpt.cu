@@ -57,7 +57,7 @@ static std::vector<Flag> make_flags(RunConfig& r) {
         {"-j", "--val", F_STR, &r.val_glob, "val shards glob"},
         {"-b", "--batch", F_INT, &t.B, "micro-batch size B"},
         {"-t", "--seq-len", F_INT, &t.T, "sequence length T"},
-        {"-x", "--steps", F_INT, &t.steps, "optimizer steps"},
+        {"-x", "--steps", F_INT, &t.steps, "optimizer steps (0: print the settings table and exit)"},
         {"-A", "--accum", F_INT, &t.accum, "micro-batches accumulated per step"},
         {"-l", "--lr", F_FLOAT, &t.lr, "peak learning rate"},
         {"-u", "--warmup", F_INT, &t.warmup, "linear warmup steps"},
@@ -134,7 +134,7 @@ static GPTConfig build_config(const RunConfig& r) {
         c.n_kv_head = r.kv_heads;
     }
     c.kv_rank = r.kv_rank;
-    c.rope_dim = r.rope_dim;
+    if (r.rope_dim >= 0) c.rope_dim = r.rope_dim;
     c.q_rank = r.q_rank;
     c.splice_rank = r.splice_rank;
     c.splice_ln = r.splice_ln;
@@ -167,7 +167,7 @@ int main(int argc, char** argv) {
     } else {
         cfg = build_config(r);
     }
-    if (tc.B < 1 || tc.steps < 1 || tc.accum < 1) fail_hint("use positive -b, -x, -A", "batch %d, steps %d, accum %d must be positive", tc.B, tc.steps, tc.accum);
+    if (tc.B < 1 || tc.steps < 0 || tc.accum < 1) fail_hint("use positive -b, -A and -x >= 0", "batch %d, steps %d, accum %d out of range", tc.B, tc.steps, tc.accum);
     if (!(tc.lr > 0.0f)) fail_hint("e.g. -l 1e-3", "learning rate %g must be positive", tc.lr);
     if (r.ckpt_every && r.out.empty()) fail_hint("add -o ckpt.bin", "-e (checkpoint every N steps) needs -o");
     config_validate(&cfg, tc.T);
@@ -201,8 +201,14 @@ int main(int argc, char** argv) {
     auto row = [](const char* k, const std::string& v) { printf("| %-24s | %-44s |\n", k, v.c_str()); };
     printf("+--------------------------+----------------------------------------------+\n");
     row("model preset", cfg.preset);
-    snprintf(buf, sizeof buf, "%s, G=%d", ATTN_NAMES[cfg.attn], cfg.n_kv_head); row("attention", buf);
-    if (cfg.pos == POS_ROPE) snprintf(buf, sizeof buf, "rope (NeoX, %d of %d dims, base %g)", cfg.rotary_dim(), cfg.head_dim, cfg.rope_base);
+    if (is_mla_family(cfg.attn))
+        snprintf(buf, sizeof buf, "%s, d_c=%d d_R=%d q_rank=%d%s", ATTN_NAMES[cfg.attn], cfg.kv_rank, cfg.rope_dim, cfg.q_rank,
+                 cfg.attn == ATTN_KVSPLICE ? (", r=" + std::to_string(cfg.splice_rank) + (cfg.splice_ln ? " +LN" : "")).c_str() : "");
+    else if (cfg.attn == ATTN_MKA) snprintf(buf, sizeof buf, "mka, 3 levels, %d memory slots", MKAAttention::MEM_SLOTS);
+    else snprintf(buf, sizeof buf, "%s, G=%d KV heads", ATTN_NAMES[cfg.attn], cfg.n_kv_head);
+    row("attention", buf);
+    if (cfg.pos == POS_ROPE && is_mla_family(cfg.attn)) snprintf(buf, sizeof buf, "rope (NeoX, decoupled key d_R=%d, base %g)", cfg.rope_dim, cfg.rope_base);
+    else if (cfg.pos == POS_ROPE) snprintf(buf, sizeof buf, "rope (NeoX, %d of %d dims, base %g)", cfg.rotary_dim(), cfg.head_dim, cfg.rope_base);
     else if (cfg.pos == POS_ALIBI) snprintf(buf, sizeof buf, "alibi (%s)", cfg.alibi_slope > 0 ? "uniform slope" : "geometric slopes");
     else snprintf(buf, sizeof buf, "%s", POS_NAMES[cfg.pos]);
     row("position encoding", buf);
@@ -227,6 +233,7 @@ int main(int argc, char** argv) {
     row("log", r.log);
     if (!r.out.empty()) row("checkpoint", r.out);
     printf("+--------------------------+----------------------------------------------+\n");
+    if (tc.steps == 0) { printf("-x 0: settings only, nothing trained\n"); fclose(logf); return 0; }
     fprintf(logf, "{\"event\":\"start\",\"preset\":\"%s\",\"attn\":\"%s\",\"pos\":\"%s\",\"params\":%zu,\"kv_elems_per_token_layer\":%ld,\"B\":%d,\"T\":%d,\"steps\":%d,\"start_step\":%d}\n",
             cfg.preset, ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos], model.num_parameters(), kv_layer, tc.B, tc.T, tc.steps, start_step);
 

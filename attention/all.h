@@ -2,12 +2,17 @@
 #pragma once
 #include "attention.h"
 #include "gqa.h"
+#include "mka.h"
+#include "mla.h"
 
 static std::unique_ptr<Attention> make_attention(const GPTConfig& cfg) {
     switch (cfg.attn) {
         case ATTN_MHA:
         case ATTN_MQA:
         case ATTN_GQA: return std::unique_ptr<Attention>(new GQAAttention(cfg));
+        case ATTN_MLA:
+        case ATTN_KVSPLICE: return std::unique_ptr<Attention>(new MLAAttention(cfg));
+        case ATTN_MKA: return std::unique_ptr<Attention>(new MKAAttention(cfg));
         default: fail("attention variant '%s' is not implemented yet", ATTN_NAMES[cfg.attn]);
     }
 }

@@ -1,8 +1,9 @@
 // attention.h: the interface every attention variant implements, and the factory.
-// A variant owns its parameters (declared into the model's ParamSet), its saved activations
-// and its backward scratch. It maps the normalised input x (B,T,C) to out (B,T,C), output
-// projection included, and must be causal: out at t depends only on x at positions <= t.
-// One file per variant: gqa.h is MHA / MQA / GQA (KV heads shared by index).
+// A variant owns its parameters (declared into the model's ParamSet), its saved activations,
+// its backward scratch and its KV cache. It maps the normalised input x (B,T,C) to out (B,T,C),
+// output projection included, and must be causal: out at t depends only on x at positions <= t.
+// One file per variant: gqa.h (MHA / MQA / GQA), mla.h (MLA, and MLA+KVSplice with
+// kvsplice.h), mka.h (memorized-key attention). core.h is the shared softmax-attention core.
 #pragma once
 #include <memory>
 #include "../llmc/config.h"
@@ -12,6 +13,8 @@ struct Attention {
     virtual ~Attention() {}
     // register parameters for layer `layer`
     virtual void declare_params(ParamSet& ps, int layer) = 0;
+    // initialisation beyond ParamSet's defaults (e.g. orthogonal matrices); after ps.init
+    virtual void init_params(float* /*params*/, Rng& /*rng*/) {}
     // floats of saved activations (kept per layer) and of backward scratch (shared by layers)
     virtual size_t act_floats(int B, int T) const = 0;
     virtual size_t scratch_floats(int B, int T) const = 0;
@@ -21,8 +24,17 @@ struct Attention {
     // dx (B,T,C) is overwritten; parameter gradients accumulate into grads
     virtual void backward(const float* params, float* grads, const float* x, const float* dout, float* dx, int B,
                           int T) = 0;
-    // KV-cache elements stored per token per layer for incremental decoding
+    // KV-cache elements per token per layer, by formula
     virtual long kv_elems_per_token() const = 0;
+    // incremental decoding of one sequence: decode_begin sizes the cache for max_T tokens (and
+    // prepares any absorbed weights); decode_step takes x (C) at position t = 0, 1, 2, ... in
+    // order, appends to the cache and writes out (C).
+    virtual void decode_begin(const float* params, int max_T) = 0;
+    virtual void decode_step(const float* params, const float* x, int t, float* out) = 0;
+    // floats per token the cache buffers really hold (measured, to check against the formula)
+    virtual size_t cache_floats_per_token() const = 0;
+    // floats the cache holds per sequence regardless of length (e.g. MKA's running sum)
+    virtual size_t cache_floats_fixed() const { return 0; }
 };
 
 static std::unique_ptr<Attention> make_attention(const GPTConfig& cfg);  // attention/all.h

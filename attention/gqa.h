@@ -7,20 +7,24 @@
 #include <cmath>
 #include "../llmc/matmul.h"
 #include "attention.h"
+#include "core.h"
 #include "position.h"
 
 struct GQAAttention : Attention {
     GPTConfig cfg;
     int H, G, hd, C, qkv_dim;
-    float scale;
     Rope rope;
     std::vector<float> slopes;  // ALiBi, (H)
+    AttnCore core;
     size_t w_qkv, b_qkv, w_o, b_o;
-    // saved activations
-    float *qkv, *q, *k, *att, *y;  // (B,T,qkv_dim) (B,T,H,hd) (B,T,G,hd) (B,H,T,T) (B,T,H*hd)
-    // backward scratch
-    float *dy, *dqkv;             // (B,T,H*hd) (B,T,qkv_dim)
-    int Bmax = 0, Tmax = 0;
+    float *a_base = nullptr, *s_base = nullptr;
+    // saved: qkv (B,T,qkv_dim) with q and k rotated in place; att (B,H,T,T); y (B,T,H*hd)
+    float *qkv, *att, *y;
+    // scratch: dy (B,T,H*hd), dqkv (B,T,qkv_dim)
+    float *dy, *dqkv;
+    // decode cache: k and v of every past token, (max_T, G, hd) each
+    std::vector<float> cache_k, cache_v, dec_qkv, dec_y, dec_scores;
+    int dec_T = 0;
 
     explicit GQAAttention(const GPTConfig& c) : cfg(c) {
         H = c.n_head;
@@ -28,9 +32,11 @@ struct GQAAttention : Attention {
         hd = c.head_dim;
         C = c.d_model;
         qkv_dim = (H + 2 * G) * hd;
-        scale = 1.0f / sqrtf((float)hd);
         rope.init(c.rotary_dim(), c.rope_base);
         if (c.pos == POS_ALIBI) slopes = alibi_slopes(H, c.alibi_slope);
+        core.H = H; core.group = H / G; core.da = hd; core.db = 0; core.dv = hd;
+        core.scale = 1.0f / sqrtf((float)hd);
+        core.slopes = slopes.empty() ? nullptr : slopes.data();
     }
     void declare_params(ParamSet& ps, int l) override {
         std::string p = "h" + std::to_string(l) + ".attn.";
@@ -39,126 +45,70 @@ struct GQAAttention : Attention {
         w_o = ps.add(p + "w_o", C, H * hd, INIT_RESID);
         b_o = ps.add(p + "b_o", 1, C, INIT_ZERO);
     }
-    size_t act_floats(int B, int T) const override {
-        return (size_t)B * T * (qkv_dim + H * hd + G * hd + H * hd) + (size_t)B * H * T * T;
-    }
+    size_t act_floats(int B, int T) const override { return (size_t)B * T * (qkv_dim + H * hd) + (size_t)B * H * T * T; }
     size_t scratch_floats(int B, int T) const override { return (size_t)B * T * (H * hd + qkv_dim); }
     void bind(float* acts, float* scratch) override { a_base = acts; s_base = scratch; }
-    float *a_base = nullptr, *s_base = nullptr;
-    void carve(int B, int T) {  // lay out the buffers for this (B,T)
+    void carve(int B, int T) {
         size_t BT = (size_t)B * T;
         qkv = a_base;
-        q = qkv + BT * qkv_dim;
-        k = q + BT * H * hd;
-        y = k + BT * G * hd;
+        y = qkv + BT * qkv_dim;
         att = y + BT * H * hd;
         dy = s_base;
         dqkv = dy + BT * H * hd;
     }
     long kv_elems_per_token() const override { return 2L * G * hd; }
+    // views into a fused (.., qkv_dim) buffer
+    StridedTensor Q(float* p) const { return {p, qkv_dim, hd}; }
+    StridedTensor K(float* p) const { return {p + H * hd, qkv_dim, hd}; }
+    StridedTensor V(float* p) const { return {p + (H + G) * hd, qkv_dim, hd}; }
 
-    // biased, scaled score of query (h,t) against key t2
-    inline float bias(int h, int t, int t2) const { return slopes.empty() ? 0.0f : -slopes[h] * (float)(t - t2); }
+    void rotate(float* buf, int B, int T, bool inverse) {
+        if (!rope.rot) return;
+        #pragma omp parallel for schedule(static)
+        for (int bt = 0; bt < B * T; bt++)
+            for (int h = 0; h < H + G; h++) rope.apply(buf + (size_t)bt * qkv_dim + h * hd, bt % T, inverse);
+    }
 
     void forward(const float* params, const float* x, float* out, int B, int T) override {
         carve(B, T);
         rope.ensure(T);
         matmul_forward(qkv, x, params + w_qkv, params + b_qkv, B * T, C, qkv_dim);
-        // split heads and rotate q, k
-        #pragma omp parallel for schedule(static)
-        for (int bt = 0; bt < B * T; bt++) {
-            int t = bt % T;
-            const float* src = qkv + (size_t)bt * qkv_dim;
-            memcpy(q + (size_t)bt * H * hd, src, sizeof(float) * H * hd);
-            memcpy(k + (size_t)bt * G * hd, src + H * hd, sizeof(float) * G * hd);
-            if (rope.rot) {
-                for (int h = 0; h < H; h++) rope.apply(q + ((size_t)bt * H + h) * hd, t);
-                for (int g = 0; g < G; g++) rope.apply(k + ((size_t)bt * G + g) * hd, t);
-            }
-        }
-        const int group = H / G;
-        #pragma omp parallel for collapse(2) schedule(static)
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++) {
-                int g = h / group;
-                for (int t = 0; t < T; t++) {
-                    const float* qv = q + (((size_t)b * T + t) * H + h) * hd;
-                    float* a = att + (((size_t)b * H + h) * T + t) * T;
-                    float mx = -INFINITY;
-                    for (int t2 = 0; t2 <= t; t2++) {
-                        const float* kv = k + (((size_t)b * T + t2) * G + g) * hd;
-                        float s = 0.0f;
-                        for (int i = 0; i < hd; i++) s += qv[i] * kv[i];
-                        s = s * scale + bias(h, t, t2);
-                        a[t2] = s;
-                        mx = fmaxf(mx, s);
-                    }
-                    float sum = 0.0f;
-                    for (int t2 = 0; t2 <= t; t2++) {
-                        a[t2] = expf(a[t2] - mx);
-                        sum += a[t2];
-                    }
-                    float inv = 1.0f / sum;
-                    float* yv = y + ((size_t)b * T + t) * H * hd + h * hd;
-                    for (int i = 0; i < hd; i++) yv[i] = 0.0f;
-                    for (int t2 = 0; t2 <= t; t2++) {
-                        a[t2] *= inv;
-                        const float* vv = qkv + ((size_t)b * T + t2) * qkv_dim + (H + G + g) * hd;
-                        for (int i = 0; i < hd; i++) yv[i] += a[t2] * vv[i];
-                    }
-                }
-            }
+        rotate(qkv, B, T, false);
+        core.forward(B, T, Q(qkv), K(qkv), {nullptr, 0, 0}, V(qkv), att, {y, H * hd, hd});
         matmul_forward(out, y, params + w_o, params + b_o, B * T, H * hd, C);
     }
 
-    void backward(const float* params, float* grads, const float* x, const float* dout, float* dx, int B,
-                  int T) override {
+    void backward(const float* params, float* grads, const float* x, const float* dout, float* dx, int B, int T) override {
         carve(B, T);
         matmul_backward(dy, grads + w_o, grads + b_o, dout, y, params + w_o, B * T, H * hd, C);
         memset(dqkv, 0, sizeof(float) * B * T * qkv_dim);
-        const int group = H / G;
-        // one thread per (b, kv head): the heads sharing K/V accumulate dk, dv in a fixed order
-        #pragma omp parallel for collapse(2) schedule(static)
-        for (int b = 0; b < B; b++)
-            for (int g = 0; g < G; g++) {
-                std::vector<float> datt(T);
-                for (int h = g * group; h < (g + 1) * group; h++)
-                    for (int t = 0; t < T; t++) {
-                        const float* a = att + (((size_t)b * H + h) * T + t) * T;
-                        const float* dyv = dy + ((size_t)b * T + t) * H * hd + h * hd;
-                        const float* qv = q + (((size_t)b * T + t) * H + h) * hd;
-                        float* dq = dqkv + ((size_t)b * T + t) * qkv_dim + h * hd;
-                        float dot_sum = 0.0f;
-                        for (int t2 = 0; t2 <= t; t2++) {
-                            const float* vv = qkv + ((size_t)b * T + t2) * qkv_dim + (H + G + g) * hd;
-                            float* dv = dqkv + ((size_t)b * T + t2) * qkv_dim + (H + G + g) * hd;
-                            float d = 0.0f;
-                            for (int i = 0; i < hd; i++) {
-                                d += dyv[i] * vv[i];
-                                dv[i] += a[t2] * dyv[i];
-                            }
-                            datt[t2] = d;
-                            dot_sum += a[t2] * d;
-                        }
-                        for (int t2 = 0; t2 <= t; t2++) {
-                            float ds = a[t2] * (datt[t2] - dot_sum) * scale;  // d(score before scaling)
-                            const float* kv = k + (((size_t)b * T + t2) * G + g) * hd;
-                            float* dk = dqkv + ((size_t)b * T + t2) * qkv_dim + (H + g) * hd;
-                            for (int i = 0; i < hd; i++) {
-                                dq[i] += ds * kv[i];
-                                dk[i] += ds * qv[i];
-                            }
-                        }
-                    }
-            }
-        if (rope.rot) {  // gradients flow back through the rotation by rotating the other way
-            #pragma omp parallel for schedule(static)
-            for (int bt = 0; bt < B * T; bt++) {
-                int t = bt % T;
-                float* d = dqkv + (size_t)bt * qkv_dim;
-                for (int h = 0; h < H + G; h++) rope.apply(d + h * hd, t, true);
-            }
-        }
+        core.backward(B, T, Q(qkv), K(qkv), {nullptr, 0, 0}, V(qkv), att, {dy, H * hd, hd}, Q(dqkv), K(dqkv),
+                      {nullptr, 0, 0}, V(dqkv));
+        rotate(dqkv, B, T, true);  // the gradient goes back through the rotation by rotating the other way
         matmul_backward(dx, grads + w_qkv, grads + b_qkv, dqkv, x, params + w_qkv, B * T, C, qkv_dim);
+    }
+
+    void decode_begin(const float*, int max_T) override {
+        rope.ensure(max_T);
+        dec_T = max_T;
+        cache_k.assign((size_t)max_T * G * hd, 0.0f);
+        cache_v.assign((size_t)max_T * G * hd, 0.0f);
+        dec_qkv.resize(qkv_dim);
+        dec_y.resize(H * hd);
+    }
+    size_t cache_floats_per_token() const override { return dec_T ? (cache_k.size() + cache_v.size()) / dec_T : 0; }
+    void decode_step(const float* params, const float* x, int t, float* out) override {
+        float* qkv1 = dec_qkv.data();
+        matmul_forward(qkv1, x, params + w_qkv, params + b_qkv, 1, C, qkv_dim);
+        if (rope.rot)
+            for (int h = 0; h < H + G; h++) rope.apply(qkv1 + h * hd, t);
+        memcpy(&cache_k[(size_t)t * G * hd], qkv1 + H * hd, sizeof(float) * G * hd);
+        memcpy(&cache_v[(size_t)t * G * hd], qkv1 + (H + G) * hd, sizeof(float) * G * hd);
+        const float* ck = cache_k.data();
+        const float* cv = cache_v.data();
+        int Gh = G * hd, hd_ = hd;
+        core.decode(t, qkv1, hd, [=](int t2, int g) { return ck + (size_t)t2 * Gh + g * hd_; }, [](int) { return (const float*)nullptr; },
+                    [=](int t2, int g) { return cv + (size_t)t2 * Gh + g * hd_; }, dec_y.data(), hd, dec_scores);
+        matmul_forward(out, dec_y.data(), params + w_o, params + b_o, 1, H * hd, C);
     }
 };

@@ -2,6 +2,7 @@
 // position encodings, and the checks that turn a bad flag combination into a clear error.
 // GPTConfig is plain data (fixed-size fields) so a checkpoint can store it verbatim.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include "utils.h"
 
@@ -61,20 +62,32 @@ static bool config_from_preset(GPTConfig* cfg, const char* name) {
         return false;
     }
     c.attn = ATTN_MHA;
+    c.rope_dim = -1;  // MLA: resolved by config_finalize
     *cfg = c;
     return true;
 }
 
-// derived fields; call after every override
+static inline bool is_mla_family(int a) { return a == ATTN_MLA || a == ATTN_KVSPLICE; }
+
+// derived fields and defaults; call after every override. Explicit values are kept (and
+// checked by config_validate), only unset ones (0, or -1 for rope_dim) get defaults.
 static void config_finalize(GPTConfig* c) {
     c->padded_vocab_size = (c->vocab_size + 63) / 64 * 64;
     c->head_dim = c->n_head > 0 ? c->d_model / c->n_head : 0;
-    if (c->attn == ATTN_MHA) c->n_kv_head = c->n_head;
+    if (c->attn == ATTN_MHA || c->attn == ATTN_MKA) c->n_kv_head = c->n_head;
     if (c->attn == ATTN_MQA) c->n_kv_head = 1;
+    if (is_mla_family(c->attn)) {
+        c->n_kv_head = c->n_head;
+        if (c->kv_rank == 0) c->kv_rank = c->d_model / 4;
+        if (c->rope_dim < 0) c->rope_dim = c->pos == POS_ROPE ? (c->head_dim / 2) & ~1 : 0;
+        if (c->attn == ATTN_KVSPLICE && c->splice_rank == 0) c->splice_rank = std::max(1, c->kv_rank / 2);
+    } else if (c->rope_dim < 0) {
+        c->rope_dim = 0;
+    }
 }
 
 // which variants this build implements (the rest give "not implemented yet")
-static bool attn_implemented(int a) { return a == ATTN_MHA || a == ATTN_MQA || a == ATTN_GQA; }
+static bool attn_implemented(int a) { return a != ATTN_FMKA; }
 
 // every bad combination is a clear error with a hint; T is the sequence length to be run
 static void config_validate(const GPTConfig* c, int T) {
@@ -90,7 +103,26 @@ static void config_validate(const GPTConfig* c, int T) {
             fail_hint("-g must divide the head count, e.g. -g 2 with 8 heads", "GQA with %d KV heads does not divide %d query heads",
                       c->n_kv_head, c->n_head);
     }
-    if (c->pos == POS_ROPE) {
+    if (is_mla_family(c->attn)) {
+        if (c->kv_rank > c->d_model)
+            fail_hint("the latent must be narrower than the model: 1 <= -k <= d_model", "-k %d is larger than d_model %d", c->kv_rank, c->d_model);
+        if (c->kv_rank < 1) fail_hint("e.g. -k 128", "-k %d must be positive", c->kv_rank);
+        if (c->pos == POS_ROPE && (c->rope_dim < 2 || c->rope_dim % 2))
+            fail_hint("use an even --rope-dim such as head_dim/2", "MLA rope key width --rope-dim %d must be even and >= 2", c->rope_dim);
+        if (c->pos != POS_ROPE && c->rope_dim != 0)
+            fail_hint("drop --rope-dim, or use -p rope", "--rope-dim %d needs -p rope (with %s the latent is all that is cached)", c->rope_dim, POS_NAMES[c->pos]);
+        if (c->q_rank < 0 || c->q_rank > c->d_model)
+            fail_hint("0 (full rank) <= --q-rank <= d_model", "--q-rank %d is out of range for d_model %d", c->q_rank, c->d_model);
+    } else if (c->kv_rank || c->q_rank || c->rope_dim > 0) {
+        fail_hint("-k, --q-rank and --rope-dim apply to -a mla and -a kvsplice", "-k/--q-rank/--rope-dim given for -a %s", ATTN_NAMES[c->attn]);
+    }
+    if (c->attn == ATTN_KVSPLICE) {
+        if (c->splice_rank < 1 || c->splice_rank > c->kv_rank)
+            fail_hint("the splice compresses the latent: 1 <= -r <= -k", "-r %d is out of range for -k %d", c->splice_rank, c->kv_rank);
+    } else if (c->splice_rank || c->splice_ln) {
+        fail_hint("-r and --splice-ln apply to -a kvsplice", "-r/--splice-ln given for -a %s", ATTN_NAMES[c->attn]);
+    }
+    if (c->pos == POS_ROPE && !is_mla_family(c->attn)) {
         if (!(c->rotary_pct > 0.0f && c->rotary_pct <= 1.0f))
             fail_hint("use --rotary-pct in (0, 1]", "rotary_pct %g is out of range", c->rotary_pct);
         if (c->rotary_dim() < 2)

@@ -66,6 +66,7 @@ struct GPT {
     void init_weights(uint64_t seed) {
         Rng rng(seed);
         ps.init(params, rng);
+        for (Layer& y : layers) y.attn->init_params(params, rng);
     }
     size_t num_parameters() const { return ps.counted(); }
     long kv_elems_per_token_layer() const { return layers[0].attn->kv_elems_per_token(); }
@@ -187,6 +188,54 @@ struct GPT {
             std::swap(dres, dnext);
         }
         encoder_backward(Gr + wte, cfg.pos == POS_LEARNED ? Gr + wpe : nullptr, dres, inputs, B, T, C);
+    }
+
+    // ---- incremental decoding of one sequence (batch 1) with each layer's KV cache ----
+    std::vector<float> dec_buf;
+    int dec_T = 0;
+    void decode_begin(int max_T) {
+        config_validate(&cfg, max_T);
+        for (Layer& y : layers) y.attn->decode_begin(params, max_T);
+        int C = cfg.d_model;
+        dec_buf.assign((size_t)8 * C + 2 * cfg.d_ff + cfg.padded_vocab_size + 8, 0.0f);
+        dec_T = max_T;
+    }
+    // feeds token at position t (0, 1, 2, ... in order); returns its logits (Vp)
+    const float* decode_step(int token, int t) {
+        if (t >= dec_T) fail("decode_step: position %d is past the cache (%d); call decode_begin with a larger max_T", t, dec_T);
+        if (token < 0 || token >= cfg.vocab_size) fail("decode_step: token id %d is outside the vocab [0, %d)", token, cfg.vocab_size);
+        const int C = cfg.d_model, F = cfg.d_ff;
+        const float* P = params;
+        float* p = dec_buf.data();
+        auto take = [&](size_t n) { float* r = p; p += n; return r; };
+        float *x = take(C), *ln1 = take(C), *a = take(C), *mid = take(C), *ln2 = take(C), *h = take(F), *g = take(F), *m = take(C),
+              *lnf_ = take(C), *stats = take(8), *lg = take(cfg.padded_vocab_size);
+        for (int c = 0; c < C; c++) x[c] = P[wte + (size_t)token * C + c] + (cfg.pos == POS_LEARNED ? P[wpe + (size_t)t * C + c] : 0.0f);
+        for (int l = 0; l < cfg.n_layer; l++) {
+            Layer& y = layers[l];
+            layernorm_forward(ln1, stats, stats + 1, x, P + y.ln1_w, P + y.ln1_b, 1, C);
+            y.attn->decode_step(P, ln1, t, a);
+            const float* mlp_in = x;
+            if (!cfg.parallel_residual) {
+                residual_forward(mid, x, a, nullptr, C);
+                mlp_in = mid;
+            }
+            layernorm_forward(ln2, stats + 2, stats + 3, mlp_in, P + y.ln2_w, P + y.ln2_b, 1, C);
+            matmul_forward(h, ln2, P + y.fc_w, P + y.fc_b, 1, C, F);
+            gelu_forward(g, h, F, cfg.gelu_exact);
+            matmul_forward(m, g, P + y.proj_w, P + y.proj_b, 1, F, C);
+            if (cfg.parallel_residual) residual_forward(x, x, a, m, C);
+            else residual_forward(x, mid, m, nullptr, C);
+        }
+        layernorm_forward(lnf_, stats + 4, stats + 5, x, P + lnf_w, P + lnf_b, 1, C);
+        matmul_forward(lg, lnf_, P + w_out, nullptr, 1, C, cfg.padded_vocab_size);
+        return lg;
+    }
+    // KV-cache floats per token over all layers, measured from the cache buffers (after decode_begin)
+    size_t kv_cache_floats_per_token() const {
+        size_t n = 0;
+        for (const Layer& y : layers) n += y.attn->cache_floats_per_token();
+        return n;
     }
 
     // global L2 norm of the gradient, summed in a thread-count-independent order

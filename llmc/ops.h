@@ -161,3 +161,43 @@ static void crossentropy_backward_inplace(float* logits, const int* targets, flo
         for (int v = V; v < Vp; v++) l[v] = 0.0f;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// RMSNorm (MLA's latent norm): out (N,C) = inp * rsqrt(mean(inp^2) + eps) * weight. The input
+// rows may be strided (a slice of a wider row); rrms (N) is saved for backward.
+static void rmsnorm_forward(float* out, float* rrms, const float* inp, long in_stride, const float* weight, int N, int C) {
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float* x = inp + (long)i * in_stride;
+        float ss = 0.0f;
+        for (int c = 0; c < C; c++) ss += x[c] * x[c];
+        float r = 1.0f / sqrtf(ss / C + 1e-6f);
+        float* o = out + (long)i * C;
+        for (int c = 0; c < C; c++) o[c] = x[c] * r * weight[c];
+        rrms[i] = r;
+    }
+}
+
+// dinp (strided like inp) is overwritten; dweight accumulates
+static void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, long in_stride,
+                             const float* weight, const float* rrms, int N, int C) {
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float* x = inp + (long)i * in_stride;
+        const float* d = dout + (long)i * C;
+        float r = rrms[i], dot = 0.0f;
+        for (int c = 0; c < C; c++) dot += d[c] * weight[c] * x[c];
+        float k = dot * r * r * r / C;
+        float* di = dinp + (long)i * in_stride;
+        for (int c = 0; c < C; c++) di[c] = d[c] * weight[c] * r - x[c] * k;
+    }
+    #pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += 16) {
+        int c1 = std::min(C, c0 + 16);
+        for (int i = 0; i < N; i++) {
+            const float* x = inp + (long)i * in_stride;
+            const float* d = dout + (long)i * C;
+            for (int c = c0; c < c1; c++) dweight[c] += d[c] * x[c] * rrms[i];
+        }
+    }
+}

@@ -82,7 +82,7 @@ static double grad_check(GradCase& gc, int samples = 12) {
     return worst;
 }
 
-static GPTConfig test_config(int attn, int pos, int parallel = 1, int tied = 0) {
+static GPTConfig test_config(int attn, int pos, int parallel = 1, int tied = 0, int q_rank = 0, int splice_ln = 0) {
     GPTConfig c;
     config_from_preset(&c, "tiny");
     snprintf(c.preset, sizeof c.preset, "test");
@@ -94,12 +94,20 @@ static GPTConfig test_config(int attn, int pos, int parallel = 1, int tied = 0) 
     c.rotary_pct = 0.5f;
     c.n_kv_head = attn == ATTN_GQA ? 2 : 0;
     c.tokenizer_id = TOK_NEOX;
+    if (is_mla_family(attn)) {
+        c.kv_rank = 12;   // rope_dim defaults to head_dim / 2 = 4 under RoPE
+        c.q_rank = q_rank;
+        if (attn == ATTN_KVSPLICE) { c.splice_rank = 6; c.splice_ln = splice_ln; }
+    }
     config_finalize(&c);
     return c;
 }
 
 static std::string variant_name(const GPTConfig& c) {
-    std::string s = std::string(ATTN_NAMES[c.attn]) + (c.attn == ATTN_GQA ? "(G=" + std::to_string(c.n_kv_head) + ")" : "") + "/" + POS_NAMES[c.pos];
+    std::string s = std::string(ATTN_NAMES[c.attn]) + (c.attn == ATTN_GQA ? "(G=" + std::to_string(c.n_kv_head) + ")" : "");
+    if (c.q_rank) s += "(q_rank=" + std::to_string(c.q_rank) + ")";
+    if (c.splice_ln) s += "(+LN)";
+    s += std::string("/") + POS_NAMES[c.pos];
     if (c.alibi_slope > 0) s += "(uniform)";
     return s;
 }
@@ -142,7 +150,12 @@ static GradCase attention_case(const GPTConfig& cfg, int B, int T) {
 // the whole model: input {params}, output {mean loss}
 static GradCase model_case(const GPTConfig& cfg, int B, int T) {
     auto model = std::make_shared<GPT>(cfg);
-    model->init_weights(3);
+    // default init with 5x larger N(0, 0.02) tensors (a non-trivial loss surface); the variants'
+    // own init (orthogonal splice, N(0,1) memory slots) stays as it is
+    Rng init_rng(3);
+    model->ps.init(model->params, init_rng);
+    for (size_t i = 0; i < model->ps.total; i++) model->params[i] *= 5.0f;
+    for (Layer& y : model->layers) y.attn->init_params(model->params, init_rng);
     Rng rng(5);
     std::vector<int> tok((size_t)B * T), tgt((size_t)B * T);
     for (auto& t : tok) t = (int)rng.below(cfg.vocab_size);
@@ -150,9 +163,7 @@ static GradCase model_case(const GPTConfig& cfg, int B, int T) {
     tgt[1] = -1;  // an ignored target
     GradCase g;
     g.name = std::string("model ") + variant_name(cfg) + (cfg.parallel_residual ? " parallel" : " sequential") + (cfg.tied_embeddings ? " tied" : " untied");
-    Vec p(model->params, model->params + model->ps.total);
-    for (size_t i = 0; i < p.size(); i++) p[i] *= 5.0f;  // larger weights: a non-trivial loss surface
-    g.in = {p};
+    g.in = {Vec(model->params, model->params + model->ps.total)};
     g.h = 1e-2f;
     g.fwd = [=](Vecs& in) {
         memcpy(model->params, in[0].data(), in[0].size() * sizeof(float));
@@ -173,8 +184,12 @@ static GradCase model_case(const GPTConfig& cfg, int B, int T) {
 
 static std::vector<GPTConfig> all_variants() {
     std::vector<GPTConfig> v;
-    for (int a : {ATTN_MHA, ATTN_GQA, ATTN_MQA})
+    for (int a : {ATTN_MHA, ATTN_GQA, ATTN_MQA, ATTN_MLA, ATTN_KVSPLICE, ATTN_MKA})
         for (int p = 0; p < POS_COUNT; p++) v.push_back(test_config(a, p));
+    v.push_back(test_config(ATTN_MLA, POS_ROPE, 1, 0, 8));       // low-rank query
+    v.push_back(test_config(ATTN_MLA, POS_ALIBI, 1, 0, 8));
+    v.push_back(test_config(ATTN_KVSPLICE, POS_ROPE, 1, 0, 0, 1));  // LayerNorm on the splice
+    v.push_back(test_config(ATTN_KVSPLICE, POS_NONE, 1, 0, 0, 1));
     GPTConfig u = test_config(ATTN_MHA, POS_ALIBI);
     u.alibi_slope = 0.0625f;
     v.push_back(u);
@@ -254,6 +269,21 @@ static std::vector<GradCase> op_table() {
         t.push_back(g);
     }
     {
+        int N = 3, C = 7, stride = 10;  // strided rows: MLA normalises a slice of a wider row
+        GradCase g;
+        g.name = "rmsnorm (strided input)";
+        g.in = {randn((size_t)N * stride, rng), randn(C, rng)};
+        g.fwd = [=](Vecs& in) { Vec o(N * C), r(N); rmsnorm_forward(o.data(), r.data(), in[0].data(), stride, in[1].data(), N, C); return o; };
+        g.bwd = [=](Vecs& in, const Vec& d) {
+            Vec o(N * C), r(N);
+            rmsnorm_forward(o.data(), r.data(), in[0].data(), stride, in[1].data(), N, C);
+            Vecs out = {Vec(in[0].size(), 0.0f), Vec(C, 0.0f)};
+            rmsnorm_backward(out[0].data(), out[1].data(), d.data(), in[0].data(), stride, in[1].data(), r.data(), N, C);
+            return out;
+        };
+        t.push_back(g);
+    }
+    {
         int T = 5, hd = 8;
         auto rope = std::make_shared<Rope>();
         rope->init(4, 10000.0);
@@ -269,6 +299,8 @@ static std::vector<GradCase> op_table() {
     for (const GPTConfig& c : all_variants()) t.push_back(model_case(c, 2, 6));
     t.push_back(model_case(test_config(ATTN_MHA, POS_LEARNED, 0, 1), 2, 6));  // GPT-2 block
     t.push_back(model_case(test_config(ATTN_GQA, POS_ROPE, 0, 0), 2, 6));
+    t.push_back(model_case(test_config(ATTN_MLA, POS_ROPE, 0, 1), 2, 6));
+    t.push_back(model_case(test_config(ATTN_MKA, POS_LEARNED, 0, 1), 2, 6));
     return t;
 }
 
@@ -345,6 +377,123 @@ static void register_tests() {
         }
     });
 
+    add_test("decode with the KV cache == full forward (every variant; MLA decodes in absorbed form)", [] {
+        for (const GPTConfig& cfg : all_variants()) {
+            int T = 10, C = cfg.d_model, Vp = cfg.padded_vocab_size;
+            // the attention layer alone: naive full-sequence forward vs step-by-step decode
+            AttentionUnderTest u;
+            u.att = make_attention(cfg);
+            u.att->declare_params(u.ps, 0);
+            u.acts.resize(u.att->act_floats(1, T));
+            u.scratch.resize(u.att->scratch_floats(1, T));
+            u.att->bind(u.acts.data(), u.scratch.data());
+            Rng rng(21);
+            Vec params = randn(u.ps.total, rng, 0.3f), x = randn((size_t)T * C, rng), full((size_t)T * C), step(C);
+            u.att->init_params(params.data(), rng);
+            u.att->forward(params.data(), x.data(), full.data(), 1, T);
+            u.att->decode_begin(params.data(), T);
+            double worst = 0.0, ref = 0.0;
+            for (int t = 0; t < T; t++) {
+                u.att->decode_step(params.data(), &x[(size_t)t * C], t, step.data());
+                for (int c = 0; c < C; c++) {
+                    worst = std::max(worst, (double)fabs(step[c] - full[(size_t)t * C + c]));
+                    ref = std::max(ref, (double)fabs(full[(size_t)t * C + c]));
+                }
+            }
+            CHECK(worst <= 1e-4 * (1.0 + ref), "%s attention: decode differs from the full forward by %.3g (scale %.3g)",
+                  variant_name(cfg).c_str(), worst, ref);
+            // the whole model
+            GPT m(cfg);
+            m.init_weights(17);
+            for (size_t i = 0; i < m.ps.total; i++) m.params[i] *= 3.0f;
+            std::vector<int> tok = random_tokens(T, cfg.vocab_size, 6);
+            m.forward(tok.data(), nullptr, 1, T);
+            Vec logits(m.logits, m.logits + (size_t)T * Vp);
+            m.decode_begin(T);
+            double mw = 0.0, mref = 0.0;
+            for (int t = 0; t < T; t++) {
+                const float* lg = m.decode_step(tok[t], t);
+                for (int v = 0; v < cfg.vocab_size; v++) {
+                    mw = std::max(mw, (double)fabs(lg[v] - logits[(size_t)t * Vp + v]));
+                    mref = std::max(mref, (double)fabs(logits[(size_t)t * Vp + v]));
+                }
+            }
+            CHECK(mw <= 1e-4 * (1.0 + mref), "%s model: decoded logits differ by %.3g (scale %.3g)", variant_name(cfg).c_str(), mw, mref);
+            printf("    %-34s attention max|diff| %.2e, model logits max|diff| %.2e\n", variant_name(cfg).c_str(), worst, mw);
+        }
+    });
+
+    add_test("GQA with G = H equals MHA, G = 1 equals MQA (same weights, bitwise)", [] {
+        for (int pos : {POS_ROPE, POS_ALIBI}) {
+            GPTConfig mha = test_config(ATTN_MHA, pos), mqa = test_config(ATTN_MQA, pos);
+            GPTConfig gH = test_config(ATTN_GQA, pos), g1 = test_config(ATTN_GQA, pos);
+            gH.n_kv_head = gH.n_head;
+            g1.n_kv_head = 1;
+            std::vector<int> tok = random_tokens(2 * 9, mha.vocab_size, 2);
+            for (auto pair : {std::make_pair(mha, gH), std::make_pair(mqa, g1)}) {
+                GPT a(pair.first), b(pair.second);
+                CHECK(a.ps.total == b.ps.total, "parameter layouts differ");
+                a.init_weights(5);
+                memcpy(b.params, a.params, a.ps.total * sizeof(float));
+                a.forward(tok.data(), nullptr, 2, 9);
+                b.forward(tok.data(), nullptr, 2, 9);
+                CHECK(memcmp(a.logits, b.logits, sizeof(float) * 2 * 9 * a.cfg.padded_vocab_size) == 0, "%s vs gqa(G=%d) logits differ",
+                      ATTN_NAMES[pair.first.attn], pair.second.n_kv_head);
+            }
+        }
+    });
+
+    add_test("KV-cache elements: formula == printed == measured cache buffers", [] {
+        for (const GPTConfig& cfg : all_variants()) {
+            long H = cfg.n_head, hd = cfg.head_dim, dR = cfg.pos == POS_ROPE ? cfg.rope_dim : 0, want = 0;
+            switch (cfg.attn) {
+                case ATTN_MHA: case ATTN_MKA: want = 2 * H * hd; break;
+                case ATTN_GQA: want = 2L * cfg.n_kv_head * hd; break;
+                case ATTN_MQA: want = 2 * hd; break;
+                case ATTN_MLA: want = cfg.kv_rank + dR; break;
+                case ATTN_KVSPLICE: want = cfg.splice_rank + dR; break;
+            }
+            GPT m(cfg);
+            m.decode_begin(16);
+            CHECK(m.kv_elems_per_token_layer() == want, "%s: formula %ld, variant says %ld", variant_name(cfg).c_str(), want, m.kv_elems_per_token_layer());
+            CHECK(m.kv_cache_floats_per_token() == (size_t)want * cfg.n_layer, "%s: cache buffers hold %zu floats/token, formula %ld",
+                  variant_name(cfg).c_str(), m.kv_cache_floats_per_token(), want * cfg.n_layer);
+        }
+        // the reference figures: Pythia-70m MHA 1024 per layer; MLA k=128 without rope key 128 (87.5% less)
+        GPTConfig p;
+        config_from_preset(&p, "pythia-70m");
+        config_finalize(&p);
+        CHECK(GPT(p).kv_elems_per_token_layer() == 1024, "pythia-70m MHA");
+        p.attn = ATTN_MLA; p.kv_rank = 128; p.pos = POS_ALIBI; p.rope_dim = -1;
+        config_finalize(&p);
+        CHECK(GPT(p).kv_elems_per_token_layer() == 128, "pythia-70m MLA k=128 alibi");
+    });
+
+    add_test("every variant learns on the bundled data (short run, loss falls)", [] {
+        const char* train = "data/tinyshakespeare/gpt-neox-20b/train_*.bin";
+        const char* val = "data/tinyshakespeare/gpt-neox-20b/val_*.bin";
+        for (int a : {ATTN_MHA, ATTN_GQA, ATTN_MQA, ATTN_MLA, ATTN_KVSPLICE, ATTN_MKA}) {
+            GPTConfig cfg;
+            config_from_preset(&cfg, "tiny");
+            cfg.d_model = 64; cfg.n_layer = 2; cfg.n_head = 4; cfg.d_ff = 128; cfg.attn = a;
+            cfg.n_kv_head = a == ATTN_GQA ? 2 : 0;
+            if (is_mla_family(a)) cfg.kv_rank = 32;
+            config_finalize(&cfg);
+            TrainConfig tc;
+            tc.B = 4; tc.T = 32; tc.steps = 40; tc.warmup = 5; tc.lr = 3e-3f;
+            GPT m(cfg);
+            m.init_weights(tc.seed);
+            DataLoader tr, va;
+            tr.open(train, tc.B, tc.T, cfg.vocab_size, cfg.tokenizer_id, tc.seed);
+            va.open(val, tc.B, tc.T, cfg.vocab_size, cfg.tokenizer_id, tc.seed);
+            float v0 = val_loss(m, va, 4);
+            for (int s = 0; s < tc.steps; s++) train_step(m, tr, tc, s);
+            float v1 = val_loss(m, va, 4);
+            CHECK(v1 < v0 - 2.0f, "%s: val loss %.3f -> %.3f did not fall", ATTN_NAMES[a], v0, v1);
+            printf("    %-9s val loss %.3f -> %.3f\n", ATTN_NAMES[a], v0, v1);
+        }
+    });
+
     add_test("alibi slopes match the paper (8, 12, 16, 6 heads) and the bias falls with distance", [] {
         auto near = [](const std::vector<float>& a, const std::vector<double>& b) {
             if (a.size() != b.size()) return false;
@@ -367,9 +516,9 @@ static void register_tests() {
         GQAAttention att(test_config(ATTN_MHA, POS_ALIBI));
         for (int h = 0; h < 4; h++)
             for (int t = 0; t < 10; t++) {
-                CHECK(att.bias(h, t, t) == 0.0f, "bias at distance 0 must be 0");
+                CHECK(att.core.bias(h, t, t) == 0.0f, "bias at distance 0 must be 0");
                 for (int t2 = 1; t2 <= t; t2++)
-                    CHECK(att.bias(h, t, t2 - 1) < att.bias(h, t, t2) && att.bias(h, t, t2) <= 0.0f, "head %d: bias must be <= 0 and fall with distance", h);
+                    CHECK(att.core.bias(h, t, t2 - 1) < att.core.bias(h, t, t2) && att.core.bias(h, t, t2) <= 0.0f, "head %d: bias must be <= 0 and fall with distance", h);
             }
     });
 
@@ -531,7 +680,14 @@ static void register_cli_tests(const std::string& bin) {
             {"-a foo", "unknown attention variant 'foo'"},
             {"-p sinusoid", "unknown position encoding 'sinusoid'"},
             {"-m gpt5", "unknown model preset"},
-            {"-a mla -k 16", "is not implemented yet"},
+            {"-a fmka", "is not implemented yet"},
+            {"-a mla -k 300", "-k 300 is larger than d_model 128"},
+            {"-a mla -k -5", "-k -5 must be positive"},
+            {"-a kvsplice -k 64 -r 65", "-r 65 is out of range for -k 64"},
+            {"-a mla -k 64 -p alibi --rope-dim 16", "--rope-dim 16 needs -p rope"},
+            {"-a mla -k 64 -p rope --rope-dim 5", "must be even"},
+            {"-a mha -k 64", "apply to -a mla and -a kvsplice"},
+            {"-a mla -k 64 -r 8", "apply to -a kvsplice"},
             {"--heads 5", "not divisible by 5 heads"},
             {"-a gqa -g 3", "does not divide 4 query heads"},
             {"-a gqa", "needs the number of KV heads"},
@@ -547,7 +703,8 @@ static void register_cli_tests(const std::string& bin) {
         };
         for (const Case& c : cases) {
             std::string out;
-            int rc = run_command(bin + " " + c.args, &out);
+            // -x 0 first: a case that wrongly passes validation prints its settings and stops
+            int rc = run_command(bin + " -x 0 -L /dev/null " + c.args, &out);
             bool ok = rc != 0 && out.find(c.needle) != std::string::npos && out.find("Error:") != std::string::npos;
             CHECK(ok, "'%s' should fail with '%s'; rc %d, output tail: %s", c.args.c_str(), c.needle, rc,
                   out.substr(out.size() > 400 ? out.size() - 400 : 0).c_str());

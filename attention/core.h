@@ -1,0 +1,154 @@
+// core.h: the causal softmax-attention core every variant builds on (fp32, CPU).
+// Scores of query head h at time t against key t2 <= t:
+//     s = scale * (q[h][0:da] . ka[h/group][0:da] + q[h][da:da+db] . kb[0:db]) - slope_h * (t - t2)
+// ka is per KV head, shared by `group` query heads by index (GQA/MQA; MHA: group 1); kb is an
+// optional key part shared by all heads (MLA's decoupled rope key). Values are per KV head.
+// Every tensor is addressed as base + (b*T + t) * row_stride + head * head_stride, so q, k, v can
+// live inside one fused projection output without copies. att (B,H,T,T) keeps the probabilities
+// for backward (rows only up to t are written). The forward of row t reads only keys <= t.
+#pragma once
+#include <cmath>
+#include <vector>
+#include "../llmc/utils.h"
+
+struct StridedTensor {
+    float* p;
+    long row, head;  // floats between tokens, between heads
+    float* at(int b, int T, int t, int h) const { return p + ((long)b * T + t) * row + (long)h * head; }
+};
+
+struct AttnCore {
+    int H = 1, group = 1;      // query heads; query heads per KV head
+    int da = 0, db = 0, dv = 0;
+    float scale = 1.0f;
+    const float* slopes = nullptr;  // ALiBi (H) or null
+
+    // ALiBi's additive score bias of query (h, t) for key t2 <= t: 0 at distance 0, then falling
+    inline float bias(int h, int t, int t2) const { return slopes ? -slopes[h] * (float)(t - t2) : 0.0f; }
+
+    void forward(int B, int T, StridedTensor q, StridedTensor ka, StridedTensor kb, StridedTensor v, float* att,
+                 StridedTensor y) const {
+        #pragma omp parallel for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                int g = h / group;
+                for (int t = 0; t < T; t++) {
+                    const float* qv = q.at(b, T, t, h);
+                    float* a = att + (((long)b * H + h) * T + t) * T;
+                    float mx = -INFINITY;
+                    for (int t2 = 0; t2 <= t; t2++) {
+                        const float* k1 = ka.at(b, T, t2, g);
+                        float s = 0.0f;
+                        for (int i = 0; i < da; i++) s += qv[i] * k1[i];
+                        if (db) {
+                            const float* k2 = kb.at(b, T, t2, 0);
+                            for (int i = 0; i < db; i++) s += qv[da + i] * k2[i];
+                        }
+                        s = s * scale + bias(h, t, t2);
+                        a[t2] = s;
+                        mx = fmaxf(mx, s);
+                    }
+                    float sum = 0.0f;
+                    for (int t2 = 0; t2 <= t; t2++) {
+                        a[t2] = expf(a[t2] - mx);
+                        sum += a[t2];
+                    }
+                    float inv = 1.0f / sum;
+                    float* yv = y.at(b, T, t, h);
+                    for (int i = 0; i < dv; i++) yv[i] = 0.0f;
+                    for (int t2 = 0; t2 <= t; t2++) {
+                        a[t2] *= inv;
+                        const float* vv = v.at(b, T, t2, g);
+                        for (int i = 0; i < dv; i++) yv[i] += a[t2] * vv[i];
+                    }
+                }
+            }
+    }
+
+    // dq is overwritten; dka, dkb, dval accumulate (callers zero them). One thread owns every head
+    // that shares a key (a KV group, or the whole batch row when kb is shared), so no races and
+    // a fixed summation order.
+    void backward(int B, int T, StridedTensor q, StridedTensor ka, StridedTensor kb, StridedTensor v, const float* att,
+                  StridedTensor dy, StridedTensor dq, StridedTensor dka, StridedTensor dkb, StridedTensor dval) const {
+        int units = db ? 1 : H / group;
+        #pragma omp parallel for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int u = 0; u < units; u++) {
+                std::vector<float> datt(T);
+                int h0 = db ? 0 : u * group, h1 = db ? H : (u + 1) * group;
+                for (int h = h0; h < h1; h++) {
+                    int g = h / group;
+                    for (int t = 0; t < T; t++) {
+                        const float* a = att + (((long)b * H + h) * T + t) * T;
+                        const float* dyv = dy.at(b, T, t, h);
+                        const float* qv = q.at(b, T, t, h);
+                        float* dqv = dq.at(b, T, t, h);
+                        for (int i = 0; i < da + db; i++) dqv[i] = 0.0f;
+                        float dot_sum = 0.0f;
+                        for (int t2 = 0; t2 <= t; t2++) {
+                            const float* vv = v.at(b, T, t2, g);
+                            float* dvv = dval.at(b, T, t2, g);
+                            float d = 0.0f;
+                            for (int i = 0; i < dv; i++) {
+                                d += dyv[i] * vv[i];
+                                dvv[i] += a[t2] * dyv[i];
+                            }
+                            datt[t2] = d;
+                            dot_sum += a[t2] * d;
+                        }
+                        for (int t2 = 0; t2 <= t; t2++) {
+                            float ds = a[t2] * (datt[t2] - dot_sum) * scale;
+                            const float* k1 = ka.at(b, T, t2, g);
+                            float* dk1 = dka.at(b, T, t2, g);
+                            for (int i = 0; i < da; i++) {
+                                dqv[i] += ds * k1[i];
+                                dk1[i] += ds * qv[i];
+                            }
+                            if (db) {
+                                const float* k2 = kb.at(b, T, t2, 0);
+                                float* dk2 = dkb.at(b, T, t2, 0);
+                                for (int i = 0; i < db; i++) {
+                                    dqv[da + i] += ds * k2[i];
+                                    dk2[i] += ds * qv[da + i];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+    }
+
+    // one query row against a cache of n keys (decoding): q (H, da+db) rows of q_stride;
+    // cache_a(t2, g), cache_b(t2), cache_v(t2, g) give key/value rows. y is (H, dv).
+    template <typename KA, typename KB, typename VV>
+    void decode(int t, const float* q, long q_stride, KA cache_a, KB cache_b, VV cache_v, float* y, long y_stride,
+                std::vector<float>& scores) const {
+        scores.resize(t + 1);
+        for (int h = 0; h < H; h++) {
+            int g = h / group;
+            const float* qv = q + h * q_stride;
+            float mx = -INFINITY;
+            for (int t2 = 0; t2 <= t; t2++) {
+                const float* k1 = cache_a(t2, g);
+                float s = 0.0f;
+                for (int i = 0; i < da; i++) s += qv[i] * k1[i];
+                if (db) {
+                    const float* k2 = cache_b(t2);
+                    for (int i = 0; i < db; i++) s += qv[da + i] * k2[i];
+                }
+                s = s * scale + bias(h, t, t2);
+                scores[t2] = s;
+                mx = fmaxf(mx, s);
+            }
+            float sum = 0.0f;
+            for (int t2 = 0; t2 <= t; t2++) { scores[t2] = expf(scores[t2] - mx); sum += scores[t2]; }
+            float* yv = y + h * y_stride;
+            for (int i = 0; i < dv; i++) yv[i] = 0.0f;
+            for (int t2 = 0; t2 <= t; t2++) {
+                float a = scores[t2] / sum;
+                const float* vv = cache_v(t2, g);
+                for (int i = 0; i < dv; i++) yv[i] += a * vv[i];
+            }
+        }
+    }
+};

@@ -1,0 +1,288 @@
+// mka.h: memorized-key attention (MKA): three memory levels mixed per token by a router.
+//   level 1, local:     causal attention over the tokens' own K/V (RoPE / ALiBi apply here)
+//   level 2, session:   s_t = mean(x_1..x_t), a causal running summary (never future tokens);
+//                       one memory item, so its softmax weight is 1 and it yields v = W_V s_t
+//   level 3, long-term: M learned memory slots m_j (N(0,1) init, not zeros); q_t attends over
+//                       keys W_K m_j and values W_V m_j (no position: slots are not tokens)
+//   router:             r_t = softmax(W_2 gelu(W_1 x_t + b_1) + b_2), 3 weights per token
+//   out = W_O (r_t0 y1 + r_t1 y2 + r_t2 y3) + b_O
+// Q/K/V of all levels come from one shared projection W_QKV. Level 3 uses q before RoPE.
+// Decoding cache: level-1 K/V per token (2*H*hd, as MHA), the running sum and count of
+// level 2 (d_model + 1 per sequence), nothing per token for level 3 (its K/V come from weights).
+#pragma once
+#include <cmath>
+#include "../llmc/matmul.h"
+#include "../llmc/ops.h"
+#include "attention.h"
+#include "core.h"
+#include "position.h"
+
+struct MKAAttention : Attention {
+    static const int MEM_SLOTS = 16;
+    GPTConfig cfg;
+    int H, hd, C, D, M, R;  // D = H*hd, M slots, R router hidden width
+    Rope rope;
+    std::vector<float> slopes;
+    AttnCore core;
+    size_t w_qkv, b_qkv, w_o, b_o, mem, w_r1, b_r1, w_r2, b_r2;
+    float *a_base = nullptr, *s_base = nullptr;
+    // saved: qkv raw (N,3D); qk rotated (N,2D); att (B,H,T,T); y1,y2,y3,y (N,D); s (N,C);
+    // mkv (M,3D) = projected slots; p3 (N,H,M); r1, rg (N,R); rw (N,3)
+    float *qkv, *qk, *att, *y1, *y2, *y3, *y, *s, *mkv, *p3, *r1, *rg, *rw;
+    // scratch: dy, dy1 (N,D); dqk (N,2D); dqkv (N,3D); ds (N,C); dmkv (M,3D); dp3 (N,H,M); drg, dr1 (N,R); drw (N,3); dmem (M,C)
+    float *dy, *dyl, *dqk, *dqkv, *ds, *dmkv, *dp3, *drg, *dr1, *drw, *dmem;
+    // decode
+    std::vector<float> cache_k, cache_v, run_sum, dec_mkv, dec_buf, dec_scores;
+    int dec_T = 0;
+
+    explicit MKAAttention(const GPTConfig& c) : cfg(c) {
+        H = c.n_head; hd = c.head_dim; C = c.d_model; D = H * hd; M = MEM_SLOTS; R = std::max(16, C / 4);
+        rope.init(c.rotary_dim(), c.rope_base);
+        if (c.pos == POS_ALIBI) slopes = alibi_slopes(H, c.alibi_slope);
+        core.H = H; core.group = 1; core.da = hd; core.db = 0; core.dv = hd;
+        core.scale = 1.0f / sqrtf((float)hd);
+        core.slopes = slopes.empty() ? nullptr : slopes.data();
+    }
+    void declare_params(ParamSet& ps, int l) override {
+        std::string p = "h" + std::to_string(l) + ".attn.";
+        w_qkv = ps.add(p + "w_qkv", 3 * D, C, INIT_NORMAL);
+        b_qkv = ps.add(p + "b_qkv", 1, 3 * D, INIT_ZERO);
+        mem = ps.add(p + "mem_slots", M, C, INIT_NORMAL);
+        w_r1 = ps.add(p + "router.w1", R, C, INIT_NORMAL);
+        b_r1 = ps.add(p + "router.b1", 1, R, INIT_ZERO);
+        w_r2 = ps.add(p + "router.w2", 3, R, INIT_NORMAL);
+        b_r2 = ps.add(p + "router.b2", 1, 3, INIT_ZERO);
+        w_o = ps.add(p + "w_o", C, D, INIT_RESID);
+        b_o = ps.add(p + "b_o", 1, C, INIT_ZERO);
+    }
+    void init_params(float* params, Rng& rng) override {
+        for (size_t i = 0; i < (size_t)M * C; i++) params[mem + i] = rng.normal();  // slots live in LayerNorm'd input space
+    }
+    size_t act_floats(int B, int T) const override {
+        size_t N = (size_t)B * T;
+        return N * (3 * D + 2 * D + 4 * D + C + H * M + 2 * R + 3) + (size_t)M * 3 * D + (size_t)B * H * T * T;
+    }
+    size_t scratch_floats(int B, int T) const override {
+        size_t N = (size_t)B * T;
+        return N * (2 * D + 2 * D + 3 * D + C + H * M + 2 * R + 3) + (size_t)M * 3 * D + (size_t)M * C;
+    }
+    void bind(float* acts, float* scratch) override { a_base = acts; s_base = scratch; }
+    void carve(int B, int T) {
+        size_t N = (size_t)B * T;
+        float* p = a_base;
+        auto take = [&](size_t n) { float* r = p; p += n; return r; };
+        qkv = take(N * 3 * D); qk = take(N * 2 * D); y1 = take(N * D); y2 = take(N * D); y3 = take(N * D); y = take(N * D);
+        s = take(N * C); p3 = take(N * H * M); r1 = take(N * R); rg = take(N * R); rw = take(N * 3); mkv = take((size_t)M * 3 * D);
+        att = take((size_t)B * H * T * T);
+        p = s_base;
+        dy = take(N * D); dyl = take(N * D); dqk = take(N * 2 * D); dqkv = take(N * 3 * D); ds = take(N * C);
+        dp3 = take(N * H * M); drg = take(N * R); dr1 = take(N * R); drw = take(N * 3); dmkv = take((size_t)M * 3 * D); dmem = take((size_t)M * C);
+    }
+    long kv_elems_per_token() const override { return 2L * D; }
+
+    // level 3 for one token: q (D, unrotated) against projected slots mkv (M,3D) -> p (H,M), y (D)
+    void slots_attend(const float* q, const float* mkv_, float* p, float* yv) const {
+        float scale = 1.0f / sqrtf((float)hd);
+        for (int h = 0; h < H; h++) {
+            float mx = -INFINITY;
+            for (int j = 0; j < M; j++) {
+                const float* k = mkv_ + (size_t)j * 3 * D + D + h * hd;
+                float sc = 0.0f;
+                for (int i = 0; i < hd; i++) sc += q[h * hd + i] * k[i];
+                p[h * M + j] = sc * scale;
+                mx = fmaxf(mx, p[h * M + j]);
+            }
+            float sum = 0.0f;
+            for (int j = 0; j < M; j++) { p[h * M + j] = expf(p[h * M + j] - mx); sum += p[h * M + j]; }
+            for (int i = 0; i < hd; i++) yv[h * hd + i] = 0.0f;
+            for (int j = 0; j < M; j++) {
+                p[h * M + j] /= sum;
+                const float* v = mkv_ + (size_t)j * 3 * D + 2 * D + h * hd;
+                for (int i = 0; i < hd; i++) yv[h * hd + i] += p[h * M + j] * v[i];
+            }
+        }
+    }
+    static void softmax3(const float* l, float* r) {
+        float mx = fmaxf(l[0], fmaxf(l[1], l[2]));
+        float e0 = expf(l[0] - mx), e1 = expf(l[1] - mx), e2 = expf(l[2] - mx), inv = 1.0f / (e0 + e1 + e2);
+        r[0] = e0 * inv; r[1] = e1 * inv; r[2] = e2 * inv;
+    }
+
+    void forward(const float* params, const float* x, float* out, int B, int T) override {
+        carve(B, T);
+        rope.ensure(T);
+        int N = B * T;
+        matmul_forward(qkv, x, params + w_qkv, params + b_qkv, N, C, 3 * D);
+        #pragma omp parallel for schedule(static)
+        for (int bt = 0; bt < N; bt++) {
+            memcpy(qk + (size_t)bt * 2 * D, qkv + (size_t)bt * 3 * D, sizeof(float) * 2 * D);
+            if (rope.rot)
+                for (int h = 0; h < 2 * H; h++) rope.apply(qk + (size_t)bt * 2 * D + h * hd, bt % T);
+        }
+        // level 1
+        core.forward(B, T, {qk, 2 * D, hd}, {qk + D, 2 * D, hd}, {nullptr, 0, 0}, {qkv + 2 * D, 3 * D, hd}, att, {y1, D, hd});
+        // level 2: causal running mean, summed in order
+        #pragma omp parallel for schedule(static)
+        for (int b = 0; b < B; b++) {
+            std::vector<float> acc(C, 0.0f);
+            for (int t = 0; t < T; t++) {
+                const float* xv = x + ((size_t)b * T + t) * C;
+                float* sv = s + ((size_t)b * T + t) * C;
+                for (int c = 0; c < C; c++) { acc[c] += xv[c]; sv[c] = acc[c] / (t + 1); }
+            }
+        }
+        matmul_forward(y2, s, params + w_qkv + (size_t)2 * D * C, params + b_qkv + 2 * D, N, C, D);
+        // level 3
+        matmul_forward(mkv, params + mem, params + w_qkv, params + b_qkv, M, C, 3 * D);
+        #pragma omp parallel for schedule(static)
+        for (int bt = 0; bt < N; bt++) slots_attend(qkv + (size_t)bt * 3 * D, mkv, p3 + (size_t)bt * H * M, y3 + (size_t)bt * D);
+        // router and mix
+        matmul_forward(r1, x, params + w_r1, params + b_r1, N, C, R);
+        gelu_forward(rg, r1, (long)N * R, true);
+        matmul_forward(rw, rg, params + w_r2, params + b_r2, N, R, 3);
+        #pragma omp parallel for schedule(static)
+        for (int bt = 0; bt < N; bt++) {
+            float* r = rw + (size_t)bt * 3;
+            softmax3(r, r);
+            for (int i = 0; i < D; i++) {
+                size_t k = (size_t)bt * D + i;
+                y[k] = r[0] * y1[k] + r[1] * y2[k] + r[2] * y3[k];
+            }
+        }
+        matmul_forward(out, y, params + w_o, params + b_o, N, D, C);
+    }
+
+    void backward(const float* params, float* grads, const float* x, const float* dout, float* dx, int B, int T) override {
+        carve(B, T);
+        int N = B * T;
+        matmul_backward(dy, grads + w_o, grads + b_o, dout, y, params + w_o, N, D, C);
+        // router: dr_l = dy . y_l, softmax backward to the logits
+        #pragma omp parallel for schedule(static)
+        for (int bt = 0; bt < N; bt++) {
+            const float* r = rw + (size_t)bt * 3;
+            float d[3] = {0, 0, 0};
+            for (int i = 0; i < D; i++) {
+                size_t k = (size_t)bt * D + i;
+                d[0] += dy[k] * y1[k]; d[1] += dy[k] * y2[k]; d[2] += dy[k] * y3[k];
+            }
+            float dot = r[0] * d[0] + r[1] * d[1] + r[2] * d[2];
+            for (int l = 0; l < 3; l++) drw[(size_t)bt * 3 + l] = r[l] * (d[l] - dot);
+        }
+        matmul_backward(drg, grads + w_r2, grads + b_r2, drw, rg, params + w_r2, N, R, 3);
+        gelu_backward(dr1, r1, drg, (long)N * R, true);
+        matmul_backward(dx, grads + w_r1, grads + b_r1, dr1, x, params + w_r1, N, C, R);
+        memset(dqkv, 0, sizeof(float) * N * 3 * D);
+        // level 1 (dy scaled by its router weight)
+        auto scaled_dy = [&](int l) {
+            #pragma omp parallel for schedule(static)
+            for (int bt = 0; bt < N; bt++)
+                for (int i = 0; i < D; i++) dyl[(size_t)bt * D + i] = rw[(size_t)bt * 3 + l] * dy[(size_t)bt * D + i];
+        };
+        scaled_dy(0);
+        memset(dqk, 0, sizeof(float) * N * 2 * D);
+        core.backward(B, T, {qk, 2 * D, hd}, {qk + D, 2 * D, hd}, {nullptr, 0, 0}, {qkv + 2 * D, 3 * D, hd}, att, {dyl, D, hd},
+                      {dqk, 2 * D, hd}, {dqk + D, 2 * D, hd}, {nullptr, 0, 0}, {dqkv + 2 * D, 3 * D, hd});
+        #pragma omp parallel for schedule(static)
+        for (int bt = 0; bt < N; bt++) {
+            float* d = dqk + (size_t)bt * 2 * D;
+            if (rope.rot)
+                for (int h = 0; h < 2 * H; h++) rope.apply(d + h * hd, bt % T, true);
+            for (int i = 0; i < 2 * D; i++) dqkv[(size_t)bt * 3 * D + i] += d[i];
+        }
+        // level 2: through W_V into s, then the running mean back to x (reverse cumulative sum)
+        scaled_dy(1);
+        matmul_backward(ds, grads + w_qkv + (size_t)2 * D * C, grads + b_qkv + 2 * D, dyl, s, params + w_qkv + (size_t)2 * D * C, N, C, D);
+        #pragma omp parallel for schedule(static)
+        for (int b = 0; b < B; b++) {
+            std::vector<float> acc(C, 0.0f);
+            for (int t = T - 1; t >= 0; t--) {
+                const float* dsv = ds + ((size_t)b * T + t) * C;
+                float* dxv = dx + ((size_t)b * T + t) * C;
+                for (int c = 0; c < C; c++) { acc[c] += dsv[c] / (t + 1); dxv[c] += acc[c]; }
+            }
+        }
+        // level 3: softmax over slots; gradients to q (unrotated) and to the projected slots
+        scaled_dy(2);
+        float scale = 1.0f / sqrtf((float)hd);
+        #pragma omp parallel for schedule(static)
+        for (int bt = 0; bt < N; bt++)
+            for (int h = 0; h < H; h++) {
+                const float* p = p3 + ((size_t)bt * H + h) * M;
+                const float* dyv = dyl + (size_t)bt * D + h * hd;
+                float dp[MEM_SLOTS], dot = 0.0f;
+                for (int j = 0; j < M; j++) {
+                    const float* v = mkv + (size_t)j * 3 * D + 2 * D + h * hd;
+                    float d = 0.0f;
+                    for (int i = 0; i < hd; i++) d += dyv[i] * v[i];
+                    dp[j] = d;
+                    dot += p[j] * d;
+                }
+                float* dq = dqkv + (size_t)bt * 3 * D + h * hd;
+                for (int j = 0; j < M; j++) {
+                    float dsc = p[j] * (dp[j] - dot) * scale;
+                    dp3[((size_t)bt * H + h) * M + j] = dsc;
+                    const float* k = mkv + (size_t)j * 3 * D + D + h * hd;
+                    for (int i = 0; i < hd; i++) dq[i] += dsc * k[i];
+                }
+            }
+        memset(dmkv, 0, sizeof(float) * M * 3 * D);
+        #pragma omp parallel for collapse(2) schedule(static)
+        for (int j = 0; j < M; j++)
+            for (int h = 0; h < H; h++) {
+                float* dk = dmkv + (size_t)j * 3 * D + D + h * hd;
+                float* dv = dmkv + (size_t)j * 3 * D + 2 * D + h * hd;
+                for (int bt = 0; bt < N; bt++) {
+                    float dsc = dp3[((size_t)bt * H + h) * M + j], p = p3[((size_t)bt * H + h) * M + j];
+                    const float* q = qkv + (size_t)bt * 3 * D + h * hd;
+                    const float* dyv = dyl + (size_t)bt * D + h * hd;
+                    for (int i = 0; i < hd; i++) { dk[i] += dsc * q[i]; dv[i] += p * dyv[i]; }
+                }
+            }
+        matmul_backward(dmem, grads + w_qkv, grads + b_qkv, dmkv, params + mem, params + w_qkv, M, C, 3 * D);
+        add_to(grads + mem, dmem, (long)M * C);
+        matmul_backward(dx, grads + w_qkv, grads + b_qkv, dqkv, x, params + w_qkv, N, C, 3 * D, true);
+    }
+    static void add_to(float* a, const float* b, long n) {
+        for (long i = 0; i < n; i++) a[i] += b[i];
+    }
+
+    // ---- decoding ----
+    void decode_begin(const float* params, int max_T) override {
+        rope.ensure(max_T);
+        dec_T = max_T;
+        cache_k.assign((size_t)max_T * D, 0.0f);
+        cache_v.assign((size_t)max_T * D, 0.0f);
+        run_sum.assign(C + 1, 0.0f);  // sum of x, then the count
+        dec_mkv.resize((size_t)M * 3 * D);
+        matmul_forward(dec_mkv.data(), params + mem, params + w_qkv, params + b_qkv, M, C, 3 * D);
+    }
+    size_t cache_floats_per_token() const override { return dec_T ? (cache_k.size() + cache_v.size()) / dec_T : 0; }
+    size_t cache_floats_fixed() const override { return run_sum.size(); }
+    void decode_step(const float* params, const float* x, int t, float* out) override {
+        dec_buf.resize(3 * D + D * 4 + C + H * M + 2 * R + 3);
+        float* p = dec_buf.data();
+        auto take = [&](size_t n) { float* r = p; p += n; return r; };
+        float *q3 = take(3 * D), *ya = take(D), *yb = take(D), *yc = take(D), *ym = take(D), *sv = take(C), *pp = take(H * M),
+              *h1 = take(R), *h2 = take(R), *rl = take(3);
+        matmul_forward(q3, x, params + w_qkv, params + b_qkv, 1, C, 3 * D);
+        slots_attend(q3, dec_mkv.data(), pp, yc);  // level 3 with the unrotated q
+        if (rope.rot)
+            for (int h = 0; h < 2 * H; h++) rope.apply(q3 + h * hd, t);
+        memcpy(&cache_k[(size_t)t * D], q3 + D, sizeof(float) * D);
+        memcpy(&cache_v[(size_t)t * D], q3 + 2 * D, sizeof(float) * D);
+        const float* ck = cache_k.data();
+        const float* cv = cache_v.data();
+        int D_ = D, hd_ = hd;
+        core.decode(t, q3, hd, [=](int t2, int g) { return ck + (size_t)t2 * D_ + g * hd_; }, [](int) { return (const float*)nullptr; },
+                    [=](int t2, int g) { return cv + (size_t)t2 * D_ + g * hd_; }, ya, hd, dec_scores);
+        run_sum[C] += 1.0f;
+        for (int c = 0; c < C; c++) { run_sum[c] += x[c]; sv[c] = run_sum[c] / run_sum[C]; }
+        matmul_forward(yb, sv, params + w_qkv + (size_t)2 * D * C, params + b_qkv + 2 * D, 1, C, D);
+        matmul_forward(h1, x, params + w_r1, params + b_r1, 1, C, R);
+        gelu_forward(h2, h1, R, true);
+        matmul_forward(rl, h2, params + w_r2, params + b_r2, 1, R, 3);
+        softmax3(rl, rl);
+        for (int i = 0; i < D; i++) ym[i] = rl[0] * ya[i] + rl[1] * yb[i] + rl[2] * yc[i];
+        matmul_forward(out, ym, params + w_o, params + b_o, 1, D, C);
+    }
+};
