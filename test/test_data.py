@@ -8,8 +8,15 @@ import traceback
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "data"))
+import eval_sets  # noqa: E402
+import prepare  # noqa: E402
 import shards  # noqa: E402
 import tokenizer  # noqa: E402
+import contextlib  # noqa: E402
+import glob  # noqa: E402
+import io  # noqa: E402
+import re  # noqa: E402
+import subprocess  # noqa: E402
 
 TESTS = []
 
@@ -84,6 +91,160 @@ def bundled_shards_split_by_document():
         n_val = vi["n_docs"]
         assert val == tok.encode("\n\n".join(docs[-n_val:]) + "\n\n")
         assert train[:2000] == tok.encode("\n\n".join(docs[:-n_val]) + "\n\n")[:2000]
+
+
+def read_docs(out, split, eos):
+    """All documents of one split, decoded from its shards (split at end-of-text)."""
+    toks = []
+    for p in sorted(glob.glob(os.path.join(out, f"{split}_*.bin"))):
+        info, t = shards.read_shard(p)
+        toks += t
+    docs, cur = [], []
+    for t in toks:
+        if t == eos:
+            docs.append(cur)
+            cur = []
+        else:
+            cur.append(t)
+    assert not cur, "every document must end with end-of-text"
+    return docs
+
+
+def run_prepare(args):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()) as out:
+        rc = prepare.main(args)
+    return rc, out.getvalue(), err.getvalue()
+
+
+@test
+def pile_jsonl_zst_split_by_document_deterministic():
+    docs = [f"Document number {i}: " + "some words here " * (i % 7 + 1) for i in range(60)]
+    docs += [docs[3], docs[10], "", "   "]  # duplicates must land on the same side; empty ones are skipped
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "pile.jsonl")
+        with open(src, "w") as f:
+            for t in docs:
+                f.write(json.dumps({"text": t, "meta": {"pile_set_name": "x"}}) + "\n")
+        subprocess.run(["zstd", "-q", "-f", src, "-o", src + ".zst"], check=True)
+        os.remove(src)
+        outs = []
+        for workers in ("1", "2"):
+            out = os.path.join(d, "out" + workers)
+            rc, so, se = run_prepare(["pile", "--path", src + ".zst", "--out", out, "--workers", workers,
+                                      "--val-frac", "0.3", "--shard-size", "200"])
+            assert rc == 0, se
+            assert "skipped 2 empty document(s)" in so and "tokens/s" in so, so
+            outs.append(out)
+        a = {os.path.basename(p): open(p, "rb").read() for p in glob.glob(os.path.join(outs[0], "*.bin"))}
+        b = {os.path.basename(p): open(p, "rb").read() for p in glob.glob(os.path.join(outs[1], "*.bin"))}
+        assert a == b and len(a) > 2, "output must not depend on the worker count"
+        tok = tokenizer.load_tokenizer("gpt-neox-20b")
+        train = [tok.decode(x) for x in read_docs(outs[0], "train", tok.eos_id)]
+        val = [tok.decode(x) for x in read_docs(outs[0], "val", tok.eos_id)]
+        assert val and train, (len(train), len(val))
+        assert not set(train) & set(val), "a document is in both splits"
+        assert sorted(train + val) == sorted(t for t in docs if t.strip())
+        for p in glob.glob(os.path.join(outs[0], "*.bin")):
+            assert shards.read_shard(p)[0]["n_tokens"] <= 200
+
+
+@test
+def tinystories_txt_and_wikitext_official_splits():
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "TinyStories-train.txt")
+        stories = [f"Once upon a time there was a cat number {i}." for i in range(30)]
+        open(src, "w").write("\n<|endoftext|>\n".join(stories))
+        out = os.path.join(d, "ts")
+        rc, so, se = run_prepare(["tinystories", "--path", src, "--out", out, "--workers", "1", "--val-frac", "0.2"])
+        assert rc == 0, se
+        tok = tokenizer.load_tokenizer("gpt-neox-20b")
+        got = [tok.decode(x).strip() for s_ in ("train", "val") for x in read_docs(out, s_, tok.eos_id)]
+        assert sorted(got) == sorted(stories)
+        wdir = os.path.join(d, "wikitext-2-raw")
+        os.makedirs(wdir)
+        for name, title in (("wiki.train.raw", "Tr"), ("wiki.valid.raw", "Va"), ("wiki.test.raw", "Te")):
+            open(os.path.join(wdir, name), "w").write(f" \n = {title} = \n \n Text of {title} . \n")
+        out = os.path.join(d, "wt")
+        rc, so, se = run_prepare(["wikitext", "--path", wdir, "--out", out, "--workers", "1"])
+        assert rc == 0, se
+        for split, title in (("train", "Tr"), ("val", "Va"), ("test", "Te")):
+            (doc,) = read_docs(out, split, tok.eos_id)
+            assert f"Text of {title}" in tok.decode(doc), (split, tok.decode(doc))
+
+
+@test
+def prepare_bad_inputs():
+    with tempfile.TemporaryDirectory() as d:
+        rc, _, se = run_prepare(["pile", "--path", os.path.join(d, "missing.jsonl"), "--out", d, "--workers", "1"])
+        assert rc == 1 and "no such file" in se, se
+        bad = os.path.join(d, "bad.jsonl")
+        open(bad, "w").write('{"text": "fine"}\n{not json}\n')
+        rc, _, se = run_prepare(["pile", "--path", bad, "--out", d, "--workers", "1"])
+        assert rc == 1 and "bad.jsonl:2: not valid JSON" in se, se
+        open(bad, "w").write('{"txt": "no text field"}\n')
+        rc, _, se = run_prepare(["pile", "--path", bad, "--out", d, "--workers", "1"])
+        assert rc == 1 and 'expected an object with a "text" string' in se, se
+        open(bad, "w").write("")
+        rc, _, se = run_prepare(["pile", "--path", bad, "--out", d, "--workers", "1"])
+        assert rc == 1 and "no non-empty documents" in se, se
+        # invalid UTF-8: replaced (documented), counted, not fatal
+        book = os.path.join(d, "book.txt")
+        open(book, "wb").write(b"*** START OF THE PROJECT GUTENBERG EBOOK X ***\nCaf\xe9 au lait.\n*** END OF THE PROJECT GUTENBERG EBOOK X ***\nlicense")
+        out = os.path.join(d, "pg")
+        rc, so, se = run_prepare(["pg19", "--path", book, "--out", out, "--workers", "1", "--val-frac", "0"])
+        assert rc == 0 and "not valid UTF-8" in se and "replaced 1 invalid UTF-8" in so, (so, se)
+        tok = tokenizer.load_tokenizer("gpt-neox-20b")
+        (doc,) = read_docs(out, "train", tok.eos_id)
+        assert tok.decode(doc) == "Caf\ufffd au lait.\n", repr(tok.decode(doc))
+
+
+@test
+def gutenberg_header_and_wikitext_articles():
+    book = "Title page\n*** START OF THE PROJECT GUTENBERG EBOOK PRIDE ***\n\nIt is a truth.\n\n*** END OF THE PROJECT GUTENBERG EBOOK PRIDE ***\nLicense text\n"
+    assert prepare.strip_gutenberg(book) == "It is a truth.\n"
+    assert prepare.strip_gutenberg("no markers at all\n") == "no markers at all\n"
+    wiki = " \n = Alpha = \n \n Alpha is a letter @-@ like thing , they say . \n \n = = History = = \n \n Old . \n \n = Beta = \n \n Beta ( b ) . \n"
+    arts = list(prepare.wikitext_articles(wiki))
+    assert len(arts) == 2 and arts[0].strip().startswith("= Alpha =") and "= = History = =" in arts[0], arts
+    assert eval_sets.wikitext_detokenize(" letter @-@ like thing , they say . ") == " letter-like thing, they say. "
+    assert eval_sets.wikitext_detokenize("Beta ( b ) .") == "Beta (b) ."
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "wiki.test.raw")
+        open(src, "w").write(wiki)
+        with contextlib.redirect_stdout(io.StringIO()):
+            docs = eval_sets.write_wikitext_eval(src, "gpt-neox-20b", d)
+        assert [x["title"] for x in docs] == ["Alpha", "Beta"]
+        assert docs[0]["words"] == len(re.split(r"\s+", arts[0])) and docs[1]["bytes"] == len(arts[1].encode())
+        info, toks = shards.read_shard(os.path.join(d, "wikitext_eval.bin"))
+        assert info["n_docs"] == 2 and len(toks) == docs[1]["offset"] + docs[1]["n_tokens"]
+        tok = tokenizer.load_tokenizer("gpt-neox-20b")
+        assert tok.decode(toks[docs[1]["offset"]:]) == eval_sets.wikitext_detokenize(arts[1])
+
+
+@test
+def reversal_sentences_are_well_formed():
+    rows = eval_sets.reversal_set()
+    assert len(rows) >= 50 and any(r["synthetic"] for r in rows)
+    for r in rows:
+        for key in ("forward", "backward"):
+            s = r[key]
+            assert s[0].isupper() and s.endswith(".") and not s.endswith(".."), s
+            assert "{" not in s and "}" not in s and "  " not in s, s
+            assert s.count(r["object"]) == 1, s
+            assert s.lower().count(r["subject"].lower()) == 1, s
+            words = s.lower().rstrip(".").split()
+            assert all(a != b for a, b in zip(words, words[1:])), f"repeated word: {s}"
+        fwd, bwd = eval_sets.TEMPLATES[r["relation"]]
+        # the relation phrase (the template minus its slots) appears exactly once
+        for tpl, s in ((fwd, r["forward"]), (bwd, r["backward"])):
+            for piece in re.split(r"\{[so]\}", tpl):
+                piece = piece.strip(" .").lower()
+                if piece:
+                    assert len(re.findall(r"\b" + re.escape(piece) + r"\b", s.lower())) == 1, (piece, s)
+        assert r["backward"].startswith(r["object"]), r["backward"]
+    bad = eval_sets.reversal_set([("capital", "France", "Paris")])[0]
+    assert bad["backward"] == "Paris is the capital of France."
 
 
 def main():

@@ -1,0 +1,139 @@
+"""eval_sets.py: evaluation sets for kvgpt's evaluator.
+
+    python3 data/eval_sets.py wikitext --path wiki.test.raw [--tokenizer T] [--out DIR]
+    python3 data/eval_sets.py reversal [--out FILE]
+
+wikitext: lm-eval-style WikiText perplexity. Each article is one document; the model scores the
+detokenized article (lm-eval's wikitext detokenizer: " @-@ " -> "-", " , " -> ", ", ...) and
+word / byte perplexity divide the summed NLL by the ORIGINAL article's whitespace word count
+(len(re.split(r"\\s+", article))) and UTF-8 byte count, as lm-eval does. Writes
+wikitext_eval.bin (a shard of all documents back to back, no separators; the evaluator gives each
+document the end-of-text token as its first context) and wikitext_eval.json (per document: token
+offset, token count, words, bytes, title). Accepts wiki.test.raw or the tokenized v1 test file.
+
+reversal: the reversal-curse set from data/reversal/facts.tsv: for each (relation, subject,
+object) a forward sentence ("The capital of France is Paris.") and a backward one ("Paris is
+the capital of France."), written as JSONL. Each relation has one forward and one backward
+template, both full sentences (an earlier set's backward template repeated the relation:
+"Paris is the capital of The capital of France"); test/test_data.py checks every sentence.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from prepare import PrepError, read_text, wikitext_articles  # noqa: E402
+from shards import write_shard  # noqa: E402
+from tokenizer import TOKENIZER_IDS, load_tokenizer  # noqa: E402
+
+
+def wikitext_detokenize(s):
+    """Undoes WikiText's tokenization (the rules lm-eval applies before scoring)."""
+    s = s.replace("s '", "s'")
+    s = re.sub(r"/' [0-9]/", r"/'[0-9]/", s)
+    for a, b in ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."), (" : ", ": "), (" ; ", "; "), (" . ", ". "),
+                 (" ! ", "! "), (" ? ", "? "), (" , ", ", ")):
+        s = s.replace(a, b)
+    s = re.sub(r"\( ([^\(\)]*) \)", r"(\1)", s)
+    s = re.sub(r"\[ ([^\[\]]*) \]", r"[\1]", s)
+    s = re.sub(r"{ ([^{}]*) }", r"{\1}", s)
+    s = re.sub(r"\" ([^\"]*) \"", r'"\1"', s)
+    s = re.sub(r"' ([^']*) '", r"'\1'", s)
+    for a, b in (("= = = =", "===="), ("= = =", "==="), ("= =", "=="), (" " + chr(176) + " ", chr(176)), (" \n", "\n"),
+                 ("\n ", "\n"), (" N ", " 1 "), (" 's", "'s")):
+        s = s.replace(a, b)
+    return s
+
+
+def count_words(doc):
+    return len(re.split(r"\s+", doc))
+
+
+def write_wikitext_eval(path, tokenizer, out):
+    tok = load_tokenizer(tokenizer)
+    text = read_text(path, {})
+    docs, tokens = [], []
+    for art in wikitext_articles(text):
+        ids = tok.encode(wikitext_detokenize(art))
+        title = art.strip().splitlines()[0].strip(" =") if art.strip() else ""
+        docs.append({"offset": len(tokens), "n_tokens": len(ids), "words": count_words(art),
+                     "bytes": len(art.encode("utf-8")), "title": title})
+        tokens.extend(ids)
+    if not docs:
+        raise PrepError(f"{path}: no WikiText articles found (expected ' = Title = ' headings)")
+    os.makedirs(out, exist_ok=True)
+    write_shard(os.path.join(out, "wikitext_eval.bin"), tokens, TOKENIZER_IDS[tokenizer], tok.vocab_size, tok.eos_id, len(docs))
+    with open(os.path.join(out, "wikitext_eval.json"), "w") as f:
+        json.dump({"source": os.path.basename(path), "tokenizer": tokenizer, "documents": docs}, f, indent=0)
+    print(f"{len(docs)} documents, {len(tokens):,} tokens, {sum(d['words'] for d in docs):,} words, "
+          f"{sum(d['bytes'] for d in docs):,} bytes -> {out}/wikitext_eval.{{bin,json}}")
+    return docs
+
+
+# relation -> (forward, backward); {s} subject, {o} object; a sentence-initial slot is capitalised
+TEMPLATES = {
+    "capital": ("The capital of {s} is {o}.", "{o} is the capital of {s}."),
+    "inventor": ("{s} was invented by {o}.", "{o} invented {s}."),
+    "author": ("{s} was written by {o}.", "{o} wrote {s}."),
+    "founder": ("{s} was founded by {o}.", "{o} founded {s}."),
+    "director": ("{s} was directed by {o}.", "{o} directed {s}."),
+}
+
+
+def fill(template, s, o):
+    out = template.format(s=s, o=o)
+    return out[0].upper() + out[1:]
+
+
+def load_facts(path=os.path.join(HERE, "reversal", "facts.tsv")):
+    facts = []
+    for n, line in enumerate(open(path, encoding="utf-8"), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) != 3 or parts[0] not in TEMPLATES or not parts[1] or not parts[2]:
+            raise PrepError(f"{path}:{n}: expected 'relation<TAB>subject<TAB>object' with a relation in {sorted(TEMPLATES)}")
+        facts.append(tuple(parts))
+    return facts
+
+
+def reversal_set(facts=None):
+    out = []
+    for rel, s, o in facts or load_facts():
+        fwd, bwd = TEMPLATES[rel]
+        out.append({"relation": rel, "subject": s, "object": o, "forward": fill(fwd, s, o), "backward": fill(bwd, s, o),
+                    "synthetic": rel == "director"})
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("set", choices=["wikitext", "reversal"])
+    ap.add_argument("--path")
+    ap.add_argument("--tokenizer", default="gpt-neox-20b", choices=sorted(TOKENIZER_IDS))
+    ap.add_argument("--out")
+    a = ap.parse_args(argv)
+    try:
+        if a.set == "wikitext":
+            if not a.path:
+                raise PrepError("wikitext needs --path to wiki.test.raw (or the tokenized v1 test file)")
+            write_wikitext_eval(a.path, a.tokenizer, a.out or os.path.join(HERE, "eval", a.tokenizer))
+        else:
+            rows = reversal_set()
+            out = a.out or os.path.join(HERE, "eval", "reversal.jsonl")
+            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+            with open(out, "w", encoding="utf-8") as f:
+                for r in rows:
+                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            print(f"{len(rows)} facts -> {out}")
+    except PrepError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,343 @@
+"""prepare.py: real corpora -> kvgpt token shards (format: data/shards.py).
+
+    python3 data/prepare.py DATASET [--path P] [--hf NAME] [--tokenizer gpt-neox-20b|gpt2]
+                            [--out DIR] [--shard-size N] [--val-frac F] [--workers W]
+
+DATASET and what --path takes (Tiny Shakespeare has its own script, data/tinyshakespeare.py):
+    wikitext         a directory with wiki.{train,valid,test}.{raw,tokens} (WikiText-2 or -103,
+                     raw or the tokenized v1 files) or one such file; a document is one article.
+                     The official splits are kept: train -> train_*, valid -> val_*, test -> test_*
+    pg19             a directory of Gutenberg .txt books (searched recursively) or one book; the
+                     Gutenberg header and footer are stripped; a document is one book
+    pile             .jsonl or .jsonl.zst files (a file, a directory or a glob) of {"text": ...}
+    tinystories      a .txt with <|endoftext|> between stories, or .jsonl with {"text": ...}
+With --hf NAME (and `datasets` importable) the text comes from the Hugging Face hub instead.
+
+Every document is followed by the end-of-text token. The train/val split is by document, never
+by window: a document goes to val when the SHA-1 of its text falls in the first --val-frac of
+the hash range, so the split is deterministic and identical documents always land on the same
+side (earlier work split shuffled windows and leaked validation text into training). Datasets
+with official splits (WikiText) keep them. Tokenization is streamed through a pool of worker
+processes in document order, so the output is identical for any --workers.
+
+Bad input: a missing path or an unreadable file is an error naming it; empty documents are
+skipped and counted; a file that is not valid UTF-8 is decoded with replacement characters and
+the number of bad bytes is reported (so one stray byte does not lose a whole corpus).
+"""
+import argparse
+import glob
+import hashlib
+import io
+import json
+import multiprocessing as mp
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from shards import write_shard  # noqa: E402
+from tokenizer import TOKENIZER_IDS, load_tokenizer  # noqa: E402
+
+
+class PrepError(Exception):
+    """A user-facing error: what is wrong, and how to fix it."""
+
+
+# ------------------------------------------------------------------------------------------------
+# reading files
+
+
+def read_text(path, stats):
+    """UTF-8 text of a file; invalid bytes become U+FFFD and are counted in stats['bad_bytes']."""
+    if not os.path.exists(path):
+        raise PrepError(f"no such file: {path}")
+    raw = open(path, "rb").read()
+    if path.endswith(".zst"):
+        raw = zstd_decompress(raw, path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd") - raw.decode("utf-8", errors="ignore").count("\ufffd")
+        stats["bad_bytes"] = stats.get("bad_bytes", 0) + bad
+        print(f"warning: {path} is not valid UTF-8: {bad} bad byte sequence(s) replaced by U+FFFD", file=sys.stderr)
+        return text
+
+
+def zstd_decompress(raw, path):
+    try:
+        import zstandard  # optional
+        return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)).read()
+    except ImportError:
+        pass
+    try:
+        return subprocess.run(["zstd", "-dc"], input=raw, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True).stdout
+    except FileNotFoundError:
+        raise PrepError(f"{path}: .zst needs the `zstd` command or the `zstandard` module (apt-get install zstd)")
+    except subprocess.CalledProcessError as e:
+        raise PrepError(f"{path}: zstd could not decompress it: {e.stderr.decode(errors='replace').strip()}")
+
+
+def expand_paths(path, patterns):
+    if path is None:
+        raise PrepError("this dataset needs --path (or --hf NAME with the `datasets` package)")
+    if os.path.isdir(path):
+        out = []
+        for pat in patterns:
+            out += glob.glob(os.path.join(path, "**", pat), recursive=True)
+        out = sorted(set(out))
+    elif any(c in path for c in "*?["):
+        out = sorted(glob.glob(path))
+    else:
+        out = [path]
+    if not out:
+        raise PrepError(f"no input files found at {path} (looked for {', '.join(patterns)})")
+    for p in out:
+        if not os.path.exists(p):
+            raise PrepError(f"no such file: {p}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# datasets: each yields (split or None, document text); None means "split by hash"
+
+
+_WIKI_HEADING = re.compile(r"^ = [^=].* = $")
+
+
+def wikitext_articles(text):
+    """Splits WikiText into articles at top-level headings ' = Title = '."""
+    art = []
+    for line in text.splitlines(keepends=True):
+        if _WIKI_HEADING.match(line.rstrip("\n")) and any(l.strip() for l in art):
+            yield "".join(art)
+            art = []
+        art.append(line)
+    if any(l.strip() for l in art):
+        yield "".join(art)
+
+
+def docs_wikitext(a, stats):
+    files = expand_paths(a.path, ["wiki.*.raw", "wiki.*.tokens", "*.txt"])
+    for f in files:
+        base = os.path.basename(f)
+        split = "val" if ("valid" in base or "val" in base) else "test" if "test" in base else "train"
+        for art in wikitext_articles(read_text(f, stats)):
+            yield split, art
+
+
+_PG_START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", re.M | re.I)
+_PG_END = re.compile(r"^\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG.*$", re.M | re.I)
+
+
+def strip_gutenberg(text):
+    """The book between the '*** START OF ...' and '*** END OF ...' lines (whole text if absent)."""
+    s = _PG_START.search(text)
+    e = _PG_END.search(text)
+    start = s.end() if s else 0
+    end = e.start() if e and e.start() > start else len(text)
+    return text[start:end].strip("\r\n") + "\n"
+
+
+def docs_pg19(a, stats):
+    for f in expand_paths(a.path, ["*.txt"]):
+        yield None, strip_gutenberg(read_text(f, stats))
+
+
+def docs_jsonl(a, stats, patterns=("*.jsonl", "*.jsonl.zst")):
+    for f in expand_paths(a.path, list(patterns)):
+        for n, line in enumerate(read_text(f, stats).splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise PrepError(f"{f}:{n}: not valid JSON ({e.msg})")
+            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+                raise PrepError(f'{f}:{n}: expected an object with a "text" string')
+            yield None, rec["text"]
+
+
+def docs_tinystories(a, stats):
+    files = expand_paths(a.path, ["*.txt", "*.jsonl"])
+    for f in files:
+        if f.endswith(".jsonl") or f.endswith(".jsonl.zst"):
+            a2 = argparse.Namespace(**vars(a))
+            a2.path = f
+            yield from docs_jsonl(a2, stats)
+            continue
+        split = "val" if "valid" in os.path.basename(f).lower() else None
+        for story in read_text(f, stats).split("<|endoftext|>"):
+            yield split, story.strip() + "\n"
+
+
+def docs_hf(a, stats):
+    try:
+        import datasets
+    except ImportError:
+        raise PrepError("--hf needs the `datasets` package (pip install datasets); or pass --path")
+    ds = datasets.load_dataset(a.hf, a.hf_config, split=a.hf_split, streaming=True)
+    for rec in ds:
+        yield None, rec[a.hf_field]
+
+
+DATASETS = {
+    "wikitext": docs_wikitext,
+    "pg19": docs_pg19,
+    "pile": docs_jsonl,
+    "tinystories": docs_tinystories,
+}
+
+
+def doc_split(text, val_frac):
+    """'val' or 'train' from the SHA-1 of the document: deterministic, duplicates agree."""
+    h = int.from_bytes(hashlib.sha1(text.encode("utf-8", errors="replace")).digest()[:8], "big")
+    return "val" if h < val_frac * 2.0**64 else "train"
+
+
+# ------------------------------------------------------------------------------------------------
+# tokenization in worker processes
+
+_TOK = None
+
+
+def _init_worker(name):
+    global _TOK
+    _TOK = load_tokenizer(name)
+
+
+def _encode(item):
+    split, text = item
+    return split, _TOK.encode(text) + [_TOK.eos_id]
+
+
+class ShardWriter:
+    """Accumulates tokens of one split and writes shards of at most shard_size tokens."""
+
+    def __init__(self, out, split, shard_size, tok_id, vocab, eos):
+        self.out, self.split, self.size = out, split, shard_size
+        self.tok_id, self.vocab, self.eos = tok_id, vocab, eos
+        self.buf, self.docs, self.index, self.total, self.total_docs = [], 0, 0, 0, 0
+
+    def add(self, ids):
+        self.docs += 1
+        self.total_docs += 1
+        self.buf.extend(ids)
+        while len(self.buf) >= self.size:
+            self.flush(self.buf[: self.size])
+            self.buf = self.buf[self.size:]
+
+    def flush(self, toks=None):
+        toks = self.buf if toks is None else toks
+        if not toks:
+            return
+        path = os.path.join(self.out, f"{self.split}_{self.index:06d}.bin")
+        write_shard(path, toks, self.tok_id, self.vocab, self.eos, self.docs)
+        self.index += 1
+        self.total += len(toks)
+        self.docs = 0
+        if toks is self.buf:
+            self.buf = []
+
+
+def progress(n_docs, n_tok, t0, final=False):
+    dt = max(time.time() - t0, 1e-9)
+    end = "\n" if final else "\r"
+    print(f"  {n_docs:,} documents, {n_tok:,} tokens, {n_tok / dt:,.0f} tokens/s", end=end, file=sys.stderr, flush=True)
+
+
+def prepare(a):
+    stats = {"empty": 0}
+    if a.hf:
+        docs = docs_hf(a, stats)
+    else:
+        docs = DATASETS[a.dataset](a, stats)
+    out = a.out or os.path.join(HERE, a.dataset, a.tokenizer)
+    os.makedirs(out, exist_ok=True)
+    tok = load_tokenizer(a.tokenizer)
+    writers = {}
+
+    def writer(split):
+        if split not in writers:
+            writers[split] = ShardWriter(out, split, a.shard_size, TOKENIZER_IDS[a.tokenizer], tok.vocab_size, tok.eos_id)
+        return writers[split]
+
+    def items():
+        for split, text in docs:
+            if not text.strip():
+                stats["empty"] += 1
+                continue
+            yield (split or doc_split(text, a.val_frac)), text
+
+    t0 = time.time()
+    n_docs = n_tok = 0
+    if a.workers > 1:
+        pool = mp.Pool(a.workers, initializer=_init_worker, initargs=(a.tokenizer,))
+        results = pool.imap(_encode, items(), chunksize=16)  # imap keeps document order
+    else:
+        _init_worker(a.tokenizer)
+        pool = None
+        results = map(_encode, items())
+    try:
+        for split, ids in results:
+            writer(split).add(ids)
+            n_docs += 1
+            n_tok += len(ids)
+            if n_docs % 200 == 0:
+                progress(n_docs, n_tok, t0)
+    finally:
+        if pool:
+            pool.terminate()
+            pool.join()
+    for w in writers.values():
+        w.flush()
+    progress(n_docs, n_tok, t0, final=True)
+    if n_docs == 0:
+        raise PrepError("no non-empty documents in the input")
+    for split, w in sorted(writers.items()):
+        print(f"{split}: {w.total_docs:,} documents, {w.total:,} tokens in {w.index} shard(s) -> {out}/{split}_*.bin")
+    if stats["empty"]:
+        print(f"skipped {stats['empty']} empty document(s)")
+    if stats.get("bad_bytes"):
+        print(f"replaced {stats['bad_bytes']} invalid UTF-8 sequence(s)")
+    dt = time.time() - t0
+    print(f"tokenized {n_tok:,} tokens in {dt:.1f} s: {n_tok / dt:,.0f} tokens/s ({type(tok).__name__}, {a.workers} worker(s))")
+    return writers
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", choices=sorted(DATASETS))
+    ap.add_argument("--path", help="local input (see above)")
+    ap.add_argument("--hf", help="Hugging Face dataset name instead of --path")
+    ap.add_argument("--hf-config", default=None)
+    ap.add_argument("--hf-split", default="train")
+    ap.add_argument("--hf-field", default="text")
+    ap.add_argument("--tokenizer", default="gpt-neox-20b", choices=sorted(TOKENIZER_IDS))
+    ap.add_argument("--out", help="output directory (default: data/DATASET/TOKENIZER)")
+    ap.add_argument("--shard-size", type=int, default=100_000_000, help="tokens per shard")
+    ap.add_argument("--val-frac", type=float, default=0.01, help="share of documents for val (hash split)")
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)))
+    a = ap.parse_args(argv)
+    if a.shard_size < 1:
+        ap.error("--shard-size must be positive")
+    if not 0.0 <= a.val_frac < 1.0:
+        ap.error("--val-frac must be in [0, 1)")
+    return a
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    try:
+        prepare(a)
+    except PrepError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
