@@ -1,7 +1,8 @@
 # kvgpt Makefile
 #   make train_gpt     the trainer (nvcc when found, else g++; the CPU backend is always in)
+#   make eval_gpt      the evaluator (perplexity protocols, extrapolation, reversal, Q/K, KV memory)
 #   make test          build and run the whole test suite (C++ CPU tests, CUDA tests, Python tests)
-#   make data          re-create the bundled Tiny Shakespeare shards (they ship in the repo)
+#   make data          re-create the bundled shards and eval sets (they ship in the repo)
 #   make clean
 # Optional pieces are probed by compiling, never hard-required. Override CPU_ARCH= for a
 # portable binary (default: the build machine's CPU); CUDA archs are always named explicitly.
@@ -31,19 +32,24 @@ HEADERS := $(wildcard llmc/*.h attention/*.h)
 
 ifeq ($(NVCC),)
   $(info note: nvcc not found: building the CPU-only trainer with $(CXX))
-  TRAIN_CMD = $(CXX) $(CXXFLAGS) -x c++ train_gpt.cu -o train_gpt
+  BUILD = $(CXX) $(CXXFLAGS) -x c++
+  LINK :=
   CUDA_TESTS :=
 else
   NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_GENCODE) -Xcompiler "$(CPU_ARCH) $(OMP_FLAGS) -Wall -Wno-unused-function"
-  TRAIN_CMD = $(NVCC) $(NVCCFLAGS) train_gpt.cu -o train_gpt -lgomp
+  BUILD = $(NVCC) $(NVCCFLAGS)
+  LINK := -lgomp
   CUDA_TESTS := test/test_cuda
 endif
 
 .PHONY: all test clean data
-all: train_gpt
+all: train_gpt eval_gpt
 
 train_gpt: train_gpt.cu $(HEADERS)
-	$(TRAIN_CMD)
+	$(BUILD) train_gpt.cu -o $@ $(LINK)
+
+eval_gpt: eval_gpt.cu $(HEADERS)
+	$(BUILD) eval_gpt.cu -o $@ $(LINK)
 
 test/test_kvgpt: test/test_kvgpt.cpp test/testlib.h $(HEADERS)
 	$(CXX) $(CXXFLAGS) test/test_kvgpt.cpp -o $@
@@ -51,12 +57,14 @@ test/test_kvgpt: test/test_kvgpt.cpp test/testlib.h $(HEADERS)
 test/test_cuda: test/test_cuda.cu test/testlib.h $(HEADERS) $(wildcard llmc/*.cuh)
 	$(NVCC) $(NVCCFLAGS) test/test_cuda.cu -o $@ -lgomp
 
-test: train_gpt test/test_kvgpt $(CUDA_TESTS)
+test: train_gpt eval_gpt test/test_kvgpt $(CUDA_TESTS)
 	PYTHON=$(PYTHON) bash test/run_all.sh
 
 data:
-	$(PYTHON) data/tinyshakespeare.py --tokenizer gpt-neox-20b
-	$(PYTHON) data/tinyshakespeare.py --tokenizer gpt2
+	for t in gpt-neox-20b gpt2; do \
+	  $(PYTHON) data/tinyshakespeare.py --tokenizer $$t && \
+	  $(PYTHON) data/eval_sets.py wikitext --path data/corpora/wikitext-2/test.txt --tokenizer $$t && \
+	  $(PYTHON) data/eval_sets.py reversal --tokenizer $$t || exit 1; done
 
 clean:
-	rm -f train_gpt test/test_kvgpt test/test_cuda train_log.jsonl
+	rm -f train_gpt eval_gpt test/test_kvgpt test/test_cuda train_log.jsonl

@@ -9,6 +9,7 @@
 #include <omp.h>
 #include <string>
 #include "llmc/backend.h"
+#include "llmc/cli.h"
 #include "llmc/checkpoint.h"
 #include "llmc/train.h"
 
@@ -18,17 +19,8 @@ struct RunConfig {
     int kv_heads = 0, kv_rank = 0, rope_dim = -1, q_rank = 0, splice_rank = 0, splice_ln = 0;
     int d_model = 0, layers = 0, heads = 0, d_ff = 0, max_seq = 0, parallel = -1, tied = -1;
     float rotary_pct = -1.0f, rope_base = -1.0f, alibi_slope = 0.0f;
-    int ckpt_every = 0;
+    int ckpt_every = 0, patience = 0;
     TrainConfig tc;
-};
-
-enum FlagType { F_STR, F_INT, F_FLOAT, F_U64 };
-struct Flag {
-    const char* shortname;  // e.g. "-a", or "" for long-only
-    const char* longname;
-    FlagType type;
-    void* ptr;
-    const char* help;
 };
 
 static std::vector<Flag> make_flags(RunConfig& r) {
@@ -70,38 +62,16 @@ static std::vector<Flag> make_flags(RunConfig& r) {
         {"-s", "--seed", F_U64, &t.seed, "seed for init and data order"},
         {"-o", "--out", F_STR, &r.out, "checkpoint file written at the end (and every -e steps)"},
         {"-e", "--ckpt-every", F_INT, &r.ckpt_every, "checkpoint every N steps (needs -o)"},
+        {"", "--patience", F_INT, &r.patience, "early stop after N evaluations without a better val loss (0: off)"},
         {"", "--resume", F_STR, &r.resume, "resume from this checkpoint (bitwise identical continuation)"},
         {"-L", "--log", F_STR, &r.log, "JSONL log file (default: <out>.jsonl, or train_log.jsonl)"},
         {"-d", "--device", F_STR, &r.device, "auto, cpu or cuda"},
     };
 }
 
-static void usage(std::vector<Flag>& flags) {
-    printf("usage: ./train_gpt [flags]\n\n");
-    for (const Flag& f : flags) printf("  %-3s %-16s %s\n", f.shortname, f.longname, f.help);
-    printf("\nexample: ./train_gpt -a mla -k 128 -p alibi\n");
-}
-
 static void parse_args(int argc, char** argv, RunConfig& r) {
     std::vector<Flag> flags = make_flags(r);
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(flags); exit(0); }
-        const Flag* f = nullptr;
-        for (const Flag& g : flags)
-            if ((g.shortname[0] && !strcmp(argv[i], g.shortname)) || !strcmp(argv[i], g.longname)) f = &g;
-        if (!f) fail_hint("./train_gpt -h lists the flags", "unknown flag '%s'", argv[i]);
-        if (i + 1 >= argc) fail_hint("./train_gpt -h lists the flags", "flag %s needs a value", argv[i]);
-        const char* v = argv[++i];
-        char* end = nullptr;
-        errno = 0;
-        switch (f->type) {
-            case F_STR: *(std::string*)f->ptr = v; continue;
-            case F_INT: *(int*)f->ptr = (int)strtol(v, &end, 10); break;
-            case F_FLOAT: *(float*)f->ptr = strtof(v, &end); break;
-            case F_U64: *(uint64_t*)f->ptr = strtoull(v, &end, 10); break;
-        }
-        if (errno || !end || *end || end == v) fail_hint("./train_gpt -h lists the flags", "flag %s: '%s' is not a valid number", f->longname, v);
-    }
+    parse_flags(argc, argv, flags, "./train_gpt", "./train_gpt -a mla -k 128 -p alibi");
 }
 
 // the model config from the preset plus overrides; every bad combination fails with a hint
@@ -234,20 +204,39 @@ int main(int argc, char** argv) {
     if (!r.out.empty()) row("checkpoint", r.out);
     printf("+--------------------------+----------------------------------------------+\n");
     if (tc.steps == 0) { printf("-x 0: settings only, nothing trained\n"); fclose(logf); return 0; }
-    fprintf(logf, "{\"event\":\"start\",\"preset\":\"%s\",\"attn\":\"%s\",\"pos\":\"%s\",\"params\":%zu,\"kv_elems_per_token_layer\":%ld,\"B\":%d,\"T\":%d,\"steps\":%d,\"start_step\":%d}\n",
-            cfg.preset, ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos], model.num_parameters(), kv_layer, tc.B, tc.T, tc.steps, start_step);
+    fprintf(logf, "{\"event\":\"start\",\"preset\":\"%s\",\"attn\":\"%s\",\"pos\":\"%s\",\"params\":%zu,\"kv_elems_per_token_layer\":%ld,\"kv_mha_per_layer\":%ld,\"B\":%d,\"T\":%d,\"steps\":%d,\"start_step\":%d}\n",
+            cfg.preset, ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos], model.num_parameters(), kv_layer, kv_mha, tc.B, tc.T, tc.steps, start_step);
 
+    // validation with best-weight tracking and early stopping (--patience evaluations without improvement)
+    std::vector<float> best_params;
+    int best_step = -1, evals_without_gain = 0, last_val_step = -1;
     auto do_val = [&](int step) {
         double t0 = now_seconds();
         float vl = val_loss(model, val, tc.val_batches);
-        best_val = std::min(best_val, vl);
+        last_val_step = step;
+        if (vl < best_val) {
+            best_val = vl;
+            best_step = step;
+            best_params.assign(model.params, model.params + model.ps.total);
+            evals_without_gain = 0;
+        } else {
+            evals_without_gain++;
+        }
         printf("val loss %.4f (step %d, %.0f ms)\n", vl, step, 1000 * (now_seconds() - t0));
         fprintf(logf, "{\"step\":%d,\"val_loss\":%.6f}\n", step, vl);
         fflush(logf);
     };
     double t_start = now_seconds();
-    for (int step = start_step; step < tc.steps; step++) {
-        if (step == start_step || (tc.val_every > 0 && step % tc.val_every == 0)) do_val(step);
+    int step = start_step;
+    for (; step < tc.steps; step++) {
+        if (step == start_step || (tc.val_every > 0 && step % tc.val_every == 0)) {
+            do_val(step);
+            if (r.patience > 0 && evals_without_gain >= r.patience) {
+                printf("early stop at step %d: val loss has not improved for %d evaluations (best %.4f at step %d)\n", step,
+                       r.patience, best_val, best_step);
+                break;
+            }
+        }
         double t0 = now_seconds();
         StepStats s = train_step(model, train, tc, step);
         double ms = 1000 * (now_seconds() - t0);
@@ -255,20 +244,35 @@ int main(int argc, char** argv) {
         printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s\n", step + 1, tc.steps, s.loss, s.lr, s.grad_norm, ms, tok_s);
         fprintf(logf, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.2f,\"tok_s\":%.1f}\n", step + 1, s.loss, s.lr, s.grad_norm, ms, tok_s);
         if (r.ckpt_every && (step + 1) % r.ckpt_every == 0 && step + 1 < tc.steps) {
-            checkpoint_save(r.out.c_str(), model, step + 1, train.rng.state, best_val);
+            checkpoint_save(r.out.c_str(), model, step + 1, train.rng.state, best_val, tc.T);
             printf("checkpoint: %s (step %d)\n", r.out.c_str(), step + 1);
         }
     }
-    do_val(tc.steps);
+    if (last_val_step != step) do_val(step);
     double total = now_seconds() - t_start;
-    printf("done: %d steps in %.1f s (%.0f tok/s overall, ~%.1f GFLOP/s)\n", tc.steps - start_step, total,
-           (double)(tc.steps - start_step) * tc.B * tc.T * tc.accum / total,
-           flops_per_token * (tc.steps - start_step) * tc.B * tc.T * tc.accum / total / 1e9);
-    if (!r.out.empty()) {
-        checkpoint_save(r.out.c_str(), model, tc.steps, train.rng.state, best_val);
-        printf("checkpoint: %s (step %d)\n", r.out.c_str(), tc.steps);
+    printf("done: %d steps in %.1f s (%.0f tok/s overall, ~%.1f GFLOP/s)\n", step - start_step, total,
+           (double)(step - start_step) * tc.B * tc.T * tc.accum / total,
+           flops_per_token * (step - start_step) * tc.B * tc.T * tc.accum / total / 1e9);
+    if (!r.out.empty()) {  // the latest state, to resume from
+        checkpoint_save(r.out.c_str(), model, step, train.rng.state, best_val, tc.T);
+        printf("checkpoint: %s (step %d)\n", r.out.c_str(), step);
     }
-    fprintf(logf, "{\"event\":\"end\",\"steps\":%d,\"seconds\":%.2f,\"best_val_loss\":%.6f}\n", tc.steps, total, best_val);
+    // the final evaluation uses the best weights seen, not the last (which may be worse)
+    int final_step = step;
+    if (best_step >= 0 && best_step != step) {
+        memcpy(model.params, best_params.data(), sizeof(float) * model.ps.total);
+        final_step = best_step;
+        printf("restored the best weights (step %d) for the final evaluation\n", best_step);
+    }
+    if (!r.out.empty()) {
+        std::string best_path = r.out + ".best";
+        checkpoint_save(best_path.c_str(), model, step, train.rng.state, best_val, tc.T);
+        printf("best weights: %s (step %d; evaluate this one)\n", best_path.c_str(), final_step);
+    }
+    float final_val = val_loss(model, val, tc.val_batches);
+    printf("final val loss %.4f (weights of step %d)\n", final_val, final_step);
+    fprintf(logf, "{\"event\":\"end\",\"steps\":%d,\"seconds\":%.2f,\"best_val_loss\":%.6f,\"final_val_loss\":%.6f,\"final_weights_step\":%d}\n",
+            step, total, best_val, final_val, final_step);
     fclose(logf);
     return 0;
 }

@@ -6,8 +6,19 @@
 // kvsplice.h), mka.h (memorized-key attention). core.h is the shared softmax-attention core.
 #pragma once
 #include <memory>
+#include <string>
+#include <vector>
 #include "../llmc/config.h"
 #include "../llmc/params.h"
+
+// where the queries / keys of the last forward live, after the position encoding: `heads` vectors
+// of `dim` per token; dims [rot_off, rot_off + rot) are RoPE-rotated (NeoX pairs i, i + rot/2)
+struct QKView {
+    std::string name;
+    const float* p;
+    long row, head;
+    int heads, dim, rot_off, rot;
+};
 
 struct Attention {
     virtual ~Attention() {}
@@ -35,6 +46,8 @@ struct Attention {
     virtual size_t cache_floats_per_token() const = 0;
     // floats the cache holds per sequence regardless of length (e.g. MKA's running sum)
     virtual size_t cache_floats_fixed() const { return 0; }
+    // the queries and keys of the last forward (for Q/K statistics)
+    virtual std::vector<QKView> qk_views() const = 0;
 };
 
 static std::unique_ptr<Attention> make_attention(const GPTConfig& cfg);  // attention/all.h

@@ -7,9 +7,15 @@
 // live inside one fused projection output without copies. att (B,H,T,T) keeps the probabilities
 // for backward (rows only up to t are written). The forward of row t reads only keys <= t.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <vector>
 #include "../llmc/utils.h"
+
+// TEST ONLY: when > 0, the forward also attends to this many future tokens. It exists so the tests
+// can prove that the leak guard (llmc/eval.h) catches a model that sees the future. Never set it
+// anywhere else.
+static int g_test_only_future_leak = 0;
 
 struct StridedTensor {
     float* p;
@@ -36,7 +42,8 @@ struct AttnCore {
                     const float* qv = q.at(b, T, t, h);
                     float* a = att + (((long)b * H + h) * T + t) * T;
                     float mx = -INFINITY;
-                    for (int t2 = 0; t2 <= t; t2++) {
+                    const int last = std::min(T - 1, t + g_test_only_future_leak);
+                    for (int t2 = 0; t2 <= last; t2++) {
                         const float* k1 = ka.at(b, T, t2, g);
                         float s = 0.0f;
                         for (int i = 0; i < da; i++) s += qv[i] * k1[i];
@@ -49,14 +56,14 @@ struct AttnCore {
                         mx = fmaxf(mx, s);
                     }
                     float sum = 0.0f;
-                    for (int t2 = 0; t2 <= t; t2++) {
+                    for (int t2 = 0; t2 <= last; t2++) {
                         a[t2] = expf(a[t2] - mx);
                         sum += a[t2];
                     }
                     float inv = 1.0f / sum;
                     float* yv = y.at(b, T, t, h);
                     for (int i = 0; i < dv; i++) yv[i] = 0.0f;
-                    for (int t2 = 0; t2 <= t; t2++) {
+                    for (int t2 = 0; t2 <= last; t2++) {
                         a[t2] *= inv;
                         const float* vv = v.at(b, T, t2, g);
                         for (int i = 0; i < dv; i++) yv[i] += a[t2] * vv[i];

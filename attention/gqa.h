@@ -57,6 +57,9 @@ struct GQAAttention : Attention {
         dqkv = dy + BT * H * hd;
     }
     long kv_elems_per_token() const override { return 2L * G * hd; }
+    std::vector<QKView> qk_views() const override {
+        return {{"q", qkv, qkv_dim, hd, H, hd, 0, rope.rot}, {"k", qkv + H * hd, qkv_dim, hd, G, hd, 0, rope.rot}};
+    }
     // views into a fused (.., qkv_dim) buffer
     StridedTensor Q(float* p) const { return {p, qkv_dim, hd}; }
     StridedTensor K(float* p) const { return {p + H * hd, qkv_dim, hd}; }

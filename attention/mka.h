@@ -79,6 +79,9 @@ struct MKAAttention : Attention {
         dp3 = take(N * H * M); drg = take(N * R); dr1 = take(N * R); drw = take(N * 3); dmkv = take((size_t)M * 3 * D); dmem = take((size_t)M * C);
     }
     long kv_elems_per_token() const override { return 2L * D; }
+    std::vector<QKView> qk_views() const override {  // level 1's rotated q and k
+        return {{"q", qk, 2L * D, hd, H, hd, 0, rope.rot}, {"k", qk + D, 2L * D, hd, H, hd, 0, rope.rot}};
+    }
 
     // level 3 for one token: q (D, unrotated) against projected slots mkv (M,3D) -> p (H,M), y (D)
     void slots_attend(const float* q, const float* mkv_, float* p, float* yv) const {

@@ -102,6 +102,11 @@ struct MLAAttention : Attention {
         if (splice_on) dsplice = take(N * splice.scratch_per_token());
     }
     long kv_elems_per_token() const override { return (long)L + dR; }
+    std::vector<QKView> qk_views() const override {
+        std::vector<QKView> v = {{"q", qf, qdim(), hd + dR, H, hd + dR, hd, dR}, {"k_nope", kv, H * 2L * hd, 2L * hd, H, hd, 0, 0}};
+        if (dR) v.push_back({"k_rope", dkv + dc, dc + dR, 0, 1, dR, 0, dR});
+        return v;
+    }
     const float* latent() const { return splice_on ? sp.expanded : cn; }
 
     void rotate(float* buf, long row, int B, int T, int heads, long head_stride, bool inverse) {

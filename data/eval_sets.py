@@ -1,19 +1,22 @@
 """eval_sets.py: evaluation sets for kvgpt's evaluator.
 
     python3 data/eval_sets.py wikitext --path wiki.test.raw [--tokenizer T] [--out DIR]
-    python3 data/eval_sets.py reversal [--out FILE]
+    python3 data/eval_sets.py reversal [--tokenizer T] [--out DIR]
+Both write into data/eval/TOKENIZER/ by default, where ./eval_gpt looks for them.
 
 wikitext: lm-eval-style WikiText perplexity. Each article is one document; the model scores the
 detokenized article (lm-eval's wikitext detokenizer: " @-@ " -> "-", " , " -> ", ", ...) and
 word / byte perplexity divide the summed NLL by the ORIGINAL article's whitespace word count
 (len(re.split(r"\\s+", article))) and UTF-8 byte count, as lm-eval does. Writes
 wikitext_eval.bin (a shard of all documents back to back, no separators; the evaluator gives each
-document the end-of-text token as its first context) and wikitext_eval.json (per document: token
-offset, token count, words, bytes, title). Accepts wiki.test.raw or the tokenized v1 test file.
+document the end-of-text token as its first context) and wikitext_eval.tsv (a header line, then
+per document: token offset, token count, words, bytes, title). Accepts wiki.test.raw or the
+tokenized v1 test file.
 
 reversal: the reversal-curse set from data/reversal/facts.tsv: for each (relation, subject,
 object) a forward sentence ("The capital of France is Paris.") and a backward one ("Paris is
-the capital of France."), written as JSONL. Each relation has one forward and one backward
+the capital of France."), written as reversal.jsonl (text) and reversal.tsv (relation, then the
+forward and backward token ids, space-separated, for ./eval_gpt). Each relation has one forward and one backward
 template, both full sentences (an earlier set's backward template repeated the relation:
 "Paris is the capital of The capital of France"); test/test_data.py checks every sentence.
 """
@@ -66,10 +69,12 @@ def write_wikitext_eval(path, tokenizer, out):
         raise PrepError(f"{path}: no WikiText articles found (expected ' = Title = ' headings)")
     os.makedirs(out, exist_ok=True)
     write_shard(os.path.join(out, "wikitext_eval.bin"), tokens, TOKENIZER_IDS[tokenizer], tok.vocab_size, tok.eos_id, len(docs))
-    with open(os.path.join(out, "wikitext_eval.json"), "w") as f:
-        json.dump({"source": os.path.basename(path), "tokenizer": tokenizer, "documents": docs}, f, indent=0)
+    with open(os.path.join(out, "wikitext_eval.tsv"), "w", encoding="utf-8") as f:
+        f.write("offset\tn_tokens\twords\tbytes\ttitle\n")
+        for d in docs:
+            f.write(f"{d['offset']}\t{d['n_tokens']}\t{d['words']}\t{d['bytes']}\t{d['title'].replace(chr(9), ' ')}\n")
     print(f"{len(docs)} documents, {len(tokens):,} tokens, {sum(d['words'] for d in docs):,} words, "
-          f"{sum(d['bytes'] for d in docs):,} bytes -> {out}/wikitext_eval.{{bin,json}}")
+          f"{sum(d['bytes'] for d in docs):,} bytes -> {out}/wikitext_eval.{{bin,tsv}}")
     return docs
 
 
@@ -109,6 +114,23 @@ def reversal_set(facts=None):
     return out
 
 
+def write_reversal(tokenizer, out):
+    rows = reversal_set()
+    tok = load_tokenizer(tokenizer)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "reversal.jsonl"), "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    with open(os.path.join(out, "reversal.tsv"), "w", encoding="utf-8") as f:
+        f.write("relation\tforward_ids\tbackward_ids\n")
+        for r in rows:
+            fwd = " ".join(map(str, tok.encode(r["forward"])))
+            bwd = " ".join(map(str, tok.encode(r["backward"])))
+            f.write(f"{r['relation']}\t{fwd}\t{bwd}\n")
+    print(f"{len(rows)} facts -> {out}/reversal.{{jsonl,tsv}}")
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("set", choices=["wikitext", "reversal"])
@@ -122,13 +144,7 @@ def main(argv=None):
                 raise PrepError("wikitext needs --path to wiki.test.raw (or the tokenized v1 test file)")
             write_wikitext_eval(a.path, a.tokenizer, a.out or os.path.join(HERE, "eval", a.tokenizer))
         else:
-            rows = reversal_set()
-            out = a.out or os.path.join(HERE, "eval", "reversal.jsonl")
-            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-            with open(out, "w", encoding="utf-8") as f:
-                for r in rows:
-                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
-            print(f"{len(rows)} facts -> {out}")
+            write_reversal(a.tokenizer, a.out or os.path.join(HERE, "eval", a.tokenizer))
     except PrepError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1

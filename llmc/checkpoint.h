@@ -15,10 +15,11 @@ struct CheckpointHeader {
     uint64_t data_rng;       // training DataLoader RNG state after those steps
     uint64_t n_floats;       // ParamSet total (params, then m, then v)
     float best_val_loss;     // for reporting / early stopping
-    float pad[15];
+    int32_t train_T;         // sequence length it was trained at (the evaluator's default)
+    float pad[14];
 };
 
-static void checkpoint_save(const char* path, GPT& model, int64_t step, uint64_t data_rng, float best_val) {
+static void checkpoint_save(const char* path, GPT& model, int64_t step, uint64_t data_rng, float best_val, int train_T = 0) {
     CheckpointHeader h;
     memset(&h, 0, sizeof(h));
     h.magic = CKPT_MAGIC;
@@ -29,6 +30,7 @@ static void checkpoint_save(const char* path, GPT& model, int64_t step, uint64_t
     h.data_rng = data_rng;
     h.n_floats = model.ps.total;
     h.best_val_loss = best_val;
+    h.train_T = train_T;
     if (!model.m) { model.m = alloc_floats<float>(model.ps.total); model.v = alloc_floats<float>(model.ps.total); }
     std::string tmp = std::string(path) + ".tmp";
     FILE* f = fopenCheck(tmp.c_str(), "wb");

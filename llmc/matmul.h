@@ -14,30 +14,30 @@
 
 typedef float v16f __attribute__((vector_size(64), aligned(4)));  // unaligned-safe 16-float vector
 
-static inline void gemm_tile_4x64(int K, const float* A, long rsa, long csa, const float* B, long ldb,
-                                  float* C, long ldc, bool acc) {
-    v16f c[4][4];
+// 4 rows x (16 * NV) columns of C, kept in registers across the whole k loop
+template <int NV>
+static inline void gemm_tile_4xN(int K, const float* A, long rsa, long csa, const float* B, long ldb, float* C, long ldc,
+                                 bool acc) {
+    v16f c[4][NV];
     for (int r = 0; r < 4; r++)
-        for (int j = 0; j < 4; j++) {
+        for (int j = 0; j < NV; j++) {
             if (acc) c[r][j] = *(const v16f*)(C + r * ldc + 16 * j);
             else c[r][j] = (v16f){};
         }
     for (int k = 0; k < K; k++) {
         const float* b = B + (long)k * ldb;
-        v16f b0 = *(const v16f*)(b), b1 = *(const v16f*)(b + 16), b2 = *(const v16f*)(b + 32), b3 = *(const v16f*)(b + 48);
+        v16f bv[NV];
+        for (int j = 0; j < NV; j++) bv[j] = *(const v16f*)(b + 16 * j);
         for (int r = 0; r < 4; r++) {
             float a = A[r * rsa + (long)k * csa];
-            c[r][0] += a * b0;
-            c[r][1] += a * b1;
-            c[r][2] += a * b2;
-            c[r][3] += a * b3;
+            for (int j = 0; j < NV; j++) c[r][j] += a * bv[j];
         }
     }
     for (int r = 0; r < 4; r++)
-        for (int j = 0; j < 4; j++) *(v16f*)(C + r * ldc + 16 * j) = c[r][j];
+        for (int j = 0; j < NV; j++) *(v16f*)(C + r * ldc + 16 * j) = c[r][j];
 }
 
-// edge tiles (fewer than 4 rows or 64 columns): same per-element k order, scalar
+// edge tiles (fewer than 4 rows, or the last < 16 columns): same per-element k order, scalar
 static inline void gemm_tile_edge(int mr, int nr, int K, const float* A, long rsa, long csa, const float* B,
                                   long ldb, float* C, long ldc, bool acc) {
     for (int r = 0; r < mr; r++)
@@ -60,8 +60,16 @@ static void gemm(int M, int N, int K, const float* A, long rsa, long csa, const 
             int mr = std::min(4, M - m0), nr = std::min(64, N - n0);
             const float* a = A + m0 * rsa;
             float* c = C + (long)m0 * ldc + n0;
-            if (mr == 4 && nr == 64) gemm_tile_4x64(K, a, rsa, csa, B + n0, ldb, c, ldc, acc);
-            else gemm_tile_edge(mr, nr, K, a, rsa, csa, B + n0, ldb, c, ldc, acc);
+            if (mr < 4) { gemm_tile_edge(mr, nr, K, a, rsa, csa, B + n0, ldb, c, ldc, acc); continue; }
+            switch (nr / 16) {  // whole 16-column vectors in registers, then any remainder scalar
+                case 4: gemm_tile_4xN<4>(K, a, rsa, csa, B + n0, ldb, c, ldc, acc); break;
+                case 3: gemm_tile_4xN<3>(K, a, rsa, csa, B + n0, ldb, c, ldc, acc); break;
+                case 2: gemm_tile_4xN<2>(K, a, rsa, csa, B + n0, ldb, c, ldc, acc); break;
+                case 1: gemm_tile_4xN<1>(K, a, rsa, csa, B + n0, ldb, c, ldc, acc); break;
+                default: break;
+            }
+            int done = nr / 16 * 16;
+            if (done < nr) gemm_tile_edge(4, nr - done, K, a, rsa, csa, B + n0 + done, ldb, c + done, ldc, acc);
         }
 }
 

@@ -216,6 +216,8 @@ def gutenberg_header_and_wikitext_articles():
             docs = eval_sets.write_wikitext_eval(src, "gpt-neox-20b", d)
         assert [x["title"] for x in docs] == ["Alpha", "Beta"]
         assert docs[0]["words"] == len(re.split(r"\s+", arts[0])) and docs[1]["bytes"] == len(arts[1].encode())
+        rows = open(os.path.join(d, "wikitext_eval.tsv")).read().splitlines()
+        assert rows[0].startswith("offset\tn_tokens\twords\tbytes") and rows[2].split("\t")[4] == "Beta"
         info, toks = shards.read_shard(os.path.join(d, "wikitext_eval.bin"))
         assert info["n_docs"] == 2 and len(toks) == docs[1]["offset"] + docs[1]["n_tokens"]
         tok = tokenizer.load_tokenizer("gpt-neox-20b")

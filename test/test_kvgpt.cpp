@@ -9,6 +9,7 @@
 #include <omp.h>
 #include <sys/stat.h>
 #include "../llmc/checkpoint.h"
+#include "../llmc/eval.h"
 #include "../llmc/train.h"
 #include "testlib.h"
 
@@ -200,7 +201,7 @@ static std::vector<GradCase> op_table() {
     std::vector<GradCase> t;
     Rng rng(1);
     // linear layer, small (edge tiles only) and large enough for the 4x64 vector tiles
-    for (auto shape : std::vector<std::array<int, 3>>{{5, 7, 9}, {8, 66, 70}}) {
+    for (auto shape : std::vector<std::array<int, 3>>{{5, 7, 9}, {8, 66, 70}, {12, 37, 40}}) {
         int M = shape[0], K = shape[1], N = shape[2];
         GradCase g;
         g.name = "matmul " + std::to_string(M) + "x" + std::to_string(K) + "x" + std::to_string(N);
@@ -494,6 +495,117 @@ static void register_tests() {
         }
     });
 
+    // ---- evaluation (llmc/eval.h): every protocol against an independent reference ----
+    add_test("eval protocols == hand-computed references (disjoint, sliding, lm-eval rolling)", [] {
+        GPTConfig cfg = test_config(ATTN_GQA, POS_ALIBI);
+        GPT m(cfg);
+        m.init_weights(4);
+        for (size_t i = 0; i < m.ps.total; i++) m.params[i] *= 4.0f;
+        const int V = cfg.vocab_size, Vp = cfg.padded_vocab_size;
+        std::vector<int> toks = random_tokens(101, V, 77);
+        // reference NLL of target `tg` at row `row` of the last forward, from the logits, in double
+        auto ref_nll = [&](int row, int tg) {
+            const float* l = m.logits + (size_t)row * Vp;
+            double mx = -1e30, s = 0.0;
+            for (int v = 0; v < V; v++) mx = std::max(mx, (double)l[v]);
+            for (int v = 0; v < V; v++) s += exp(l[v] - mx);
+            return log(s) + mx - l[tg];
+        };
+        auto close = [](double a, double b) { return fabs(a - b) <= 1e-5 * (1.0 + fabs(b)); };
+        // (a) disjoint windows of 8: windows start at 0, 8, ..., 88 (12 windows, 96 targets)
+        int T = 8;
+        std::vector<NLL> per_pos;
+        NLL a = ppl_disjoint(m, toks, T, 3, 0, &per_pos);
+        double ra = 0.0;
+        std::vector<double> rpos(T, 0.0);
+        for (int w = 0; w * T + T < (int)toks.size(); w++) {
+            m.forward(&toks[w * T], nullptr, 1, T);
+            for (int t = 0; t < T; t++) {
+                double x = ref_nll(t, toks[w * T + t + 1]);
+                ra += x;
+                rpos[t] += x;
+            }
+        }
+        CHECK(a.n == 96 && close(a.sum, ra), "disjoint: %ld tokens, %.9g vs reference %.9g", a.n, a.sum, ra);
+        for (int t = 0; t < T; t++) CHECK(per_pos[t].n == 12 && close(per_pos[t].sum, rpos[t]), "position %d", t);
+        // (b) sliding window 12, stride 5: each target j scored once, in the first window holding it as new
+        int W = 12, S = 5, N = (int)toks.size();
+        NLL b = ppl_sliding(m, toks, W, S, 0);
+        double rb = 0.0;
+        int rn = 0, prev_end = 0;
+        for (int begin = 0; prev_end < N - 1; begin += S) {
+            int end = std::min(begin + W, N - 1);
+            m.forward(&toks[begin], nullptr, 1, end - begin);
+            for (int j = std::max(prev_end + 1, begin + 1); j <= end; j++) { rb += ref_nll(j - 1 - begin, toks[j]); rn++; }
+            prev_end = end;
+        }
+        CHECK(b.n == N - 1 && rn == N - 1 && close(b.sum, rb), "sliding: %ld/%d tokens, %.9g vs %.9g", b.n, rn, b.sum, rb);
+        // (c) lm-eval rolling windows (get_rolling_token_windows with context_len 1), eos = 0
+        for (int n : {5, 12, 13, 30}) {
+            W = 12;
+            NLL c = ppl_rolling_document(m, toks.data(), n, W, 0);
+            double rc = 0.0;
+            long cnt = 0;
+            // first window: [eos] + doc[0 .. first-1) predicts doc[0 .. first)
+            int first = std::min(W, n);
+            std::vector<int> in = {0};
+            for (int i = 0; i < first - 1; i++) in.push_back(toks[i]);
+            m.forward(in.data(), nullptr, 1, (int)in.size());
+            for (int i = 0; i < first; i++) { rc += ref_nll(i, toks[i]); cnt++; }
+            for (int predicted = first; predicted < n;) {
+                int pred = std::min(W, n - predicted), end = predicted + pred;
+                // context doc[end - W - 1 .. end - 1), the continuation is its last `pred` targets
+                int start = end - W - 1;
+                m.forward(&toks[start], nullptr, 1, W);
+                for (int i = 0; i < pred; i++) { rc += ref_nll(W - pred + i, toks[end - pred + i]); cnt++; }
+                predicted = end;
+            }
+            CHECK(c.n == n && cnt == n && close(c.sum, rc), "rolling n=%d: %ld tokens, %.9g vs %.9g", n, c.n, c.sum, rc);
+        }
+        // word / byte perplexity arithmetic over two documents
+        std::vector<WikiDoc> docs = {{0, 30, 20, 100, "a"}, {30, 13, 7, 51, "b"}};
+        WikiResult w = ppl_wikitext(m, toks, docs, 12, 0, 0);
+        double s0 = ppl_rolling_document(m, toks.data(), 30, 12, 0).sum + ppl_rolling_document(m, toks.data() + 30, 13, 12, 0).sum;
+        CHECK(close(w.tokens.sum, s0) && w.words == 27 && w.bytes == 151, "wikitext sums");
+        CHECK(close(w.word_ppl(), exp(s0 / 27)) && close(w.byte_ppl(), exp(s0 / 151)) && close(w.bits_per_byte(), s0 / 151 / log(2.0)), "word/byte ppl");
+        // reversal: sentence NLL given the eos prefix
+        std::vector<int> sent = {5, 9, 2, 44};
+        long nt = 0;
+        double sn = sentence_nll(m, sent, 0, &nt);
+        std::vector<int> in2 = {0, 5, 9, 2};
+        m.forward(in2.data(), nullptr, 1, 4);
+        double rs = 0.0;
+        for (int i = 0; i < 4; i++) rs += ref_nll(i, sent[i]);
+        CHECK(nt == 4 && close(sn, rs), "sentence nll %.9g vs %.9g", sn, rs);
+    });
+
+    add_test("eval: position buckets, RoPE bands (NeoX), the leak guard catches a leaking model", [] {
+        std::vector<int> e = {0, 16, 32, 64, 96};
+        int want[][2] = {{0, 0}, {15, 0}, {16, 1}, {31, 1}, {32, 2}, {63, 2}, {64, 3}, {95, 3}, {96, 4}, {127, 4}};
+        for (auto& w : want) CHECK(bucket_of(e, w[0]) == w[1], "position %d -> bucket %d, want %d", w[0], bucket_of(e, w[0]), w[1]);
+        CHECK(bucket_of({8, 16}, 3) == -1, "before the first edge");
+        std::vector<NLL> per(128);
+        for (int t = 0; t < 128; t++) per[t].add(t);
+        std::vector<NLL> bk = bucketize(per, e);
+        CHECK(bk[0].n == 16 && bk[4].n == 32 && bk[2].sum == (32 + 63) * 32 / 2, "bucketize");
+        // r = 16: high-frequency dims {0..3} u {8..11}, low {4..7} u {12..15}; the rest pass through
+        for (int d = 0; d < 24; d++) {
+            Band want_b = d >= 16 ? BAND_PASS : ((d % 8) < 4 ? BAND_HIGH : BAND_LOW);
+            CHECK(rope_band(d, 0, 16) == want_b, "dim %d band %d, want %d", d, rope_band(d, 0, 16), want_b);
+        }
+        CHECK(rope_band(3, 8, 16) == BAND_PASS && rope_band(8, 8, 16) == BAND_HIGH && rope_band(12, 8, 16) == BAND_LOW, "offset segment (MLA)");
+        for (const GPTConfig& cfg : all_variants()) {
+            GPT m(cfg);
+            m.init_weights(2);
+            std::string why;
+            CHECK(leak_check(m, 16, 1, &why), "%s: a causal model failed the leak guard: %s", variant_name(cfg).c_str(), why.c_str());
+            g_test_only_future_leak = 1;
+            bool caught = !leak_check(m, 16, 1, &why);
+            g_test_only_future_leak = 0;
+            CHECK(caught, "%s: the leak guard missed a model that sees one token ahead", variant_name(cfg).c_str());
+        }
+    });
+
     add_test("alibi slopes match the paper (8, 12, 16, 6 heads) and the bias falls with distance", [] {
         auto near = [](const std::vector<float>& a, const std::vector<double>& b) {
             if (a.size() != b.size()) return false;
@@ -725,7 +837,45 @@ static void register_cli_tests(const std::string& bin) {
               "resume must continue at step 4: rc %d %s", rc, out.c_str());
         std::string log;
         run_command("cat " + ck + ".jsonl", &log);
+        // early stopping: train on a 10-token loop, validate on Shakespeare; val only gets worse,
+        // so training stops after --patience evaluations and the step-0 weights are restored
+        std::string loop = tmpdir() + "/loop_train.bin";
+        std::vector<int> toks(4000);
+        for (size_t i = 0; i < toks.size(); i++) toks[i] = 100 + (int)(i % 10);
+        write_shard(loop, toks, 50277);
+        rc = run_command(bin + " --d-model 32 --layers 1 --heads 2 -b 2 -t 32 -x 60 -n 3 -v 2 -l 1e-2 --patience 2 -L /dev/null -o " +
+                             ck + " -i " + loop, &out);
+        float best = 0, final_loss = -1;
+        int best_step = -1, final_step = -2;
+        size_t es = out.find("early stop at step"), fin = out.find("final val loss");
+        if (es != std::string::npos) sscanf(strstr(out.c_str() + es, "(best"), "(best %f at step %d)", &best, &best_step);
+        if (fin != std::string::npos) sscanf(out.c_str() + fin, "final val loss %f (weights of step %d)", &final_loss, &final_step);
+        CHECK(rc == 0 && es != std::string::npos && out.find("restored the best weights") != std::string::npos &&
+                  best_step >= 0 && final_step == best_step && fabsf(final_loss - best) < 1e-4f,
+              "early stopping must restore the best weights for the final evaluation: rc %d %s", rc, out.c_str());
         CHECK(log.find("\"grad_norm\"") != std::string::npos && log.find("\"val_loss\"") != std::string::npos, "JSONL log: %s", log.c_str());
+    });
+}
+
+static void register_eval_cli_tests(const std::string& bin) {
+    add_test("eval_gpt: every section on a fresh checkpoint, JSON output, the leak guard refuses", [bin] {
+        std::string d = tmpdir(), ck = d + "/ev.ckpt";
+        std::string train = bin.substr(0, bin.rfind('/') + 1) + "train_gpt";
+        std::string out;
+        int rc = run_command(train + " --d-model 32 --layers 1 --heads 2 -b 2 -t 32 -x 4 -n 0 -v 1 -L /dev/null -o " + ck, &out);
+        CHECK(rc == 0, "training failed: %s", out.c_str());
+        std::string caps = " --wiki-docs 1 --max-windows 4 --max-tokens 300 --extrap 1,2 --json " + d + "/ev.json";
+        rc = run_command(bin + " -c " + ck + ".best" + caps, &out);
+        const char* sections[] = {"leak guard: passed", "[a] disjoint windows of 32", "position-wise PPL", "[b] sliding window 32, stride 16",
+                                  "[c] lm-eval WikiText", "word PPL", "bits/byte", "length extrapolation", "| 64 |", "reversal curse (61 facts)",
+                                  "Q/K statistics", "| L0.q |", "KV cache (measured"};
+        for (const char* sct : sections) CHECK(rc == 0 && out.find(sct) != std::string::npos, "missing '%s' (rc %d): %s", sct, rc, out.c_str());
+        std::string js;
+        rc = run_command("python3 -c \"import json,sys; d=json.load(open('" + d + "/ev.json')); print(sorted(d))\"", &js);
+        CHECK(rc == 0 && js.find("'reversal'") != std::string::npos && js.find("'wikitext'") != std::string::npos, "JSON: %s", js.c_str());
+        rc = run_command(bin + " -c " + ck + ".best --test-only-leak" + caps, &out);
+        CHECK(rc != 0 && out.find("leak guard:") != std::string::npos && out.find("PPL") == std::string::npos,
+              "a leaking model must be refused before any PPL: rc %d %s", rc, out.c_str());
     });
 }
 
@@ -735,6 +885,8 @@ int main(int argc, char** argv) {
     const char* bin = getenv("KVGPT_TRAIN_BIN");
     register_tests();
     register_cli_tests(bin ? bin : "./train_gpt");
+    const char* ebin = getenv("KVGPT_EVAL_BIN");
+    register_eval_cli_tests(ebin ? ebin : "./eval_gpt");
     printf("kvgpt CPU tests (%d OpenMP threads)\n", omp_get_max_threads());
     return run_tests(filter) ? 1 : 0;
 }

@@ -1,0 +1,266 @@
+// eval.h: what ./eval_gpt measures, as functions the tests call directly.
+//  - the leak guard: a cheap causal-leak probe run before any perplexity is printed
+//  - perplexity protocols: (a) disjoint windows, (b) HF-style strided sliding window (only the
+//    new tokens of each window are scored), (c) lm-eval rolling windows per document with
+//    word / byte perplexity and bits per byte
+//  - position-wise NLL buckets and the length-extrapolation curve
+//  - the reversal-curse score, Q/K statistics with RoPE frequency bands, KV-cache memory
+// All NLLs are natural-log sums in double; PPL = exp(sum / count).
+#pragma once
+#include <cmath>
+#include <string>
+#include <vector>
+#include "model.h"
+
+struct NLL {
+    double sum = 0.0;
+    long n = 0;
+    void add(double x) { sum += x; n++; }
+    double mean() const { return n ? sum / n : NAN; }
+    double ppl() const { return n ? exp(sum / n) : NAN; }
+};
+
+// ---------------------------------------------------------------------------------------------
+// leak guard: random tokens; for several cut points, change every token after the cut and
+// demand bitwise-identical logits up to the cut. Returns true when the model is causal.
+static bool leak_check(GPT& m, int T, uint64_t seed, std::string* why) {
+    Rng rng(seed);
+    int V = m.cfg.vocab_size, Vp = m.cfg.padded_vocab_size;
+    std::vector<int> tok(T), t2(T);
+    for (int& t : tok) t = (int)rng.below(V);
+    m.forward(tok.data(), nullptr, 1, T);
+    std::vector<float> ref(m.logits, m.logits + (size_t)T * Vp);
+    for (int cut : {0, T / 3, T / 2, T - 2}) {
+        if (cut < 0 || cut >= T - 1) continue;
+        t2 = tok;
+        for (int t = cut + 1; t < T; t++) t2[t] = (tok[t] + 1 + (int)rng.below(V - 1)) % V;
+        m.forward(t2.data(), nullptr, 1, T);
+        if (memcmp(ref.data(), m.logits, sizeof(float) * (size_t)(cut + 1) * Vp) != 0) {
+            if (why) *why = "logits at positions <= " + std::to_string(cut) + " changed when only tokens after it changed";
+            return false;
+        }
+    }
+    return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (a) disjoint windows: inputs toks[s .. s+T), targets toks[s+1 .. s+T], s = 0, T, 2T, ...
+// per_pos (T entries, optional) collects the NLL at each position in the window.
+static NLL ppl_disjoint(GPT& m, const std::vector<int>& toks, int T, int B, long max_windows, std::vector<NLL>* per_pos) {
+    NLL r;
+    if (per_pos) per_pos->assign(T, NLL());
+    long n_win = ((long)toks.size() - 1) / T;
+    if (max_windows > 0) n_win = std::min(n_win, max_windows);
+    std::vector<int> in((size_t)B * T), tg((size_t)B * T);
+    for (long w0 = 0; w0 < n_win; w0 += B) {
+        int nb = (int)std::min<long>(B, n_win - w0);
+        for (int b = 0; b < nb; b++)
+            for (int t = 0; t < T; t++) {
+                in[(size_t)b * T + t] = toks[(size_t)(w0 + b) * T + t];
+                tg[(size_t)b * T + t] = toks[(size_t)(w0 + b) * T + t + 1];
+            }
+        m.forward(in.data(), tg.data(), nb, T);
+        for (int b = 0; b < nb; b++)
+            for (int t = 0; t < T; t++) {
+                double l = m.losses[(size_t)b * T + t];
+                r.add(l);
+                if (per_pos) (*per_pos)[t].add(l);
+            }
+    }
+    return r;
+}
+
+// (b) HF-style strided sliding window of W tokens moved by S: every target is scored once, in
+// the first window that contains it as a new token, so all but the first W have >= W - S context.
+static NLL ppl_sliding(GPT& m, const std::vector<int>& toks, int W, int S, long max_tokens) {
+    NLL r;
+    long N = (long)toks.size();
+    if (max_tokens > 0) N = std::min(N, max_tokens + 1);
+    long scored_end = 0;  // targets with index < scored_end (token index, >= 1) are done
+    std::vector<int> in(W), tg(W);
+    for (long begin = 0; scored_end < N - 1; begin += S) {
+        long end = std::min(begin + W, N - 1);  // inputs [begin, end), targets [begin+1, end]
+        int len = (int)(end - begin);
+        for (int t = 0; t < len; t++) {
+            in[t] = toks[begin + t];
+            long target_index = begin + t + 1;
+            tg[t] = target_index > scored_end ? toks[target_index] : -1;  // only the new tokens
+        }
+        m.forward(in.data(), tg.data(), 1, len);
+        for (int t = 0; t < len; t++)
+            if (tg[t] >= 0) r.add(m.losses[t]);
+        scored_end = end;
+        if (end >= N - 1) break;
+    }
+    return r;
+}
+
+// (c) lm-eval rolling windows over one document of n tokens, with end-of-text as the first
+// context: window 1 predicts doc[0 .. W) from [eos] + doc[0 .. W-1); later windows predict the
+// next up to W tokens, each from the W tokens before it (disjoint predictions, full context).
+static NLL ppl_rolling_document(GPT& m, const int* doc, long n, int W, int eos) {
+    NLL r;
+    std::vector<int> in(W), tg(W);
+    long predicted = 0;
+    while (predicted < n) {
+        long pred = std::min<long>(W, n - predicted);
+        long win_end = predicted + pred;               // predict doc[predicted .. win_end)
+        long ctx_start = std::max<long>(-1, win_end - W - 1);  // -1 stands for the eos prefix
+        int len = (int)(win_end - 1 - ctx_start);      // inputs doc[ctx_start .. win_end-1)
+        for (int t = 0; t < len; t++) {
+            long i = ctx_start + t;
+            in[t] = i < 0 ? eos : doc[i];
+            long target_index = i + 1;
+            tg[t] = target_index >= predicted ? doc[target_index] : -1;
+        }
+        m.forward(in.data(), tg.data(), 1, len);
+        for (int t = 0; t < len; t++)
+            if (tg[t] >= 0) r.add(m.losses[t]);
+        predicted = win_end;
+    }
+    return r;
+}
+
+struct WikiDoc {
+    long offset, n_tokens, words, bytes;
+    std::string title;
+};
+struct WikiResult {
+    NLL tokens;
+    long words = 0, bytes = 0;
+    double word_ppl() const { return exp(tokens.sum / words); }
+    double byte_ppl() const { return exp(tokens.sum / bytes); }
+    double bits_per_byte() const { return tokens.sum / bytes / log(2.0); }
+};
+static WikiResult ppl_wikitext(GPT& m, const std::vector<int>& toks, const std::vector<WikiDoc>& docs, int W, int eos, int max_docs) {
+    WikiResult r;
+    int n = 0;
+    for (const WikiDoc& d : docs) {
+        if (max_docs > 0 && n++ >= max_docs) break;
+        NLL x = ppl_rolling_document(m, toks.data() + d.offset, d.n_tokens, W, eos);
+        r.tokens.sum += x.sum;
+        r.tokens.n += x.n;
+        r.words += d.words;
+        r.bytes += d.bytes;
+    }
+    return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// position buckets: edges e0 < e1 < ... ; bucket i holds positions [e_i, e_{i+1}), the last
+// bucket runs to T. Returns the bucket of a position, or -1 before the first edge.
+static int bucket_of(const std::vector<int>& edges, int pos) {
+    int b = -1;
+    for (size_t i = 0; i < edges.size(); i++)
+        if (pos >= edges[i]) b = (int)i;
+    return b;
+}
+static std::vector<NLL> bucketize(const std::vector<NLL>& per_pos, const std::vector<int>& edges) {
+    std::vector<NLL> out(edges.size());
+    for (int t = 0; t < (int)per_pos.size(); t++) {
+        int b = bucket_of(edges, t);
+        if (b < 0) continue;
+        out[b].sum += per_pos[t].sum;
+        out[b].n += per_pos[t].n;
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// reversal curse: mean PPL of each sentence given the end-of-text token as context
+struct ReversalResult {
+    double fwd_ppl = 0, bwd_ppl = 0;  // means over facts of per-sentence PPL
+    double fwd_nll = 0, bwd_nll = 0;  // mean per-token NLL
+    int n = 0;
+};
+static double sentence_nll(GPT& m, const std::vector<int>& ids, int eos, long* ntok) {
+    std::vector<int> in(ids.size()), tg(ids.size());
+    in[0] = eos;
+    for (size_t i = 0; i < ids.size(); i++) {
+        if (i > 0) in[i] = ids[i - 1];
+        tg[i] = ids[i];
+    }
+    m.forward(in.data(), tg.data(), 1, (int)ids.size());
+    double s = 0;
+    for (size_t i = 0; i < ids.size(); i++) s += m.losses[i];
+    *ntok = (long)ids.size();
+    return s;
+}
+static ReversalResult reversal_eval(GPT& m, const std::vector<std::pair<std::vector<int>, std::vector<int>>>& facts, int eos) {
+    ReversalResult r;
+    NLL f, b;
+    for (const auto& fb : facts) {
+        long nf, nb;
+        double sf = sentence_nll(m, fb.first, eos, &nf), sb = sentence_nll(m, fb.second, eos, &nb);
+        r.fwd_ppl += exp(sf / nf);
+        r.bwd_ppl += exp(sb / nb);
+        f.sum += sf; f.n += nf;
+        b.sum += sb; b.n += nb;
+        r.n++;
+    }
+    if (r.n) { r.fwd_ppl /= r.n; r.bwd_ppl /= r.n; }
+    r.fwd_nll = f.mean();
+    r.bwd_nll = b.mean();
+    return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q/K statistics. RoPE bands for the NeoX layout: rotated dim j (j < rot) has frequency index
+// j mod rot/2 (dims j and j + rot/2 rotate together); the faster half of the frequencies
+// (index < rot/4) is "high", the rest "low". Dims outside the rotated segment pass through.
+enum Band { BAND_HIGH, BAND_LOW, BAND_PASS };
+static Band rope_band(int dim_in_head, int rot_off, int rot) {
+    int j = dim_in_head - rot_off;
+    if (rot == 0 || j < 0 || j >= rot) return BAND_PASS;
+    int freq = j % (rot / 2);
+    return freq < rot / 4 ? BAND_HIGH : BAND_LOW;
+}
+
+struct AbsStats {
+    double max_abs = 0, sum_abs = 0, sum = 0, sum_sq = 0;
+    long n = 0;
+    void add(float x) {
+        double a = fabs(x);
+        max_abs = std::max(max_abs, a);
+        sum_abs += a; sum += x; sum_sq += (double)x * x; n++;
+    }
+    void merge(const AbsStats& o) {
+        max_abs = std::max(max_abs, o.max_abs);
+        sum_abs += o.sum_abs; sum += o.sum; sum_sq += o.sum_sq; n += o.n;
+    }
+    double mean_abs() const { return n ? sum_abs / n : NAN; }
+    double std() const { return n ? sqrt(std::max(0.0, sum_sq / n - (sum / n) * (sum / n))) : NAN; }
+};
+struct QKStats {
+    std::string layer_view;  // e.g. "L0.q"
+    AbsStats all, band[3];
+    std::vector<double> dim_max;  // per dimension within a head: max |x| over tokens and heads
+};
+static QKStats qk_stats(const QKView& v, int B, int T, const std::string& name) {
+    QKStats s;
+    s.layer_view = name;
+    s.dim_max.assign(v.dim, 0.0);
+    for (long bt = 0; bt < (long)B * T; bt++)
+        for (int h = 0; h < v.heads; h++) {
+            const float* x = v.p + bt * v.row + h * v.head;
+            for (int d = 0; d < v.dim; d++) {
+                s.all.add(x[d]);
+                s.band[rope_band(d, v.rot_off, v.rot)].add(x[d]);
+                s.dim_max[d] = std::max(s.dim_max[d], (double)fabs(x[d]));
+            }
+        }
+    return s;
+}
+
+// KV-cache memory measured from the real cache buffers for a context of ctx tokens
+struct KVMemory {
+    size_t floats_per_token = 0, fixed_floats = 0;
+    double bytes_fp32(long ctx) const { return 4.0 * ((double)floats_per_token * ctx + fixed_floats); }
+};
+static KVMemory kv_memory(GPT& m, int ctx) {
+    m.decode_begin(ctx);
+    KVMemory k;
+    k.floats_per_token = m.kv_cache_floats_per_token();
+    for (const Layer& y : m.layers) k.fixed_floats += y.attn->cache_floats_fixed();
+    return k;
+}

@@ -1,0 +1,133 @@
+"""eval_report.py: several ./eval_gpt JSON files side by side, as a Markdown report plus PNG
+plots (PPL by position, PPL vs evaluation length) when matplotlib is importable.
+
+    python3 scripts/eval_report.py out/a.eval.json out/b.eval.json [--out report.md] [--plots DIR]
+"""
+import argparse
+import json
+import os
+import sys
+
+
+def name(r):
+    return os.path.basename(r["checkpoint"]).replace(".ckpt.best", "").replace(".ckpt", "")
+
+
+def fmt(x, spec=".3f"):
+    return "n/a" if x is None else format(x, spec)
+
+
+def report(runs):
+    out = ["# kvgpt evaluation report", ""]
+    out.append("Every checkpoint below passed the leak guard (later tokens never change earlier logits).")
+    out.append("")
+    out.append("| run | attention | position | params | step | KV elems/token/layer | KV vs MHA | PPL (disjoint) | PPL (sliding) | WikiText word PPL | bits/byte | reversal bwd/fwd |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        red = 100 * (1 - r["kv_elems_per_token_layer"] / r["kv_mha_per_layer"])
+        out.append(f"| {name(r)} | {r['attn']} | {r['pos']} | {r['params'] / 1e6:.2f}M | {r['step']} | {r['kv_elems_per_token_layer']} | "
+                   f"{red:.1f}% less | {fmt(r.get('disjoint', {}).get('ppl'))} | {fmt(r.get('sliding', {}).get('ppl'))} | "
+                   f"{fmt(r.get('wikitext', {}).get('word_ppl'), '.1f')} | {fmt(r.get('wikitext', {}).get('bits_per_byte'), '.4f')} | "
+                   f"{fmt(r.get('reversal', {}).get('ratio'))} |")
+    if any("positions" in r for r in runs):
+        out += ["", "## PPL by position", ""]
+        spans = sorted({(b["from"], b["to"]) for r in runs for b in r.get("positions", [])})
+        out.append("| positions | " + " | ".join(name(r) for r in runs) + " |")
+        out.append("|---" * (len(runs) + 1) + "|")
+        for lo, hi in spans:
+            cells = []
+            for r in runs:
+                b = next((b for b in r.get("positions", []) if (b["from"], b["to"]) == (lo, hi)), None)
+                cells.append(fmt(b["ppl"]) if b else "")
+            out.append(f"| {lo}-{hi} | " + " | ".join(cells) + " |")
+    if any("extrapolation" in r for r in runs):
+        out += ["", "## Length extrapolation (PPL at multiples of the training length)", ""]
+        lengths = sorted({e["length"] for r in runs for e in r.get("extrapolation", [])})
+        out.append("| eval length | " + " | ".join(name(r) for r in runs) + " |")
+        out.append("|---" * (len(runs) + 1) + "|")
+        for L in lengths:
+            cells = []
+            for r in runs:
+                e = next((e for e in r.get("extrapolation", []) if e["length"] == L), None)
+                cells.append(fmt(e["ppl"]) if e else "n/a")
+            out.append(f"| {L} | " + " | ".join(cells) + " |")
+    if any("qk" in r for r in runs):
+        out += ["", "## Q/K statistics after the position encoding", "",
+                "RoPE bands use the NeoX pairing (dims j and j + r/2 share a frequency); low/high compares mean |x| of the slow and fast halves.", "",
+                "| run | layer.view | max abs | mean abs | std | high band | low band | pass-through | low/high |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in runs:
+            for q in r.get("qk", []):
+                ratio = q["low_mean_abs"] / q["high_mean_abs"] if q["rot"] and q["high_mean_abs"] else None
+                out.append(f"| {name(r)} | {q['name']} | {q['max_abs']:.3f} | {q['mean_abs']:.3f} | {q['std']:.3f} | "
+                           f"{fmt(q['high_mean_abs'] if q['rot'] else None)} | {fmt(q['low_mean_abs'] if q['rot'] else None)} | "
+                           f"{fmt(q['pass_mean_abs'])} | {fmt(ratio)} |")
+    if any("kv_cache" in r for r in runs):
+        out += ["", "## KV cache, measured from the cache buffers", "", "| run | floats/token (all layers) | fp32 bytes/token | MiB fp32 at ctx |", "|---|---|---|---|"]
+        for r in runs:
+            k = r["kv_cache"]
+            out.append(f"| {name(r)} | {k['floats_per_token']} | {4 * k['floats_per_token']} | {k['bytes_fp32'] / 2**20:.2f} (ctx {k['ctx']}) |")
+    return "\n".join(out) + "\n"
+
+
+def plots(runs, d):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    os.makedirs(d, exist_ok=True)
+    made = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in runs:
+        b = r.get("positions", [])
+        if b:
+            ax.plot([(x["from"] + x["to"]) / 2 for x in b], [x["ppl"] for x in b], marker="o", label=name(r))
+    ax.set_xlabel("position in window")
+    ax.set_ylabel("PPL")
+    ax.set_title("PPL by position")
+    ax.legend(fontsize=7)
+    p = os.path.join(d, "ppl_by_position.png")
+    fig.tight_layout()
+    fig.savefig(p, dpi=120)
+    made.append(p)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in runs:
+        e = r.get("extrapolation", [])
+        if e:
+            ax.plot([x["length"] for x in e], [x["ppl"] for x in e], marker="o", label=name(r))
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("evaluation length (tokens)")
+    ax.set_ylabel("PPL")
+    ax.set_title("PPL vs evaluation length")
+    ax.legend(fontsize=7)
+    p = os.path.join(d, "ppl_vs_length.png")
+    fig.tight_layout()
+    fig.savefig(p, dpi=120)
+    made.append(p)
+    return made
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("json", nargs="+")
+    ap.add_argument("--out", help="Markdown file (default: stdout)")
+    ap.add_argument("--plots", help="directory for PNG plots (default: beside --out)")
+    a = ap.parse_args(argv)
+    runs = [json.load(open(p)) for p in a.json]
+    if a.out:
+        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    md = report(runs)
+    pdir = a.plots or (os.path.dirname(os.path.abspath(a.out)) if a.out else None)
+    made = plots(runs, pdir) if pdir else []
+    if made:
+        md += "\n" + "\n".join(f"![{os.path.basename(p)}]({os.path.relpath(p, os.path.dirname(os.path.abspath(a.out)) if a.out else '.')})" for p in made) + "\n"
+    if a.out:
+        open(a.out, "w").write(md)
+        print(f"wrote {a.out}" + (f" and {len(made)} plot(s)" if made else " (no plots: matplotlib is not importable)"))
+    else:
+        sys.stdout.write(md)
+
+
+if __name__ == "__main__":
+    main()
