@@ -1,7 +1,8 @@
 # kvgpt Makefile
-#   make train_gpt     the trainer (nvcc when found, else g++; the CPU backend is always in)
+#   make train_gpt     the trainer (host code by $(CXX); CUDA kernels by nvcc when found, linked in)
 #   make eval_gpt      the evaluator (perplexity protocols, extrapolation, reversal, Q/K, KV memory)
 #   make test          build and run the whole test suite (C++ CPU tests, CUDA tests, Python tests)
+#   make bench         dev/bench_cpu: FMA peak, matmul and per-step CPU benchmarks
 #   make data          re-create the bundled shards and eval sets (they ship in the repo)
 #   make clean
 # Optional pieces are probed by compiling, never hard-required. Override CPU_ARCH= for a
@@ -19,7 +20,7 @@ ifneq ($(ARCH_OK),yes)
   $(info note: $(CXX) rejects '$(CPU_ARCH)'; building without it)
   CPU_ARCH :=
 endif
-OMP_OK := $(shell echo '#include <omp.h>\nint main(){return omp_get_max_threads();}' | $(CXX) -fopenmp -x c++ - -o /dev/null 2>/dev/null && echo yes)
+OMP_OK := $(shell printf '#include <omp.h>\nint main(){return omp_get_max_threads();}\n' | $(CXX) -fopenmp -x c++ - -o /dev/null 2>/dev/null && echo yes)
 ifeq ($(OMP_OK),yes)
   OMP_FLAGS := -fopenmp
 else
@@ -27,35 +28,61 @@ else
   OMP_FLAGS := -I$(CURDIR)/llmc/no_omp
 endif
 
-CXXFLAGS ?= -O3 -std=c++17 -Wall -Wno-unused-function $(CPU_ARCH) $(OMP_FLAGS)
-HEADERS := $(wildcard llmc/*.h attention/*.h)
-
-ifeq ($(NVCC),)
-  $(info note: nvcc not found: building the CPU-only trainer with $(CXX))
-  BUILD = $(CXX) $(CXXFLAGS) -x c++
-  LINK :=
-  CUDA_TESTS :=
+# probe: OpenBLAS (Debian: libopenblas-dev) for the linear layers; NO_BLAS=1 builds without it
+ifeq ($(NO_BLAS),)
+  BLAS_OK := $(shell printf '#include <cblas.h>\nextern "C" void openblas_set_num_threads(int);\nint main(){float a=1,b=1,c=0; openblas_set_num_threads(1); cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.f,&a,1,&b,1,0.f,&c,1); return (int)c - 1;}\n' | $(CXX) -x c++ - -lopenblas -o /dev/null 2>/dev/null && echo yes)
+endif
+ifeq ($(BLAS_OK),yes)
+  BLAS_FLAGS := -DKVGPT_OPENBLAS
+  BLAS_LIBS := -lopenblas
 else
-  NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_GENCODE) -Xcompiler "$(CPU_ARCH) $(OMP_FLAGS) -Wall -Wno-unused-function"
-  BUILD = $(NVCC) $(NVCCFLAGS)
-  LINK := -lgomp
-  CUDA_TESTS := test/test_cuda
+  $(info note: OpenBLAS not found (apt-get install libopenblas-dev): linear layers use the built-in kernel)
 endif
 
-.PHONY: all test clean data
+CXXFLAGS ?= -O3 -std=c++17 -Wall -Wno-unused-function $(CPU_ARCH) $(OMP_FLAGS) $(BLAS_FLAGS)
+HEADERS := $(wildcard llmc/*.h attention/*.h)
+
+# CUDA: kernels live in llmc/cuda_ops.cu, built by nvcc into build/cuda_ops.o (explicit archs)
+# and linked with the static CUDA runtime; the host code is always built by $(CXX).
+ifeq ($(NVCC),)
+  $(info note: nvcc not found: building CPU-only programs with $(CXX))
+  CUDA_OBJ :=
+  CUDA_FLAGS :=
+  CUDA_LIBS :=
+  CUDA_TESTS :=
+else
+  CUDA_HOME ?= $(abspath $(dir $(NVCC))..)
+  CUDA_OBJ := build/cuda_ops.o
+  CUDA_FLAGS := -DKVGPT_CUDA -I$(CUDA_HOME)/include
+  CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lpthread
+  CUDA_TESTS := test/test_cuda
+endif
+BUILD = $(CXX) $(CXXFLAGS) $(CUDA_FLAGS)
+LINK = $(BLAS_LIBS) $(CUDA_LIBS)
+
+.PHONY: all test clean data bench
 all: train_gpt eval_gpt
 
-train_gpt: train_gpt.cu $(HEADERS)
-	$(BUILD) train_gpt.cu -o $@ $(LINK)
+build/cuda_ops.o: llmc/cuda_ops.cu llmc/cuda_ops.h
+	@mkdir -p build
+	$(NVCC) -O3 -std=c++17 $(CUDA_GENCODE) -c llmc/cuda_ops.cu -o $@
 
-eval_gpt: eval_gpt.cu $(HEADERS)
-	$(BUILD) eval_gpt.cu -o $@ $(LINK)
+train_gpt: train_gpt.cu $(HEADERS) $(CUDA_OBJ)
+	$(BUILD) -x c++ train_gpt.cu -x none $(CUDA_OBJ) -o $@ $(LINK)
+
+eval_gpt: eval_gpt.cu $(HEADERS) $(CUDA_OBJ)
+	$(BUILD) -x c++ eval_gpt.cu -x none $(CUDA_OBJ) -o $@ $(LINK)
 
 test/test_kvgpt: test/test_kvgpt.cpp test/testlib.h $(HEADERS)
-	$(CXX) $(CXXFLAGS) test/test_kvgpt.cpp -o $@
+	$(CXX) $(CXXFLAGS) test/test_kvgpt.cpp -o $@ $(BLAS_LIBS)
 
-test/test_cuda: test/test_cuda.cu test/testlib.h $(HEADERS) $(wildcard llmc/*.cuh)
-	$(NVCC) $(NVCCFLAGS) test/test_cuda.cu -o $@ -lgomp
+dev/bench_cpu: dev/bench_cpu.cpp $(HEADERS)
+	$(CXX) $(CXXFLAGS) dev/bench_cpu.cpp -o $@ $(BLAS_LIBS)
+
+bench: dev/bench_cpu
+
+test/test_cuda: test/test_cuda.cpp test/testlib.h $(HEADERS) $(CUDA_OBJ)
+	$(BUILD) test/test_cuda.cpp $(CUDA_OBJ) -o $@ $(LINK)
 
 test: train_gpt eval_gpt test/test_kvgpt $(CUDA_TESTS)
 	PYTHON=$(PYTHON) bash test/run_all.sh
@@ -67,4 +94,4 @@ data:
 	  $(PYTHON) data/eval_sets.py reversal --tokenizer $$t || exit 1; done
 
 clean:
-	rm -f train_gpt eval_gpt test/test_kvgpt test/test_cuda train_log.jsonl
+	rm -rf train_gpt eval_gpt test/test_kvgpt test/test_cuda dev/bench_cpu build train_log.jsonl

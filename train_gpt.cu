@@ -14,7 +14,7 @@
 #include "llmc/train.h"
 
 struct RunConfig {
-    std::string preset = "tiny", attn = "mha", pos = "", device = "auto";
+    std::string preset = "tiny", attn = "mha", pos = "", device = "auto", matmul = "auto";
     std::string train_glob, val_glob, out, resume, log = "";
     int kv_heads = 0, kv_rank = 0, rope_dim = -1, q_rank = 0, splice_rank = 0, splice_ln = 0;
     int d_model = 0, layers = 0, heads = 0, d_ff = 0, max_seq = 0, parallel = -1, tied = -1;
@@ -66,6 +66,7 @@ static std::vector<Flag> make_flags(RunConfig& r) {
         {"", "--resume", F_STR, &r.resume, "resume from this checkpoint (bitwise identical continuation)"},
         {"-L", "--log", F_STR, &r.log, "JSONL log file (default: <out>.jsonl, or train_log.jsonl)"},
         {"-d", "--device", F_STR, &r.device, "auto, cpu or cuda"},
+        {"", "--matmul", F_STR, &r.matmul, "CPU matmul: auto (OpenBLAS when built with it), blas or builtin"},
     };
 }
 
@@ -128,6 +129,9 @@ int main(int argc, char** argv) {
     TrainConfig& tc = r.tc;
     std::string backend_desc;
     choose_backend(r.device.c_str(), &backend_desc);
+    if (r.matmul == "builtin") matmul_impl() = MATMUL_BUILTIN;
+    else if (r.matmul == "blas" && !matmul_have_blas()) fail_hint("install libopenblas-dev and rebuild", "--matmul blas: this build has no OpenBLAS");
+    else if (r.matmul != "auto" && r.matmul != "blas") fail_hint("use --matmul auto, blas or builtin", "unknown --matmul '%s'", r.matmul.c_str());
 
     GPTConfig cfg;
     CheckpointHeader resume_h;
@@ -198,7 +202,7 @@ int main(int argc, char** argv) {
     snprintf(buf, sizeof buf, "AdamW b=(%.2f,%.3f) wd=%.2f clip=%.1f", tc.beta1, tc.beta2, tc.weight_decay, tc.grad_clip); row("optimizer", buf);
     snprintf(buf, sizeof buf, "every %d steps, %d batches", tc.val_every, tc.val_batches); row("validation", buf);
     snprintf(buf, sizeof buf, "%s, %d threads", backend_desc.c_str(), omp_get_max_threads()); row("backend", buf);
-    row("matmul", "built-in 4x64 AVX tiles (llmc/matmul.h)");
+    row("matmul", matmul_desc());
     row("seed", std::to_string(tc.seed));
     row("log", r.log);
     if (!r.out.empty()) row("checkpoint", r.out);

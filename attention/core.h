@@ -4,12 +4,14 @@
 // ka is per KV head, shared by `group` query heads by index (GQA/MQA; MHA: group 1); kb is an
 // optional key part shared by all heads (MLA's decoupled rope key). Values are per KV head.
 // Every tensor is addressed as base + (b*T + t) * row_stride + head * head_stride, so q, k, v can
-// live inside one fused projection output without copies. att (B,H,T,T) keeps the probabilities
-// for backward (rows only up to t are written). The forward of row t reads only keys <= t.
+// live inside one fused projection output without copies. Forward and backward are flash-style:
+// only the per-row log-sum-exp (B,H,T) is saved, never a (T,T) matrix.
+// The forward of row t reads only keys <= t.
 #pragma once
 #include <algorithm>
 #include <cmath>
 #include <vector>
+#include "../llmc/matmul.h"
 #include "../llmc/utils.h"
 
 // TEST ONLY: when > 0, the forward also attends to this many future tokens. It exists so the tests
@@ -32,87 +34,90 @@ struct AttnCore {
     // ALiBi's additive score bias of query (h, t) for key t2 <= t: 0 at distance 0, then falling
     inline float bias(int h, int t, int t2) const { return slopes ? -slopes[h] * (float)(t - t2) : 0.0f; }
 
-    void forward(int B, int T, StridedTensor q, StridedTensor ka, StridedTensor kb, StridedTensor v, float* att,
+    inline float score(const float* qv, const float* k1, const float* k2) const {
+        float s = dotf(qv, k1, da);
+        if (db) s += dotf(qv + da, k2, db);
+        return s * scale;
+    }
+
+    // Flash-style forward: each query row runs an online softmax over blocks of keys, so no
+    // (T,T) matrix is ever kept; it saves only the log-sum-exp of each row, lse (B,H,T).
+    void forward(int B, int T, StridedTensor q, StridedTensor ka, StridedTensor kb, StridedTensor v, float* lse,
                  StridedTensor y) const {
+        const int BLK = 64;
+        ProfScope prof(PROF_ATTENTION);
         #pragma omp parallel for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
                 int g = h / group;
+                float s[BLK];
                 for (int t = 0; t < T; t++) {
                     const float* qv = q.at(b, T, t, h);
-                    float* a = att + (((long)b * H + h) * T + t) * T;
-                    float mx = -INFINITY;
-                    const int last = std::min(T - 1, t + g_test_only_future_leak);
-                    for (int t2 = 0; t2 <= last; t2++) {
-                        const float* k1 = ka.at(b, T, t2, g);
-                        float s = 0.0f;
-                        for (int i = 0; i < da; i++) s += qv[i] * k1[i];
-                        if (db) {
-                            const float* k2 = kb.at(b, T, t2, 0);
-                            for (int i = 0; i < db; i++) s += qv[da + i] * k2[i];
-                        }
-                        s = s * scale + bias(h, t, t2);
-                        a[t2] = s;
-                        mx = fmaxf(mx, s);
-                    }
-                    float sum = 0.0f;
-                    for (int t2 = 0; t2 <= last; t2++) {
-                        a[t2] = expf(a[t2] - mx);
-                        sum += a[t2];
-                    }
-                    float inv = 1.0f / sum;
                     float* yv = y.at(b, T, t, h);
                     for (int i = 0; i < dv; i++) yv[i] = 0.0f;
-                    for (int t2 = 0; t2 <= last; t2++) {
-                        a[t2] *= inv;
-                        const float* vv = v.at(b, T, t2, g);
-                        for (int i = 0; i < dv; i++) yv[i] += a[t2] * vv[i];
+                    float m = -INFINITY, l = 0.0f;
+                    const int last = std::min(T - 1, t + g_test_only_future_leak);
+                    for (int j0 = 0; j0 <= last; j0 += BLK) {
+                        int j1 = std::min(last + 1, j0 + BLK);
+                        float bm = -INFINITY;
+                        for (int t2 = j0; t2 < j1; t2++) {
+                            s[t2 - j0] = score(qv, ka.at(b, T, t2, g), db ? kb.at(b, T, t2, 0) : nullptr) + bias(h, t, t2);
+                            bm = fmaxf(bm, s[t2 - j0]);
+                        }
+                        float m_new = fmaxf(m, bm), corr = expf(m - m_new);
+                        l *= corr;
+                        for (int i = 0; i < dv; i++) yv[i] *= corr;
+                        for (int t2 = j0; t2 < j1; t2++) {
+                            float p = expf(s[t2 - j0] - m_new);
+                            l += p;
+                            const float* vv = v.at(b, T, t2, g);
+                            for (int i = 0; i < dv; i++) yv[i] += p * vv[i];
+                        }
+                        m = m_new;
                     }
+                    float inv = 1.0f / l;
+                    for (int i = 0; i < dv; i++) yv[i] *= inv;
+                    lse[((long)b * H + h) * T + t] = m + logf(l);
                 }
             }
     }
 
+    // Backward from the saved lse: probabilities are recomputed, p = exp(score - lse), and
+    // sum_t2 p dp = dy . y gives the softmax correction without a (T,T) buffer.
     // dq is overwritten; dka, dkb, dval accumulate (callers zero them). One thread owns every head
     // that shares a key (a KV group, or the whole batch row when kb is shared), so no races and
     // a fixed summation order.
-    void backward(int B, int T, StridedTensor q, StridedTensor ka, StridedTensor kb, StridedTensor v, const float* att,
-                  StridedTensor dy, StridedTensor dq, StridedTensor dka, StridedTensor dkb, StridedTensor dval) const {
+    void backward(int B, int T, StridedTensor q, StridedTensor ka, StridedTensor kb, StridedTensor v, const float* lse,
+                  StridedTensor y, StridedTensor dy, StridedTensor dq, StridedTensor dka, StridedTensor dkb, StridedTensor dval) const {
+        ProfScope prof(PROF_ATTENTION);
         int units = db ? 1 : H / group;
         #pragma omp parallel for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int u = 0; u < units; u++) {
-                std::vector<float> datt(T);
                 int h0 = db ? 0 : u * group, h1 = db ? H : (u + 1) * group;
                 for (int h = h0; h < h1; h++) {
                     int g = h / group;
                     for (int t = 0; t < T; t++) {
-                        const float* a = att + (((long)b * H + h) * T + t) * T;
                         const float* dyv = dy.at(b, T, t, h);
                         const float* qv = q.at(b, T, t, h);
                         float* dqv = dq.at(b, T, t, h);
                         for (int i = 0; i < da + db; i++) dqv[i] = 0.0f;
-                        float dot_sum = 0.0f;
+                        float D = dotf(dyv, y.at(b, T, t, h), dv), L = lse[((long)b * H + h) * T + t];
                         for (int t2 = 0; t2 <= t; t2++) {
+                            const float* k1 = ka.at(b, T, t2, g);
+                            const float* k2 = db ? kb.at(b, T, t2, 0) : nullptr;
+                            float p = expf(score(qv, k1, k2) + bias(h, t, t2) - L);
                             const float* vv = v.at(b, T, t2, g);
                             float* dvv = dval.at(b, T, t2, g);
-                            float d = 0.0f;
-                            for (int i = 0; i < dv; i++) {
-                                d += dyv[i] * vv[i];
-                                dvv[i] += a[t2] * dyv[i];
-                            }
-                            datt[t2] = d;
-                            dot_sum += a[t2] * d;
-                        }
-                        for (int t2 = 0; t2 <= t; t2++) {
-                            float ds = a[t2] * (datt[t2] - dot_sum) * scale;
-                            const float* k1 = ka.at(b, T, t2, g);
+                            float dp = dotf(dyv, vv, dv);
+                            for (int i = 0; i < dv; i++) dvv[i] += p * dyv[i];
+                            float ds = p * (dp - D) * scale;
                             float* dk1 = dka.at(b, T, t2, g);
                             for (int i = 0; i < da; i++) {
                                 dqv[i] += ds * k1[i];
                                 dk1[i] += ds * qv[i];
                             }
                             if (db) {
-                                const float* k2 = kb.at(b, T, t2, 0);
                                 float* dk2 = dkb.at(b, T, t2, 0);
                                 for (int i = 0; i < db; i++) {
                                     dqv[da + i] += ds * k2[i];

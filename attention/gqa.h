@@ -18,8 +18,8 @@ struct GQAAttention : Attention {
     AttnCore core;
     size_t w_qkv, b_qkv, w_o, b_o;
     float *a_base = nullptr, *s_base = nullptr;
-    // saved: qkv (B,T,qkv_dim) with q and k rotated in place; att (B,H,T,T); y (B,T,H*hd)
-    float *qkv, *att, *y;
+    // saved: qkv (B,T,qkv_dim) with q and k rotated in place; lse (B,H,T); y (B,T,H*hd)
+    float *qkv, *lse, *y;
     // scratch: dy (B,T,H*hd), dqkv (B,T,qkv_dim)
     float *dy, *dqkv;
     // decode cache: k and v of every past token, (max_T, G, hd) each
@@ -45,14 +45,14 @@ struct GQAAttention : Attention {
         w_o = ps.add(p + "w_o", C, H * hd, INIT_RESID);
         b_o = ps.add(p + "b_o", 1, C, INIT_ZERO);
     }
-    size_t act_floats(int B, int T) const override { return (size_t)B * T * (qkv_dim + H * hd) + (size_t)B * H * T * T; }
+    size_t act_floats(int B, int T) const override { return (size_t)B * T * (qkv_dim + H * hd) + (size_t)B * H * T; }
     size_t scratch_floats(int B, int T) const override { return (size_t)B * T * (H * hd + qkv_dim); }
     void bind(float* acts, float* scratch) override { a_base = acts; s_base = scratch; }
     void carve(int B, int T) {
         size_t BT = (size_t)B * T;
         qkv = a_base;
         y = qkv + BT * qkv_dim;
-        att = y + BT * H * hd;
+        lse = y + BT * H * hd;
         dy = s_base;
         dqkv = dy + BT * H * hd;
     }
@@ -77,7 +77,7 @@ struct GQAAttention : Attention {
         rope.ensure(T);
         matmul_forward(qkv, x, params + w_qkv, params + b_qkv, B * T, C, qkv_dim);
         rotate(qkv, B, T, false);
-        core.forward(B, T, Q(qkv), K(qkv), {nullptr, 0, 0}, V(qkv), att, {y, H * hd, hd});
+        core.forward(B, T, Q(qkv), K(qkv), {nullptr, 0, 0}, V(qkv), lse, {y, H * hd, hd});
         matmul_forward(out, y, params + w_o, params + b_o, B * T, H * hd, C);
     }
 
@@ -85,7 +85,7 @@ struct GQAAttention : Attention {
         carve(B, T);
         matmul_backward(dy, grads + w_o, grads + b_o, dout, y, params + w_o, B * T, H * hd, C);
         memset(dqkv, 0, sizeof(float) * B * T * qkv_dim);
-        core.backward(B, T, Q(qkv), K(qkv), {nullptr, 0, 0}, V(qkv), att, {dy, H * hd, hd}, Q(dqkv), K(dqkv),
+        core.backward(B, T, Q(qkv), K(qkv), {nullptr, 0, 0}, V(qkv), lse, {y, H * hd, hd}, {dy, H * hd, hd}, Q(dqkv), K(dqkv),
                       {nullptr, 0, 0}, V(dqkv));
         rotate(dqkv, B, T, true);  // the gradient goes back through the rotation by rotating the other way
         matmul_backward(dx, grads + w_qkv, grads + b_qkv, dqkv, x, params + w_qkv, B * T, C, qkv_dim);

@@ -26,9 +26,9 @@ struct MKAAttention : Attention {
     AttnCore core;
     size_t w_qkv, b_qkv, w_o, b_o, mem, w_r1, b_r1, w_r2, b_r2;
     float *a_base = nullptr, *s_base = nullptr;
-    // saved: qkv raw (N,3D); qk rotated (N,2D); att (B,H,T,T); y1,y2,y3,y (N,D); s (N,C);
+    // saved: qkv raw (N,3D); qk rotated (N,2D); lse (B,H,T); y1,y2,y3,y (N,D); s (N,C);
     // mkv (M,3D) = projected slots; p3 (N,H,M); r1, rg (N,R); rw (N,3)
-    float *qkv, *qk, *att, *y1, *y2, *y3, *y, *s, *mkv, *p3, *r1, *rg, *rw;
+    float *qkv, *qk, *lse, *y1, *y2, *y3, *y, *s, *mkv, *p3, *r1, *rg, *rw;
     // scratch: dy, dy1 (N,D); dqk (N,2D); dqkv (N,3D); ds (N,C); dmkv (M,3D); dp3 (N,H,M); drg, dr1 (N,R); drw (N,3); dmem (M,C)
     float *dy, *dyl, *dqk, *dqkv, *ds, *dmkv, *dp3, *drg, *dr1, *drw, *dmem;
     // decode
@@ -60,7 +60,7 @@ struct MKAAttention : Attention {
     }
     size_t act_floats(int B, int T) const override {
         size_t N = (size_t)B * T;
-        return N * (3 * D + 2 * D + 4 * D + C + H * M + 2 * R + 3) + (size_t)M * 3 * D + (size_t)B * H * T * T;
+        return N * (3 * D + 2 * D + 4 * D + C + H * M + 2 * R + 3) + (size_t)M * 3 * D + (size_t)B * H * T;
     }
     size_t scratch_floats(int B, int T) const override {
         size_t N = (size_t)B * T;
@@ -73,7 +73,7 @@ struct MKAAttention : Attention {
         auto take = [&](size_t n) { float* r = p; p += n; return r; };
         qkv = take(N * 3 * D); qk = take(N * 2 * D); y1 = take(N * D); y2 = take(N * D); y3 = take(N * D); y = take(N * D);
         s = take(N * C); p3 = take(N * H * M); r1 = take(N * R); rg = take(N * R); rw = take(N * 3); mkv = take((size_t)M * 3 * D);
-        att = take((size_t)B * H * T * T);
+        lse = take((size_t)B * H * T);
         p = s_base;
         dy = take(N * D); dyl = take(N * D); dqk = take(N * 2 * D); dqkv = take(N * 3 * D); ds = take(N * C);
         dp3 = take(N * H * M); drg = take(N * R); dr1 = take(N * R); drw = take(N * 3); dmkv = take((size_t)M * 3 * D); dmem = take((size_t)M * C);
@@ -123,7 +123,7 @@ struct MKAAttention : Attention {
                 for (int h = 0; h < 2 * H; h++) rope.apply(qk + (size_t)bt * 2 * D + h * hd, bt % T);
         }
         // level 1
-        core.forward(B, T, {qk, 2 * D, hd}, {qk + D, 2 * D, hd}, {nullptr, 0, 0}, {qkv + 2 * D, 3 * D, hd}, att, {y1, D, hd});
+        core.forward(B, T, {qk, 2 * D, hd}, {qk + D, 2 * D, hd}, {nullptr, 0, 0}, {qkv + 2 * D, 3 * D, hd}, lse, {y1, D, hd});
         // level 2: causal running mean, summed in order
         #pragma omp parallel for schedule(static)
         for (int b = 0; b < B; b++) {
@@ -183,7 +183,7 @@ struct MKAAttention : Attention {
         };
         scaled_dy(0);
         memset(dqk, 0, sizeof(float) * N * 2 * D);
-        core.backward(B, T, {qk, 2 * D, hd}, {qk + D, 2 * D, hd}, {nullptr, 0, 0}, {qkv + 2 * D, 3 * D, hd}, att, {dyl, D, hd},
+        core.backward(B, T, {qk, 2 * D, hd}, {qk + D, 2 * D, hd}, {nullptr, 0, 0}, {qkv + 2 * D, 3 * D, hd}, lse, {y1, D, hd}, {dyl, D, hd},
                       {dqk, 2 * D, hd}, {dqk + D, 2 * D, hd}, {nullptr, 0, 0}, {dqkv + 2 * D, 3 * D, hd});
         #pragma omp parallel for schedule(static)
         for (int bt = 0; bt < N; bt++) {

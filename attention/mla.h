@@ -35,7 +35,7 @@ struct MLAAttention : Attention {
     float *a_base = nullptr, *s_base = nullptr;
     int qdim() const { return H * (hd + dR); }
     // saved activations
-    float *dkv, *cn, *rrms, *kv, *cq, *cqn, *qrrms, *qf, *att, *y;
+    float *dkv, *cn, *rrms, *kv, *cq, *cqn, *qrrms, *qf, *lse, *y;
     Splice::Acts sp;
     // scratch
     float *dy, *dqf, *dkvb, *ddkv, *dlat, *dcn, *dcqn, *dcq, *dsplice;
@@ -81,7 +81,7 @@ struct MLAAttention : Attention {
     size_t per_token_acts() const {
         return (dc + dR) + dc + 1 + H * 2 * hd + (qr ? 2 * qr + 1 : 0) + qdim() + H * hd + (splice_on ? splice.act_per_token() : 0);
     }
-    size_t act_floats(int B, int T) const override { return (size_t)B * T * per_token_acts() + (size_t)B * H * T * T; }
+    size_t act_floats(int B, int T) const override { return (size_t)B * T * per_token_acts() + (size_t)B * H * T; }
     size_t scratch_floats(int B, int T) const override {
         return (size_t)B * T * (H * hd + qdim() + H * 2 * hd + (dc + dR) + 2 * dc + (qr ? 2 * qr : 0) + (splice_on ? splice.scratch_per_token() : 0));
     }
@@ -94,7 +94,7 @@ struct MLAAttention : Attention {
         if (qr) { cq = take(N * qr); cqn = take(N * qr); qrrms = take(N); }
         qf = take(N * qdim()); y = take(N * H * hd);
         if (splice_on) sp = splice.carve(take(N * splice.act_per_token()), N);
-        att = take((size_t)B * H * T * T);
+        lse = take((size_t)B * H * T);
         p = s_base;
         dy = take(N * H * hd); dqf = take(N * qdim()); dkvb = take(N * H * 2 * hd); ddkv = take(N * (dc + dR));
         dlat = take(N * dc); dcn = take(N * dc);
@@ -134,7 +134,7 @@ struct MLAAttention : Attention {
         }
         rotate(qf + hd, qdim(), B, T, H, hd + dR, false);  // each head's q_rope part
         core.forward(B, T, {qf, qdim(), hd + dR}, {kv, H * 2 * hd, 2 * hd}, {dkv + dc, dc + dR, 0},
-                     {kv + hd, H * 2 * hd, 2 * hd}, att, {y, H * hd, hd});
+                     {kv + hd, H * 2 * hd, 2 * hd}, lse, {y, H * hd, hd});
         matmul_forward(out, y, params + w_o, params + b_o, N, H * hd, C);
     }
 
@@ -145,7 +145,7 @@ struct MLAAttention : Attention {
         memset(dkvb, 0, sizeof(float) * N * H * 2 * hd);
         memset(ddkv, 0, sizeof(float) * N * (dc + dR));
         core.backward(B, T, {qf, qdim(), hd + dR}, {kv, H * 2 * hd, 2 * hd}, {dkv + dc, dc + dR, 0},
-                      {kv + hd, H * 2 * hd, 2 * hd}, att, {dy, H * hd, hd}, {dqf, qdim(), hd + dR},
+                      {kv + hd, H * 2 * hd, 2 * hd}, lse, {y, H * hd, hd}, {dy, H * hd, hd}, {dqf, qdim(), hd + dR},
                       {dkvb, H * 2 * hd, 2 * hd}, {ddkv + dc, dc + dR, 0}, {dkvb + hd, H * 2 * hd, 2 * hd});
         rotate(dqf + hd, qdim(), B, T, H, hd + dR, true);
         rotate(ddkv + dc, dc + dR, B, T, 1, 0, true);

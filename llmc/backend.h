@@ -1,33 +1,20 @@
 // backend.h: picks the compute backend. The CPU backend (fp32, OpenMP) always exists and is the
-// reference; CUDA kernels slot in beside it when the file is compiled by nvcc (__CUDACC__).
+// reference; CUDA kernels live in llmc/cuda_ops.cu, built by nvcc when it is found and linked in
+// (KVGPT_CUDA). The host code is always compiled by the C++ compiler.
 // Without a GPU, or in a build without nvcc, the run says so once and uses the CPU.
 #pragma once
 #include <string>
 #include "utils.h"
-#ifdef __CUDACC__
-#include <cuda_runtime.h>
-static inline void cuda_check(cudaError_t e, const char* file, int line) {
-    if (e != cudaSuccess) fail("CUDA error %d (%s)\n  at %s:%d", (int)e, cudaGetErrorString(e), file, line);
-}
-#define cudaCheck(e) cuda_check((e), __FILE__, __LINE__)
+#ifdef KVGPT_CUDA
+#include "cuda_ops.h"
 #endif
 
 enum Backend { BACKEND_CPU, BACKEND_CUDA };
 
 // number of usable CUDA devices; *why explains a zero, *name is device 0's name
 static int cuda_probe(std::string* why, std::string* name) {
-#ifdef __CUDACC__
-    int n = 0;
-    cudaError_t e = cudaGetDeviceCount(&n);
-    if (e != cudaSuccess) {
-        *why = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e) + " (error " + std::to_string((int)e) + ")";
-        cudaGetLastError();  // clear the sticky error
-        return 0;
-    }
-    if (n == 0) { *why = "no CUDA devices"; return 0; }
-    cudaDeviceProp p;
-    if (cudaGetDeviceProperties(&p, 0) == cudaSuccess) *name = p.name;
-    return n;
+#ifdef KVGPT_CUDA
+    return kvgpt_cuda_probe(why, name);
 #else
     *why = "this binary was built without nvcc";
     (void)name;

@@ -10,9 +10,65 @@
 #pragma once
 #include <algorithm>
 #include <vector>
+#include "profile.h"
 #include "utils.h"
+#ifdef KVGPT_OPENBLAS
+#include <cblas.h>
+extern "C" void openblas_set_num_threads(int);
+#endif
+
+// Which implementation the linear layers use: OpenBLAS sgemm when the build found it (the
+// Makefile probes for it), else the built-in kernel below. The choice is fixed for the whole run
+// (never timed on the fly) so results stay bitwise reproducible; dev/bench_cpu compares the two.
+enum MatmulImpl { MATMUL_BUILTIN, MATMUL_BLAS };
+static int& matmul_impl() {
+#ifdef KVGPT_OPENBLAS
+    static int impl = MATMUL_BLAS;
+#else
+    static int impl = MATMUL_BUILTIN;
+#endif
+    return impl;
+}
+static bool matmul_have_blas() {
+#ifdef KVGPT_OPENBLAS
+    return true;
+#else
+    return false;
+#endif
+}
+#ifdef KVGPT_OPENBLAS
+#include <omp.h>
+// OpenBLAS keeps a thread pool of its own, which fights our OpenMP threads for the cores
+// between calls (both spin-wait). So BLAS runs single-threaded, and our OpenMP threads each call
+// it on their own slice of the output columns: one pool, and rows stay independent (a row of
+// the output depends only on the same row of the input).
+static void blas_single_thread_once() {
+    static bool done = false;
+    if (!done) { openblas_set_num_threads(1); done = true; }
+}
+// [lo, hi) of n columns for thread tid of nt, in multiples of 16 floats
+static inline void column_slice(int n, int tid, int nt, int* lo, int* hi) {
+    int chunks = (n + 15) / 16;
+    *lo = std::min(n, chunks * tid / nt * 16);
+    *hi = std::min(n, chunks * (tid + 1) / nt * 16);
+}
+#endif
+static const char* matmul_desc() {
+    return matmul_impl() == MATMUL_BLAS ? "OpenBLAS sgemm (every linear layer)" : "built-in 4x64 AVX tiles (llmc/matmul.h)";
+}
 
 typedef float v16f __attribute__((vector_size(64), aligned(4)));  // unaligned-safe 16-float vector
+
+// dot product of n floats, 16 lanes then a fixed-order horizontal sum (deterministic, vectorised)
+static inline float dotf(const float* a, const float* b, int n) {
+    v16f acc = {};
+    int i = 0;
+    for (; i + 16 <= n; i += 16) acc += *(const v16f*)(a + i) * *(const v16f*)(b + i);
+    float s = 0.0f;
+    for (int j = 0; j < 16; j++) s += acc[j];
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
 
 // 4 rows x (16 * NV) columns of C, kept in registers across the whole k loop
 template <int NV>
@@ -90,6 +146,25 @@ static std::vector<float>& matmul_scratch() {
 
 // out is (M,N), inp is (M,K), weight is (N,K), bias is (N) or null
 static void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int M, int K, int N) {
+    ProfScope prof(PROF_MATMUL);
+#ifdef KVGPT_OPENBLAS
+    if (matmul_impl() == MATMUL_BLAS) {
+        blas_single_thread_once();
+        #pragma omp parallel
+        {
+            int n0, n1;
+            column_slice(N, omp_get_thread_num(), omp_get_num_threads(), &n0, &n1);
+            if (n1 > n0) {
+                if (bias)
+                    for (int m = 0; m < M; m++) memcpy(out + (long)m * N + n0, bias + n0, (n1 - n0) * sizeof(float));
+                // out[:, n0:n1] = inp . W[n0:n1, :]^T
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, n1 - n0, K, 1.0f, inp, K, weight + (long)n0 * K, K,
+                            bias ? 1.0f : 0.0f, out + n0, N);
+            }
+        }
+        return;
+    }
+#endif
     std::vector<float>& wt = matmul_scratch();
     if (wt.size() < (size_t)N * K) wt.resize((size_t)N * K);
     transpose(weight, wt.data(), N, K);  // wt is (K,N)
@@ -104,8 +179,32 @@ static void matmul_forward(float* out, const float* inp, const float* weight, co
 // Any of dinp / dweight / dbias may be null to skip it.
 static void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                             const float* weight, int M, int K, int N, bool acc_dinp = false) {
-    if (dinp) gemm(M, K, N, dout, N, 1, weight, K, dinp, K, acc_dinp);      // dinp = dout . W
-    if (dweight) gemm(N, K, M, dout, 1, N, inp, K, dweight, K, true);      // dW += dout^T . inp
+    ProfScope prof(PROF_MATMUL);
+#ifdef KVGPT_OPENBLAS
+    if (matmul_impl() == MATMUL_BLAS) {
+        blas_single_thread_once();
+        #pragma omp parallel
+        {
+            int tid = omp_get_thread_num(), nt = omp_get_num_threads(), lo, hi;
+            if (dinp) {  // dinp[:, k0:k1] = dout . W[:, k0:k1]
+                column_slice(K, tid, nt, &lo, &hi);
+                if (hi > lo)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, hi - lo, N, 1.0f, dout, N, weight + lo, K,
+                                acc_dinp ? 1.0f : 0.0f, dinp + lo, K);
+            }
+            if (dweight) {  // dW[n0:n1, :] += dout[:, n0:n1]^T . inp
+                column_slice(N, tid, nt, &lo, &hi);
+                if (hi > lo)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, K, M, 1.0f, dout + lo, N, inp, K, 1.0f,
+                                dweight + (long)lo * K, K);
+            }
+        }
+    } else
+#endif
+    {
+        if (dinp) gemm(M, K, N, dout, N, 1, weight, K, dinp, K, acc_dinp);      // dinp = dout . W
+        if (dweight) gemm(N, K, M, dout, 1, N, inp, K, dweight, K, true);      // dW += dout^T . inp
+    }
     if (dbias) {
         #pragma omp parallel for schedule(static)
         for (int n0 = 0; n0 < N; n0 += 64) {

@@ -28,7 +28,7 @@ struct GPT {
     int B = 0, T = 0, Bmax = 0, Tmax = 0;
     float* act_mem = nullptr;
     std::vector<float*> resid;  // resid[l] is the input of layer l, resid[L] the last output; (B,T,C)
-    float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses;
+    float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses, *lse;
     float *d_a, *d_b, *d_ln1, *d_ln2, *d_fch, *d_fch_gelu, *attn_scratch;
     int *inputs = nullptr, *targets = nullptr;
     float mean_loss = NAN;
@@ -79,7 +79,7 @@ struct GPT {
         size_t BT = (size_t)Bmax * Tmax, C = cfg.d_model, F = cfg.d_ff, L = cfg.n_layer;
         size_t attn_acts = layers[0].attn->act_floats(Bmax, Tmax), attn_scr = layers[0].attn->scratch_floats(Bmax, Tmax);
         size_t per_layer = 5 * BT * C + 4 * BT + 2 * BT * F + attn_acts;
-        size_t total = (L + 1) * BT * C + L * per_layer + (BT * C + 2 * BT) + BT * cfg.padded_vocab_size + BT +
+        size_t total = (L + 1) * BT * C + L * per_layer + (BT * C + 2 * BT) + BT * cfg.padded_vocab_size + 2 * BT +
                        (4 * BT * C + 2 * BT * F) + attn_scr;
         free(act_mem);
         act_mem = alloc_floats<float>(total);
@@ -99,6 +99,7 @@ struct GPT {
         lnf = take(BT * C); lnf_mean = take(BT); lnf_rstd = take(BT);
         logits = take(BT * cfg.padded_vocab_size);
         losses = take(BT);
+        lse = take(BT);
         d_a = take(BT * C); d_b = take(BT * C); d_ln1 = take(BT * C); d_ln2 = take(BT * C);
         d_fch = take(BT * F); d_fch_gelu = take(BT * F);
         if ((size_t)(p - act_mem) != total) fail("internal: activation layout mismatch (%zu vs %zu)", (size_t)(p - act_mem), total);
@@ -141,9 +142,10 @@ struct GPT {
             else residual_forward(resid[l + 1], y.mid, y.mlp_out, nullptr, (long)BT * C);
         }
         layernorm_forward(lnf, lnf_mean, lnf_rstd, resid[cfg.n_layer], P + lnf_w, P + lnf_b, BT, C);
+        ProfScope prof(PROF_CLASSIFIER);
         matmul_forward(logits, lnf, P + w_out, nullptr, BT, C, Vp);
         if (!tg) return mean_loss = NAN;
-        crossentropy_forward(losses, logits, targets, BT, V, Vp);
+        crossentropy_forward(losses, lse, logits, targets, BT, V, Vp);
         double s = 0.0;
         int n = 0;
         for (int i = 0; i < BT; i++)
@@ -162,10 +164,13 @@ struct GPT {
         int n = 0;
         for (int i = 0; i < BT; i++) n += targets[i] >= 0;
         if (n == 0) fail("backward() without targets: call forward() with targets first");
-        crossentropy_backward_inplace(logits, targets, grad_scale / n, BT, V, Vp);
         float* dres = d_a;  // gradient of the residual stream, (B,T,C)
         float* dnext = d_b;
-        matmul_backward(d_ln1, Gr + w_out, nullptr, logits, lnf, P + w_out, BT, C, Vp);
+        {
+            ProfScope prof(PROF_CLASSIFIER);
+            crossentropy_backward_inplace(logits, lse, targets, grad_scale / n, BT, V, Vp);
+            matmul_backward(d_ln1, Gr + w_out, nullptr, logits, lnf, P + w_out, BT, C, Vp);
+        }
         memset(dres, 0, sizeof(float) * BT * C);
         layernorm_backward(dres, Gr + lnf_w, Gr + lnf_b, d_ln1, resid[cfg.n_layer], P + lnf_w, lnf_mean, lnf_rstd, BT, C);
         for (int l = cfg.n_layer - 1; l >= 0; l--) {
@@ -240,11 +245,13 @@ struct GPT {
 
     // global L2 norm of the gradient, summed in a thread-count-independent order
     float grad_norm() const {
+        ProfScope prof(PROF_OPTIMIZER);
         return (float)sqrt(deterministic_sum(ps.total, [&](size_t i) { return (double)grads[i] * grads[i]; }));
     }
 
     // AdamW with bias correction; decoupled weight decay on matrices only; t counts from 1
     void adamw_update(float lr, float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale = 1.0f) {
+        ProfScope prof(PROF_OPTIMIZER);
         if (!m) { m = alloc_floats<float>(ps.total); v = alloc_floats<float>(ps.total); }
         float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
         for (const ParamSpec& s : ps.specs) {

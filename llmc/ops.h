@@ -5,6 +5,8 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include "matmul.h"
+#include "profile.h"
 #include "utils.h"
 
 // ---------------------------------------------------------------------------------------------
@@ -41,6 +43,7 @@ static void encoder_backward(float* dwte, float* dwpe, const float* dout, const 
 // LayerNorm. out, inp are (N,C) with N = B*T rows; mean, rstd are (N) saved for backward
 static void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                               const float* bias, int N, int C) {
+    ProfScope prof(PROF_NORM);
     const float eps = 1e-5f;
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
@@ -62,6 +65,7 @@ static void layernorm_forward(float* out, float* mean, float* rstd, const float*
 // dinp accumulates (it is the residual stream's gradient); dweight, dbias accumulate
 static void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                                const float* weight, const float* mean, const float* rstd, int N, int C) {
+    ProfScope prof(PROF_NORM);
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
         const float* d = dout + (long)i * C;
@@ -132,33 +136,67 @@ static void residual_forward(float* out, const float* a, const float* b, const f
 
 // ---------------------------------------------------------------------------------------------
 // softmax + cross-entropy over the real vocab V of padded logits (N,Vp); targets (N), a target
-// < 0 is ignored. losses (N) gets -log p(target). Backward is fused: logits are overwritten by
-// dlogits = dloss * (softmax - onehot), and the padded columns get 0.
-static void crossentropy_forward(float* losses, const float* logits, const int* targets, int N, int V, int Vp) {
+// < 0 is ignored. losses (N) gets -log p(target) and lse (N) the row's log-sum-exp, so that the
+// fused backward needs one exp per logit: logits are overwritten by dlogits = dloss *
+// (softmax - onehot), and the padded columns get 0. exp is vectorised (exp16 below).
+
+typedef int v16i __attribute__((vector_size(64), aligned(4)));
+// exp of 16 floats: e^x = 2^n e^f with n = round(x log2 e) and f = x - n ln 2 (Cody-Waite: ln 2 in
+// two parts, so f is exact enough even for |x| ~ 87), |f| <= ln2/2, e^f by its degree-7 Taylor
+// polynomial (truncation < 1e-8); inputs clamped to exp's float range
+static inline v16f exp16(v16f x) {
+    const v16f lo = (v16f){} - 87.3f, hi = (v16f){} + 88.0f;
+    x = x < lo ? lo : x;
+    x = x > hi ? hi : x;
+    v16f n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+    v16f f = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
+    v16f p = 1.0f + f * (1.0f + f * (0.5f + f * (1.0f / 6 + f * (1.0f / 24 + f * (1.0f / 120 + f * (1.0f / 720 + f * (1.0f / 5040)))))));
+    v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
+    v16f scale;
+    memcpy(&scale, &e, sizeof(scale));
+    return p * scale;
+}
+
+static inline float row_max(const float* l, int V) {
+    v16f m = (v16f){} - INFINITY;
+    int v = 0;
+    for (; v + 16 <= V; v += 16) {
+        v16f x = *(const v16f*)(l + v);
+        m = x > m ? x : m;
+    }
+    float mx = -INFINITY;
+    for (int j = 0; j < 16; j++) mx = fmaxf(mx, m[j]);
+    for (; v < V; v++) mx = fmaxf(mx, l[v]);
+    return mx;
+}
+
+static void crossentropy_forward(float* losses, float* lse, const float* logits, const int* targets, int N, int V, int Vp) {
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
         const float* l = logits + (long)i * Vp;
-        if (targets[i] < 0) { losses[i] = 0.0f; continue; }
-        float mx = -INFINITY;
-        for (int v = 0; v < V; v++) mx = fmaxf(mx, l[v]);
+        float mx = row_max(l, V);
+        v16f acc = {};
+        int v = 0;
+        for (; v + 16 <= V; v += 16) acc += exp16(*(const v16f*)(l + v) - mx);
         double s = 0.0;
-        for (int v = 0; v < V; v++) s += expf(l[v] - mx);
-        losses[i] = (float)(log(s) + mx - l[targets[i]]);
+        for (int j = 0; j < 16; j++) s += acc[j];
+        for (; v < V; v++) s += expf(l[v] - mx);
+        lse[i] = (float)(log(s) + mx);
+        losses[i] = targets[i] < 0 ? 0.0f : lse[i] - l[targets[i]];
     }
 }
 
-static void crossentropy_backward_inplace(float* logits, const int* targets, float dloss, int N, int V, int Vp) {
+static void crossentropy_backward_inplace(float* logits, const float* lse, const int* targets, float dloss, int N, int V, int Vp) {
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
         float* l = logits + (long)i * Vp;
         if (targets[i] < 0) { memset(l, 0, Vp * sizeof(float)); continue; }
-        float mx = -INFINITY;
-        for (int v = 0; v < V; v++) mx = fmaxf(mx, l[v]);
-        double s = 0.0;
-        for (int v = 0; v < V; v++) s += expf(l[v] - mx);
-        float inv = (float)(1.0 / s);
-        for (int v = 0; v < V; v++) l[v] = dloss * (expf(l[v] - mx) * inv - (v == targets[i] ? 1.0f : 0.0f));
-        for (int v = V; v < Vp; v++) l[v] = 0.0f;
+        float m = lse[i];
+        int v = 0;
+        for (; v + 16 <= V; v += 16) *(v16f*)(l + v) = dloss * exp16(*(v16f*)(l + v) - m);
+        for (; v < V; v++) l[v] = dloss * expf(l[v] - m);
+        l[targets[i]] -= dloss;
+        for (v = V; v < Vp; v++) l[v] = 0.0f;
     }
 }
 
@@ -166,6 +204,7 @@ static void crossentropy_backward_inplace(float* logits, const int* targets, flo
 // RMSNorm (MLA's latent norm): out (N,C) = inp * rsqrt(mean(inp^2) + eps) * weight. The input
 // rows may be strided (a slice of a wider row); rrms (N) is saved for backward.
 static void rmsnorm_forward(float* out, float* rrms, const float* inp, long in_stride, const float* weight, int N, int C) {
+    ProfScope prof(PROF_NORM);
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
         const float* x = inp + (long)i * in_stride;
@@ -181,6 +220,7 @@ static void rmsnorm_forward(float* out, float* rrms, const float* inp, long in_s
 // dinp (strided like inp) is overwritten; dweight accumulates
 static void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, long in_stride,
                              const float* weight, const float* rrms, int N, int C) {
+    ProfScope prof(PROF_NORM);
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
         const float* x = inp + (long)i * in_stride;

@@ -77,34 +77,26 @@ def plots(runs, d):
     except ImportError:
         return []
     os.makedirs(d, exist_ok=True)
-    made = []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in runs:
-        b = r.get("positions", [])
-        if b:
-            ax.plot([(x["from"] + x["to"]) / 2 for x in b], [x["ppl"] for x in b], marker="o", label=name(r))
-    ax.set_xlabel("position in window")
-    ax.set_ylabel("PPL")
-    ax.set_title("PPL by position")
-    ax.legend(fontsize=7)
-    p = os.path.join(d, "ppl_by_position.png")
-    fig.tight_layout()
-    fig.savefig(p, dpi=120)
-    made.append(p)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in runs:
-        e = r.get("extrapolation", [])
-        if e:
-            ax.plot([x["length"] for x in e], [x["ppl"] for x in e], marker="o", label=name(r))
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("evaluation length (tokens)")
-    ax.set_ylabel("PPL")
-    ax.set_title("PPL vs evaluation length")
-    ax.legend(fontsize=7)
-    p = os.path.join(d, "ppl_vs_length.png")
-    fig.tight_layout()
-    fig.savefig(p, dpi=120)
-    made.append(p)
+    def line_plot(key, x, xlabel, title, fname, logx=False):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in runs:
+            pts = r.get(key, [])
+            if pts:
+                ax.plot([x(p) for p in pts], [p["ppl"] for p in pts], marker="o", label=name(r))
+        if logx:
+            ax.set_xscale("log", base=2)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("PPL")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = os.path.join(d, fname)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+    made = [line_plot("positions", lambda p: (p["from"] + p["to"]) / 2, "position in window", "PPL by position", "ppl_by_position.png"),
+            line_plot("extrapolation", lambda p: p["length"], "evaluation length (tokens)", "PPL vs evaluation length", "ppl_vs_length.png", True)]
     return made
 
 
