@@ -169,7 +169,11 @@ int main(int argc, char** argv) {
 
     long kv_layer = model.kv_elems_per_token_layer();
     long kv_mha = 2L * cfg.n_head * cfg.head_dim;
-    double flops_per_token = 6.0 * model.num_parameters();  // plus attention, below
+    // 6 FLOPs per matmul weight per token (forward + backward); lookup-only tables (an untied
+    // input embedding, learned positions) do no matmul work, attention scores add the second term
+    double matmul_params = (double)model.num_parameters() - (cfg.tied_embeddings ? 0.0 : (double)cfg.vocab_size * cfg.d_model) -
+                           (cfg.pos == POS_LEARNED ? (double)cfg.max_seq_len * cfg.d_model : 0.0);
+    double flops_per_token = 6.0 * matmul_params;
     flops_per_token += 6.0 * cfg.n_layer * cfg.n_head * cfg.head_dim * tc.T;  // QK^T and AV, fwd+bwd, causal half x2
     char buf[256];
     auto row = [](const char* k, const std::string& v) { printf("| %-24s | %-44s |\n", k, v.c_str()); };

@@ -108,25 +108,34 @@ static inline void gemm_tile_edge(int mr, int nr, int K, const float* A, long rs
 static void gemm(int M, int N, int K, const float* A, long rsa, long csa, const float* B, long ldb, float* C,
                  long ldc, bool acc) {
     const int n_tiles = (N + 63) / 64, m_tiles = (M + 3) / 4;
-    // N tiles outermost: each thread keeps one K x 64 panel of B hot while it sweeps the rows
-    #pragma omp parallel for collapse(2) schedule(static)
-    for (int nt = 0; nt < n_tiles; nt++)
-        for (int mt = 0; mt < m_tiles; mt++) {
-            int m0 = mt * 4, n0 = nt * 64;
-            int mr = std::min(4, M - m0), nr = std::min(64, N - n0);
-            const float* a = A + m0 * rsa;
-            float* c = C + (long)m0 * ldc + n0;
-            if (mr < 4) { gemm_tile_edge(mr, nr, K, a, rsa, csa, B + n0, ldb, c, ldc, acc); continue; }
-            switch (nr / 16) {  // whole 16-column vectors in registers, then any remainder scalar
-                case 4: gemm_tile_4xN<4>(K, a, rsa, csa, B + n0, ldb, c, ldc, acc); break;
-                case 3: gemm_tile_4xN<3>(K, a, rsa, csa, B + n0, ldb, c, ldc, acc); break;
-                case 2: gemm_tile_4xN<2>(K, a, rsa, csa, B + n0, ldb, c, ldc, acc); break;
-                case 1: gemm_tile_4xN<1>(K, a, rsa, csa, B + n0, ldb, c, ldc, acc); break;
-                default: break;
+    // K in blocks of 256 so a 256 x 64 panel of B (64 KB) stays in L2 while all rows sweep past
+    // it; the partial sums go through C, so every element still adds its k terms in order
+    const int KB = 256;
+    for (int k0 = 0; k0 < K; k0 += KB) {
+        const int kb = std::min(KB, K - k0);
+        const float* Ak = A + (long)k0 * csa;
+        const float* Bk = B + (long)k0 * ldb;
+        const bool acc_k = acc || k0 > 0;
+        // N tiles outermost: each thread keeps its panels of B hot while it sweeps the rows
+        #pragma omp parallel for collapse(2) schedule(static)
+        for (int nt = 0; nt < n_tiles; nt++)
+            for (int mt = 0; mt < m_tiles; mt++) {
+                int m0 = mt * 4, n0 = nt * 64;
+                int mr = std::min(4, M - m0), nr = std::min(64, N - n0);
+                const float* a = Ak + m0 * rsa;
+                float* c = C + (long)m0 * ldc + n0;
+                if (mr < 4) { gemm_tile_edge(mr, nr, kb, a, rsa, csa, Bk + n0, ldb, c, ldc, acc_k); continue; }
+                switch (nr / 16) {  // whole 16-column vectors in registers, then any remainder scalar
+                    case 4: gemm_tile_4xN<4>(kb, a, rsa, csa, Bk + n0, ldb, c, ldc, acc_k); break;
+                    case 3: gemm_tile_4xN<3>(kb, a, rsa, csa, Bk + n0, ldb, c, ldc, acc_k); break;
+                    case 2: gemm_tile_4xN<2>(kb, a, rsa, csa, Bk + n0, ldb, c, ldc, acc_k); break;
+                    case 1: gemm_tile_4xN<1>(kb, a, rsa, csa, Bk + n0, ldb, c, ldc, acc_k); break;
+                    default: break;
+                }
+                int done = nr / 16 * 16;
+                if (done < nr) gemm_tile_edge(4, nr - done, kb, a, rsa, csa, Bk + n0 + done, ldb, c + done, ldc, acc_k);
             }
-            int done = nr / 16 * 16;
-            if (done < nr) gemm_tile_edge(4, nr - done, K, a, rsa, csa, B + n0 + done, ldb, c + done, ldc, acc);
-        }
+    }
 }
 
 // (rows, cols) row-major -> (cols, rows) row-major, blocked for the cache
@@ -139,9 +148,12 @@ static void transpose(const float* src, float* dst, int rows, int cols) {
                 for (int j = j0; j < std::min(cols, j0 + TB); j++) dst[(long)j * rows + i] = src[(long)i * cols + j];
 }
 
-static std::vector<float>& matmul_scratch() {
-    static std::vector<float> s;  // grows to the largest weight once, then reused: no per-step allocation
-    return s;
+// scratch buffers for the transposes: each grows to its largest use once, then is reused (no
+// per-step allocation)
+static float* matmul_scratch(int which, size_t n) {
+    static std::vector<float> s[2];
+    if (s[which].size() < n) s[which].resize(n);
+    return s[which].data();
 }
 
 // out is (M,N), inp is (M,K), weight is (N,K), bias is (N) or null
@@ -165,14 +177,28 @@ static void matmul_forward(float* out, const float* inp, const float* weight, co
         return;
     }
 #endif
-    std::vector<float>& wt = matmul_scratch();
-    if (wt.size() < (size_t)N * K) wt.resize((size_t)N * K);
-    transpose(weight, wt.data(), N, K);  // wt is (K,N)
-    if (bias) {
-        #pragma omp parallel for schedule(static)
-        for (int m = 0; m < M; m++) memcpy(out + (long)m * N, bias, N * sizeof(float));
+    // the kernel wants its right operand row-major, so one side is transposed: W^T (N*K floats),
+    // or inp^T and the result (M*K + M*N floats), whichever moves less memory
+    if ((double)N * K <= (double)M * K + (double)M * N) {
+        float* wt = matmul_scratch(0, (size_t)N * K);
+        transpose(weight, wt, N, K);  // wt is (K,N)
+        if (bias) {
+            #pragma omp parallel for schedule(static)
+            for (int m = 0; m < M; m++) memcpy(out + (long)m * N, bias, N * sizeof(float));
+        }
+        gemm(M, N, K, inp, K, 1, wt, N, out, N, bias != nullptr);
+    } else {
+        float* it = matmul_scratch(0, (size_t)M * K);
+        float* ot = matmul_scratch(1, (size_t)M * N);
+        transpose(inp, it, M, K);                        // it is (K,M)
+        gemm(N, M, K, weight, K, 1, it, M, ot, M, false);  // ot = W . inp^T, (N,M)
+        transpose(ot, out, N, M);
+        if (bias) {
+            #pragma omp parallel for schedule(static)
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++) out[(long)m * N + n] += bias[n];
+        }
     }
-    gemm(M, N, K, inp, K, 1, wt.data(), N, out, N, bias != nullptr);
 }
 
 // dinp (M,K) is overwritten (or accumulated into if acc_dinp); dweight (N,K) and dbias (N) accumulate.
@@ -202,8 +228,12 @@ static void matmul_backward(float* dinp, float* dweight, float* dbias, const flo
     } else
 #endif
     {
-        if (dinp) gemm(M, K, N, dout, N, 1, weight, K, dinp, K, acc_dinp);      // dinp = dout . W
-        if (dweight) gemm(N, K, M, dout, 1, N, inp, K, dweight, K, true);      // dW += dout^T . inp
+        if (dinp) gemm(M, K, N, dout, N, 1, weight, K, dinp, K, acc_dinp);  // dinp = dout . W
+        if (dweight) {  // dW += dout^T . inp, with dout^T made contiguous (strided reads of a wide dout thrash the TLB)
+            float* dt = matmul_scratch(1, (size_t)M * N);
+            transpose(dout, dt, M, N);
+            gemm(N, K, M, dt, M, 1, inp, K, dweight, K, true);
+        }
     }
     if (dbias) {
         #pragma omp parallel for schedule(static)

@@ -200,20 +200,35 @@ static std::vector<GPTConfig> all_variants() {
 static std::vector<GradCase> op_table() {
     std::vector<GradCase> t;
     Rng rng(1);
-    // linear layer, small (edge tiles only) and large enough for the 4x64 vector tiles
-    for (auto shape : std::vector<std::array<int, 3>>{{5, 7, 9}, {8, 66, 70}, {12, 37, 40}}) {
-        int M = shape[0], K = shape[1], N = shape[2];
-        GradCase g;
-        g.name = "matmul " + std::to_string(M) + "x" + std::to_string(K) + "x" + std::to_string(N);
-        g.in = {randn((size_t)M * K, rng), randn((size_t)N * K, rng), randn(N, rng)};
-        g.fwd = [=](Vecs& in) { Vec o((size_t)M * N); matmul_forward(o.data(), in[0].data(), in[1].data(), in[2].data(), M, K, N); return o; };
-        g.bwd = [=](Vecs& in, const Vec& d) {
-            Vecs r = {Vec(in[0].size()), Vec(in[1].size(), 0.0f), Vec(in[2].size(), 0.0f)};
-            matmul_backward(r[0].data(), r[1].data(), r[2].data(), d.data(), in[0].data(), in[1].data(), M, K, N);
-            return r;
-        };
-        t.push_back(g);
-    }
+    // linear layer with every implementation this build has (built-in tiles, OpenBLAS), small
+    // (edge tiles only), wide enough for the 4x64 vector tiles, and with a 16-column remainder;
+    // 300 x 20 x 600 takes the built-in forward's other transpose (inp^T and the result)
+    std::vector<int> impls = {MATMUL_BUILTIN};
+    if (matmul_have_blas()) impls.push_back(MATMUL_BLAS);
+    for (int impl : impls)
+        for (auto shape : std::vector<std::array<int, 3>>{{5, 7, 9}, {8, 66, 70}, {12, 37, 40}, {3, 20, 600}}) {
+            int M = shape[0], K = shape[1], N = shape[2];
+            GradCase g;
+            g.name = std::string("matmul ") + (impl == MATMUL_BLAS ? "blas " : "builtin ") + std::to_string(M) + "x" + std::to_string(K) + "x" + std::to_string(N);
+            g.in = {randn((size_t)M * K, rng), randn((size_t)N * K, rng), randn(N, rng)};
+            g.fwd = [=](Vecs& in) {
+                int saved = matmul_impl();
+                matmul_impl() = impl;
+                Vec o((size_t)M * N);
+                matmul_forward(o.data(), in[0].data(), in[1].data(), in[2].data(), M, K, N);
+                matmul_impl() = saved;
+                return o;
+            };
+            g.bwd = [=](Vecs& in, const Vec& d) {
+                int saved = matmul_impl();
+                matmul_impl() = impl;
+                Vecs r = {Vec(in[0].size()), Vec(in[1].size(), 0.0f), Vec(in[2].size(), 0.0f)};
+                matmul_backward(r[0].data(), r[1].data(), r[2].data(), d.data(), in[0].data(), in[1].data(), M, K, N);
+                matmul_impl() = saved;
+                return r;
+            };
+            t.push_back(g);
+        }
     {
         int N = 4, C = 10;
         GradCase g;
@@ -354,7 +369,12 @@ static void register_tests() {
     });
 
     add_test("causal leak: later tokens never change earlier logits (bitwise)", [] {
+        std::vector<int> impls = {MATMUL_BUILTIN};
+        if (matmul_have_blas()) impls.push_back(MATMUL_BLAS);
+        int saved = matmul_impl();
+        for (int impl : impls)
         for (const GPTConfig& cfg : all_variants()) {
+            matmul_impl() = impl;
             GPT m(cfg);
             m.init_weights(9);
             int B = 2, T = 12, Vp = cfg.padded_vocab_size;
@@ -377,6 +397,7 @@ static void register_tests() {
                 }
             }
         }
+        matmul_impl() = saved;
     });
 
     add_test("decode with the KV cache == full forward (every variant; MLA decodes in absorbed form)", [] {
@@ -604,6 +625,32 @@ static void register_tests() {
             bool caught = !leak_check(m, 16, 1, &why);
             g_test_only_future_leak = 0;
             CHECK(caught, "%s: the leak guard missed a model that sees one token ahead", variant_name(cfg).c_str());
+        }
+    });
+
+    add_test("built-in matmul == OpenBLAS on model-like shapes (when built with it)", [] {
+        if (!matmul_have_blas()) { printf("    no OpenBLAS in this build\n"); g_skip_current = true; return; }
+        Rng rng(12);
+        for (auto s : std::vector<std::array<int, 3>>{{64, 128, 384}, {256, 96, 1000}, {7, 33, 65}, {1, 64, 300}}) {
+            int M = s[0], K = s[1], N = s[2];
+            Vec a = randn((size_t)M * K, rng), w = randn((size_t)N * K, rng), b = randn(N, rng), d = randn((size_t)M * N, rng);
+            Vec out[2], dI[2], dW[2], dB[2];
+            for (int impl : {MATMUL_BUILTIN, MATMUL_BLAS}) {
+                int saved = matmul_impl();
+                matmul_impl() = impl;
+                out[impl].resize((size_t)M * N); dI[impl].resize((size_t)M * K);
+                dW[impl].assign((size_t)N * K, 0.0f); dB[impl].assign(N, 0.0f);
+                matmul_forward(out[impl].data(), a.data(), w.data(), b.data(), M, K, N);
+                matmul_backward(dI[impl].data(), dW[impl].data(), dB[impl].data(), d.data(), a.data(), w.data(), M, K, N);
+                matmul_impl() = saved;
+            }
+            auto maxrel = [](const Vec& x, const Vec& y) {
+                double e = 0, r = 0;
+                for (size_t i = 0; i < x.size(); i++) { e = std::max(e, (double)fabs(x[i] - y[i])); r = std::max(r, (double)fabs(y[i])); }
+                return e / (r + 1e-30);
+            };
+            double e = std::max(std::max(maxrel(out[0], out[1]), maxrel(dI[0], dI[1])), std::max(maxrel(dW[0], dW[1]), maxrel(dB[0], dB[1])));
+            CHECK(e < 1e-5, "%dx%dx%d: built-in and OpenBLAS differ by %.3g (relative to the largest value)", M, K, N, e);
         }
     });
 
