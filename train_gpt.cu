@@ -196,7 +196,9 @@ int main(int argc, char** argv) {
     snprintf(buf, sizeof buf, "%d (padded %d), %s", cfg.vocab_size, cfg.padded_vocab_size, tokenizer_name(cfg.tokenizer_id)); row("vocab", buf);
     snprintf(buf, sizeof buf, "%zu (%s)", model.num_parameters(), human((double)model.num_parameters()).c_str()); row("parameters", buf);
     snprintf(buf, sizeof buf, "%ld /layer, %ld total", kv_layer, kv_layer * cfg.n_layer); row("KV cache elems/token", buf);
-    snprintf(buf, sizeof buf, "%ld B fp32, %ld B bf16 (all layers)", 4 * kv_layer * cfg.n_layer, 2 * kv_layer * cfg.n_layer); row("KV cache bytes/token", buf);
+    snprintf(buf, sizeof buf, "fp32 %ld /layer, %ld total; bf16 %ld, %ld", 4 * kv_layer, 4 * kv_layer * cfg.n_layer, 2 * kv_layer,
+             2 * kv_layer * cfg.n_layer);
+    row("KV cache bytes/token", buf);
     snprintf(buf, sizeof buf, "%.1f%% vs MHA (%ld elems/layer)", 100.0 * (1.0 - (double)kv_layer / kv_mha), kv_mha); row("KV reduction", buf);
     snprintf(buf, sizeof buf, "%s (%zu shards, %s tokens)", r.train_glob.c_str(), train.shards.size(), human((double)train.total_tokens).c_str()); row("train data", buf);
     snprintf(buf, sizeof buf, "%s (%zu shards, %s tokens)", r.val_glob.c_str(), val.shards.size(), human((double)val.total_tokens).c_str()); row("val data", buf);
@@ -218,6 +220,11 @@ int main(int argc, char** argv) {
     // validation with best-weight tracking and early stopping (--patience evaluations without improvement)
     std::vector<float> best_params;
     int best_step = -1, evals_without_gain = 0, last_val_step = -1;
+    int64_t resumed_best_step = -1;
+    if (!r.resume.empty() && checkpoint_read_params((r.resume + ".best").c_str(), model, &best_params, &resumed_best_step)) {
+        best_step = (int)resumed_best_step;  // the best weights from before the resume stay the reference
+        printf("best weights so far: %s.best (step %d, val loss %.4f)\n", r.resume.c_str(), best_step, best_val);
+    }
     auto do_val = [&](int step) {
         double t0 = now_seconds();
         float vl = val_loss(model, val, tc.val_batches);
@@ -274,7 +281,7 @@ int main(int argc, char** argv) {
     }
     if (!r.out.empty()) {
         std::string best_path = r.out + ".best";
-        checkpoint_save(best_path.c_str(), model, step, train.rng.state, best_val, tc.T);
+        checkpoint_save(best_path.c_str(), model, final_step, train.rng.state, best_val, tc.T);  // step = the weights' step
         printf("best weights: %s (step %d; evaluate this one)\n", best_path.c_str(), final_step);
     }
     float final_val = val_loss(model, val, tc.val_batches);

@@ -127,7 +127,8 @@ struct MKAAttention : Attention {
         // level 2: causal running mean, summed in order
         #pragma omp parallel for schedule(static)
         for (int b = 0; b < B; b++) {
-            std::vector<float> acc(C, 0.0f);
+            static thread_local std::vector<float> acc;  // allocated once per thread, not per step
+            acc.assign(C, 0.0f);
             for (int t = 0; t < T; t++) {
                 const float* xv = x + ((size_t)b * T + t) * C;
                 float* sv = s + ((size_t)b * T + t) * C;
@@ -197,7 +198,8 @@ struct MKAAttention : Attention {
         matmul_backward(ds, grads + w_qkv + (size_t)2 * D * C, grads + b_qkv + 2 * D, dyl, s, params + w_qkv + (size_t)2 * D * C, N, C, D);
         #pragma omp parallel for schedule(static)
         for (int b = 0; b < B; b++) {
-            std::vector<float> acc(C, 0.0f);
+            static thread_local std::vector<float> acc;
+            acc.assign(C, 0.0f);
             for (int t = T - 1; t >= 0; t--) {
                 const float* dsv = ds + ((size_t)b * T + t) * C;
                 float* dxv = dx + ((size_t)b * T + t) * C;

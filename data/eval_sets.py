@@ -28,7 +28,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from prepare import PrepError, read_text, wikitext_articles  # noqa: E402
+from prepare import PrepError, read_text, run_cli, wikitext_articles  # noqa: E402
 from shards import write_shard  # noqa: E402
 from tokenizer import TOKENIZER_IDS, load_tokenizer  # noqa: E402
 
@@ -137,18 +137,16 @@ def main(argv=None):
     ap.add_argument("--path")
     ap.add_argument("--tokenizer", default="gpt-neox-20b", choices=sorted(TOKENIZER_IDS))
     ap.add_argument("--out")
-    a = ap.parse_args(argv)
-    try:
-        if a.set == "wikitext":
-            if not a.path:
-                raise PrepError("wikitext needs --path to wiki.test.raw (or the tokenized v1 test file)")
-            write_wikitext_eval(a.path, a.tokenizer, a.out or os.path.join(HERE, "eval", a.tokenizer))
-        else:
-            write_reversal(a.tokenizer, a.out or os.path.join(HERE, "eval", a.tokenizer))
-    except PrepError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(write_set, ap.parse_args(argv))
+
+
+def write_set(a):
+    out = a.out or os.path.join(HERE, "eval", a.tokenizer)
+    if a.set == "reversal":
+        return write_reversal(a.tokenizer, out)
+    if not a.path:
+        raise PrepError("wikitext needs --path to wiki.test.raw (or the tokenized v1 test file)")
+    return write_wikitext_eval(a.path, a.tokenizer, out)
 
 
 if __name__ == "__main__":

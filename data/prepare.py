@@ -329,14 +329,18 @@ def parse_args(argv=None):
     return a
 
 
-def main(argv=None):
-    a = parse_args(argv)
+def run_cli(fn, a):
+    """Runs fn(a); a PrepError becomes 'Error: ...' on stderr and exit status 1."""
     try:
-        prepare(a)
+        fn(a)
     except PrepError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv=None):
+    return run_cli(prepare, parse_args(argv))
 
 
 if __name__ == "__main__":

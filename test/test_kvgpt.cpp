@@ -886,6 +886,18 @@ static void register_cli_tests(const std::string& bin) {
         }
     });
 
+    add_test("train_gpt: the settings table prints the KV-cache formula (Pythia-70m MLA k=128 vs MHA)", [bin] {
+        std::string out;
+        int rc = run_command(bin + " -m pythia-70m -a mla -k 128 -p alibi -x 0 -L /dev/null", &out);
+        // MHA: 2 * 8 heads * 64 = 1024 per layer; MLA without a rope key caches d_c = 128 (87.5% less)
+        const char* want[] = {"| KV cache elems/token     | 128 /layer, 768 total", "fp32 512 /layer, 3072 total; bf16 256, 1536",
+                              "87.5% vs MHA (1024 elems/layer)", "mla, d_c=128 d_R=0"};
+        for (const char* w : want) CHECK(rc == 0 && out.find(w) != std::string::npos, "missing '%s': %s", w, out.c_str());
+        rc = run_command(bin + " -m pythia-70m -a gqa -g 2 -p rope -x 0 -L /dev/null", &out);
+        CHECK(rc == 0 && out.find("256 /layer, 1536 total") != std::string::npos && out.find("75.0% vs MHA") != std::string::npos,
+              "gqa G=2: %s", out.c_str());
+    });
+
     add_test("train_gpt: trains on bundled data, checkpoints, resumes", [bin] {
         std::string ck = tmpdir() + "/cli.ckpt";
         std::string small = " --d-model 32 --layers 1 --heads 2 -b 2 -t 32 -n 2 -v 1 -o " + ck;
@@ -951,5 +963,7 @@ int main(int argc, char** argv) {
     const char* ebin = getenv("KVGPT_EVAL_BIN");
     register_eval_cli_tests(ebin ? ebin : "./eval_gpt");
     printf("kvgpt CPU tests (%d OpenMP threads)\n", omp_get_max_threads());
-    return run_tests(filter) ? 1 : 0;
+    int failed = run_tests(filter);
+    run_command("rm -rf " + tmpdir(), nullptr);  // the shards, checkpoints and logs the tests wrote
+    return failed ? 1 : 0;
 }
