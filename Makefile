@@ -39,7 +39,8 @@ else
   $(info note: OpenBLAS not found (apt-get install libopenblas-dev): linear layers use the built-in kernel)
 endif
 
-CXXFLAGS ?= -O3 -std=c++17 -Wall -Wno-unused-function $(CPU_ARCH) $(OMP_FLAGS) $(BLAS_FLAGS)
+# -fno-math-errno: sqrtf and friends may then vectorise (AdamW); results are the same IEEE values
+CXXFLAGS ?= -O3 -std=c++17 -fno-math-errno -Wall -Wno-unused-function $(CPU_ARCH) $(OMP_FLAGS) $(BLAS_FLAGS)
 HEADERS := $(wildcard llmc/*.h attention/*.h)
 
 # CUDA: kernels live in llmc/cuda_ops.cu, built by nvcc into build/cuda_ops.o (explicit archs)

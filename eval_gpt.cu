@@ -222,9 +222,10 @@ int main(int argc, char** argv) {
                 double hi = s.band[BAND_HIGH].mean_abs(), lo = s.band[BAND_LOW].mean_abs();
                 printf("| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", s.layer_view.c_str(), s.all.max_abs, s.all.mean_abs(), s.all.std(), hi, lo,
                        s.band[BAND_PASS].mean_abs(), lo / hi);
-                fprintf(js, "%s{\"name\": \"%s\", \"rot\": %d, \"max_abs\": %.6f, \"mean_abs\": %.6f, \"std\": %.6f, \"high_mean_abs\": %.6f, \"low_mean_abs\": %.6f, \"pass_mean_abs\": %.6f, \"dim_max\": [",
-                        first ? "" : ", ", s.layer_view.c_str(), v.rot, s.all.max_abs, s.all.mean_abs(), s.all.std(), std::isnan(hi) ? 0.0 : hi,
-                        std::isnan(lo) ? 0.0 : lo, std::isnan(s.band[BAND_PASS].mean_abs()) ? 0.0 : s.band[BAND_PASS].mean_abs());
+                auto num = [](double x) { return std::isnan(x) ? std::string("null") : std::to_string(x); };  // empty band: null
+                fprintf(js, "%s{\"name\": \"%s\", \"rot\": %d, \"max_abs\": %.6f, \"mean_abs\": %.6f, \"std\": %.6f, \"high_mean_abs\": %s, \"low_mean_abs\": %s, \"pass_mean_abs\": %s, \"dim_max\": [",
+                        first ? "" : ", ", s.layer_view.c_str(), v.rot, s.all.max_abs, s.all.mean_abs(), s.all.std(), num(hi).c_str(),
+                        num(lo).c_str(), num(s.band[BAND_PASS].mean_abs()).c_str());
                 for (size_t d = 0; d < s.dim_max.size(); d++) fprintf(js, "%s%.5f", d ? ", " : "", s.dim_max[d]);
                 fprintf(js, "]}");
                 first = false;

@@ -57,10 +57,13 @@ def report(runs):
                 "| run | layer.view | max abs | mean abs | std | high band | low band | pass-through | low/high |", "|---|---|---|---|---|---|---|---|---|"]
         for r in runs:
             for q in r.get("qk", []):
-                ratio = q["low_mean_abs"] / q["high_mean_abs"] if q["rot"] and q["high_mean_abs"] else None
+                rotated = bool(q["rot"])
+                hi, lo = (q["high_mean_abs"], q["low_mean_abs"]) if rotated else (None, None)
+                # a band with no dims has no mean (older JSON wrote 0 for it)
+                passthrough = q["pass_mean_abs"] if q["rot"] < len(q.get("dim_max", [])) or not rotated else None
+                ratio = lo / hi if hi and lo is not None else None
                 out.append(f"| {name(r)} | {q['name']} | {q['max_abs']:.3f} | {q['mean_abs']:.3f} | {q['std']:.3f} | "
-                           f"{fmt(q['high_mean_abs'] if q['rot'] else None)} | {fmt(q['low_mean_abs'] if q['rot'] else None)} | "
-                           f"{fmt(q['pass_mean_abs'])} | {fmt(ratio)} |")
+                           f"{fmt(hi)} | {fmt(lo)} | {fmt(passthrough)} | {fmt(ratio)} |")
     if any("kv_cache" in r for r in runs):
         out += ["", "## KV cache, measured from the cache buffers", "", "| run | floats/token (all layers) | fp32 bytes/token | MiB fp32 at ctx |", "|---|---|---|---|"]
         for r in runs:
