@@ -65,18 +65,11 @@ struct GQAAttention : Attention {
     StridedTensor K(float* p) const { return {p + H * hd, qkv_dim, hd}; }
     StridedTensor V(float* p) const { return {p + (H + G) * hd, qkv_dim, hd}; }
 
-    void rotate(float* buf, int B, int T, bool inverse) {
-        if (!rope.rot) return;
-        #pragma omp parallel for schedule(static)
-        for (int bt = 0; bt < B * T; bt++)
-            for (int h = 0; h < H + G; h++) rope.apply(buf + (size_t)bt * qkv_dim + h * hd, bt % T, inverse);
-    }
-
     void forward(const float* params, const float* x, float* out, int B, int T) override {
         carve(B, T);
         rope.ensure(T);
         matmul_forward(qkv, x, params + w_qkv, params + b_qkv, B * T, C, qkv_dim);
-        rotate(qkv, B, T, false);
+        rope.apply_rows(qkv, qkv_dim, hd, H + G, B, T, false);  // q and k heads
         core.forward(B, T, Q(qkv), K(qkv), {nullptr, 0, 0}, V(qkv), lse, {y, H * hd, hd});
         matmul_forward(out, y, params + w_o, params + b_o, B * T, H * hd, C);
     }
@@ -87,7 +80,7 @@ struct GQAAttention : Attention {
         memset(dqkv, 0, sizeof(float) * B * T * qkv_dim);
         core.backward(B, T, Q(qkv), K(qkv), {nullptr, 0, 0}, V(qkv), lse, {y, H * hd, hd}, {dy, H * hd, hd}, Q(dqkv), K(dqkv),
                       {nullptr, 0, 0}, V(dqkv));
-        rotate(dqkv, B, T, true);  // the gradient goes back through the rotation by rotating the other way
+        rope.apply_rows(dqkv, qkv_dim, hd, H + G, B, T, true);  // the gradient goes back through the rotation by rotating the other way
         matmul_backward(dx, grads + w_qkv, grads + b_qkv, dqkv, x, params + w_qkv, B * T, C, qkv_dim);
     }
 

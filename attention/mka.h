@@ -117,11 +117,8 @@ struct MKAAttention : Attention {
         int N = B * T;
         matmul_forward(qkv, x, params + w_qkv, params + b_qkv, N, C, 3 * D);
         #pragma omp parallel for schedule(static)
-        for (int bt = 0; bt < N; bt++) {
-            memcpy(qk + (size_t)bt * 2 * D, qkv + (size_t)bt * 3 * D, sizeof(float) * 2 * D);
-            if (rope.rot)
-                for (int h = 0; h < 2 * H; h++) rope.apply(qk + (size_t)bt * 2 * D + h * hd, bt % T);
-        }
+        for (int bt = 0; bt < N; bt++) memcpy(qk + (size_t)bt * 2 * D, qkv + (size_t)bt * 3 * D, sizeof(float) * 2 * D);
+        rope.apply_rows(qk, 2 * D, hd, 2 * H, B, T, false);  // level 1's q and k; level 3 keeps qkv's q unrotated
         // level 1
         core.forward(B, T, {qk, 2 * D, hd}, {qk + D, 2 * D, hd}, {nullptr, 0, 0}, {qkv + 2 * D, 3 * D, hd}, lse, {y1, D, hd});
         // level 2: causal running mean, summed in order
@@ -186,13 +183,10 @@ struct MKAAttention : Attention {
         memset(dqk, 0, sizeof(float) * N * 2 * D);
         core.backward(B, T, {qk, 2 * D, hd}, {qk + D, 2 * D, hd}, {nullptr, 0, 0}, {qkv + 2 * D, 3 * D, hd}, lse, {y1, D, hd}, {dyl, D, hd},
                       {dqk, 2 * D, hd}, {dqk + D, 2 * D, hd}, {nullptr, 0, 0}, {dqkv + 2 * D, 3 * D, hd});
+        rope.apply_rows(dqk, 2 * D, hd, 2 * H, B, T, true);
         #pragma omp parallel for schedule(static)
-        for (int bt = 0; bt < N; bt++) {
-            float* d = dqk + (size_t)bt * 2 * D;
-            if (rope.rot)
-                for (int h = 0; h < 2 * H; h++) rope.apply(d + h * hd, bt % T, true);
-            for (int i = 0; i < 2 * D; i++) dqkv[(size_t)bt * 3 * D + i] += d[i];
-        }
+        for (int bt = 0; bt < N; bt++)
+            for (int i = 0; i < 2 * D; i++) dqkv[(size_t)bt * 3 * D + i] += dqk[(size_t)bt * 2 * D + i];
         // level 2: through W_V into s, then the running mean back to x (reverse cumulative sum)
         scaled_dy(1);
         matmul_backward(ds, grads + w_qkv + (size_t)2 * D * C, grads + b_qkv + 2 * D, dyl, s, params + w_qkv + (size_t)2 * D * C, N, C, D);

@@ -109,20 +109,13 @@ struct MLAAttention : Attention {
     }
     const float* latent() const { return splice_on ? sp.expanded : cn; }
 
-    void rotate(float* buf, long row, int B, int T, int heads, long head_stride, bool inverse) {
-        if (!dR) return;
-        #pragma omp parallel for schedule(static)
-        for (int bt = 0; bt < B * T; bt++)
-            for (int h = 0; h < heads; h++) rope.apply(buf + (size_t)bt * row + h * head_stride, bt % T, inverse);
-    }
-
     void forward(const float* params, const float* x, float* out, int B, int T) override {
         carve(B, T);
         rope.ensure(T);
         int N = B * T;
         matmul_forward(dkv, x, params + w_dkv, nullptr, N, C, dc + dR);
         rmsnorm_forward(cn, rrms, dkv, dc + dR, params + kv_norm, N, dc);
-        rotate(dkv + dc, dc + dR, B, T, 1, 0, false);  // the shared rope key
+        rope.apply_rows(dkv + dc, dc + dR, 0, 1, B, T, false);  // the shared rope key
         if (splice_on) splice.forward(params, cn, sp, N);
         matmul_forward(kv, latent(), params + w_ukv, nullptr, N, dc, H * 2 * hd);
         if (qr) {
@@ -132,7 +125,7 @@ struct MLAAttention : Attention {
         } else {
             matmul_forward(qf, x, params + w_q, nullptr, N, C, qdim());
         }
-        rotate(qf + hd, qdim(), B, T, H, hd + dR, false);  // each head's q_rope part
+        rope.apply_rows(qf + hd, qdim(), hd + dR, H, B, T, false);  // each head's q_rope part
         core.forward(B, T, {qf, qdim(), hd + dR}, {kv, H * 2 * hd, 2 * hd}, {dkv + dc, dc + dR, 0},
                      {kv + hd, H * 2 * hd, 2 * hd}, lse, {y, H * hd, hd});
         matmul_forward(out, y, params + w_o, params + b_o, N, H * hd, C);
@@ -147,8 +140,8 @@ struct MLAAttention : Attention {
         core.backward(B, T, {qf, qdim(), hd + dR}, {kv, H * 2 * hd, 2 * hd}, {dkv + dc, dc + dR, 0},
                       {kv + hd, H * 2 * hd, 2 * hd}, lse, {y, H * hd, hd}, {dy, H * hd, hd}, {dqf, qdim(), hd + dR},
                       {dkvb, H * 2 * hd, 2 * hd}, {ddkv + dc, dc + dR, 0}, {dkvb + hd, H * 2 * hd, 2 * hd});
-        rotate(dqf + hd, qdim(), B, T, H, hd + dR, true);
-        rotate(ddkv + dc, dc + dR, B, T, 1, 0, true);
+        rope.apply_rows(dqf + hd, qdim(), hd + dR, H, B, T, true);
+        rope.apply_rows(ddkv + dc, dc + dR, 0, 1, B, T, true);
         // query path writes dx, the kv path accumulates into it
         if (qr) {
             matmul_backward(dcqn, grads + w_uq, nullptr, dqf, cqn, params + w_uq, N, qr, qdim());

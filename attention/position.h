@@ -41,6 +41,14 @@ struct Rope {
             x[i + half] = x2 * c[i] + x1 * si;
         }
     }
+    // rotate `heads` vectors of every token: B*T rows `row` floats apart, the vectors `head`
+    // floats apart from buf; token bt sits at position bt % T
+    void apply_rows(float* buf, long row, long head, int heads, int B, int T, bool inverse) const {
+        if (rot == 0) return;
+        #pragma omp parallel for schedule(static)
+        for (int bt = 0; bt < B * T; bt++)
+            for (int h = 0; h < heads; h++) apply(buf + (long)bt * row + (long)h * head, bt % T, inverse);
+    }
 };
 
 static std::vector<float> alibi_slopes(int n_head, float uniform_slope) {
