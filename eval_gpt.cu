@@ -109,7 +109,9 @@ int main(int argc, char** argv) {
     CheckpointHeader h = checkpoint_read_header(a.ckpt.c_str());
     GPTConfig cfg = h.config;
     GPT model(cfg);
-    checkpoint_load(a.ckpt.c_str(), model);
+    int64_t ckpt_step = 0;  // the parameters only: the evaluator never needs the AdamW moments
+    if (!checkpoint_read_params(a.ckpt.c_str(), model, model.params, &ckpt_step))
+        fail_hint("the file is truncated; use another checkpoint", "cannot read the parameters of '%s'", a.ckpt.c_str());
     if (a.test_only_leak) g_test_only_future_leak = 1;
     int T = a.T ? a.T : (h.train_T > 0 ? h.train_T : 128);
     config_validate(&cfg, T);

@@ -221,9 +221,14 @@ int main(int argc, char** argv) {
     std::vector<float> best_params;
     int best_step = -1, evals_without_gain = 0, last_val_step = -1;
     int64_t resumed_best_step = -1;
-    if (!r.resume.empty() && checkpoint_read_params((r.resume + ".best").c_str(), model, &best_params, &resumed_best_step)) {
-        best_step = (int)resumed_best_step;  // the best weights from before the resume stay the reference
-        printf("best weights so far: %s.best (step %d, val loss %.4f)\n", r.resume.c_str(), best_step, best_val);
+    if (!r.resume.empty()) {  // the best weights from before the resume stay the reference
+        best_params.resize(model.ps.total);
+        if (checkpoint_read_params((r.resume + ".best").c_str(), model, best_params.data(), &resumed_best_step)) {
+            best_step = (int)resumed_best_step;
+            printf("best weights so far: %s.best (step %d, val loss %.4f)\n", r.resume.c_str(), best_step, best_val);
+        } else {
+            best_params.clear();
+        }
     }
     auto do_val = [&](int step) {
         double t0 = now_seconds();

@@ -72,15 +72,15 @@ static CheckpointHeader checkpoint_load(const char* path, GPT& model) {
 
 // the parameters alone of a checkpoint written for this model (e.g. FILE.best on resume);
 // false when the file is missing or belongs to another model
-static bool checkpoint_read_params(const char* path, const GPT& model, std::vector<float>* out, int64_t* step) {
+// out holds ps.total floats
+static bool checkpoint_read_params(const char* path, const GPT& model, float* out, int64_t* step) {
     FILE* f = fopen(path, "rb");
     if (!f) return false;
     CheckpointHeader h;
     bool ok = fread(&h, sizeof(h), 1, f) == 1 && h.magic == CKPT_MAGIC && h.version == CKPT_VERSION &&
               h.n_floats == model.ps.total && memcmp(&h.config, &model.cfg, sizeof(GPTConfig)) == 0;
     if (ok) {
-        out->resize(model.ps.total);
-        ok = fread(out->data(), sizeof(float), model.ps.total, f) == model.ps.total;
+        ok = fread(out, sizeof(float), model.ps.total, f) == model.ps.total;
         *step = h.step;
     }
     fclose(f);
