@@ -97,7 +97,8 @@ struct DataLoader {
         int rc = glob(pattern.c_str(), 0, nullptr, &g);
         if (rc != 0 || g.gl_pathc == 0) {
             globfree(&g);
-            fail_hint("run `make data` to build the bundled Tiny Shakespeare shards, or pass -i/-j with a glob",
+            fail_hint("the default data paths are relative to the repository root: run from there (or `make data` to rebuild the "
+                      "bundled shards), or pass the shards' glob (-i/-j)",
                       "no token shards match '%s'", pattern.c_str());
         }
         for (size_t i = 0; i < g.gl_pathc; i++) {
