@@ -85,7 +85,7 @@ struct MKAAttention : Attention {
 
     // level 3 for one token: q (D, unrotated) against projected slots mkv (M,3D) -> p (H,M), y (D)
     void slots_attend(const float* q, const float* mkv_, float* p, float* yv) const {
-        float scale = 1.0f / sqrtf((float)hd);
+        const float scale = core.scale;  // 1/sqrt(hd), as level 1
         for (int h = 0; h < H; h++) {
             float mx = -INFINITY;
             for (int j = 0; j < M; j++) {
@@ -202,7 +202,7 @@ struct MKAAttention : Attention {
         }
         // level 3: softmax over slots; gradients to q (unrotated) and to the projected slots
         scaled_dy(2);
-        float scale = 1.0f / sqrtf((float)hd);
+        const float scale = core.scale;  // 1/sqrt(hd), as level 1
         #pragma omp parallel for schedule(static)
         for (int bt = 0; bt < N; bt++)
             for (int h = 0; h < H; h++) {
