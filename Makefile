@@ -43,8 +43,11 @@ endif
 CXXFLAGS ?= -O3 -std=c++17 -fno-math-errno -Wall -Wno-unused-function $(CPU_ARCH) $(OMP_FLAGS) $(BLAS_FLAGS)
 HEADERS := $(wildcard llmc/*.h attention/*.h)
 
-# CUDA: kernels live in llmc/cuda_ops.cu, built by nvcc into build/cuda_ops.o (explicit archs)
-# and linked with the static CUDA runtime; the host code is always built by $(CXX).
+# CUDA: the backend (llmc/cuda_backend.cu + cuda_kernels.cuh) is built by nvcc for explicit archs
+# into build/cuda_backend.o and linked with the static CUDA runtime and cuBLASLt; the host code
+# is always built by $(CXX). The same kernels are also built by $(CXX) for the CPU emulator
+# (build/cuda_backend_emu.o -> test/test_cuda_emu), so they are tested on machines without a GPU.
+CUDA_SRC := llmc/cuda_backend.cu llmc/cuda_backend.h llmc/cuda_kernels.cuh llmc/cuda_common.h
 ifeq ($(NVCC),)
   $(info note: nvcc not found: building CPU-only programs with $(CXX))
   CUDA_OBJ :=
@@ -53,20 +56,25 @@ ifeq ($(NVCC),)
   CUDA_TESTS :=
 else
   CUDA_HOME ?= $(abspath $(dir $(NVCC))..)
-  CUDA_OBJ := build/cuda_ops.o
+  CUDA_OBJ := build/cuda_backend.o
   CUDA_FLAGS := -DKVGPT_CUDA -I$(CUDA_HOME)/include
-  CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lpthread
+  CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread -Wl,-rpath,$(CUDA_HOME)/lib64
   CUDA_TESTS := test/test_cuda
 endif
+NVCC_FLAGS ?= -O3 -std=c++17 $(CUDA_GENCODE)
 BUILD = $(CXX) $(CXXFLAGS) $(CUDA_FLAGS)
 LINK = $(BLAS_LIBS) $(CUDA_LIBS)
 
 .PHONY: all test clean data bench
 all: train_gpt eval_gpt
 
-build/cuda_ops.o: llmc/cuda_ops.cu llmc/cuda_ops.h
+build/cuda_backend.o: $(CUDA_SRC)
 	@mkdir -p build
-	$(NVCC) -O3 -std=c++17 $(CUDA_GENCODE) -c llmc/cuda_ops.cu -o $@
+	$(NVCC) $(NVCC_FLAGS) -c llmc/cuda_backend.cu -o $@
+
+build/cuda_backend_emu.o: $(CUDA_SRC) llmc/cuda_emu.h
+	@mkdir -p build
+	$(CXX) -O2 -std=c++17 -Wall -Wno-unused-function -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ -c llmc/cuda_backend.cu -o $@
 
 train_gpt: train_gpt.cu $(HEADERS) $(CUDA_OBJ)
 	$(BUILD) -x c++ train_gpt.cu -x none $(CUDA_OBJ) -o $@ $(LINK)
@@ -85,7 +93,10 @@ bench: dev/bench_cpu
 test/test_cuda: test/test_cuda.cpp test/testlib.h $(HEADERS) $(CUDA_OBJ)
 	$(BUILD) test/test_cuda.cpp $(CUDA_OBJ) -o $@ $(LINK)
 
-test: train_gpt eval_gpt test/test_kvgpt $(CUDA_TESTS)
+test/test_cuda_emu: test/test_cuda.cpp test/testlib.h $(HEADERS) build/cuda_backend_emu.o
+	$(CXX) $(CXXFLAGS) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU test/test_cuda.cpp build/cuda_backend_emu.o -o $@ $(BLAS_LIBS)
+
+test: train_gpt eval_gpt test/test_kvgpt test/test_cuda_emu $(CUDA_TESTS)
 	PYTHON=$(PYTHON) bash test/run_all.sh
 
 data:
@@ -95,4 +106,4 @@ data:
 	  $(PYTHON) data/eval_sets.py reversal --tokenizer $$t || exit 1; done
 
 clean:
-	rm -rf train_gpt eval_gpt test/test_kvgpt test/test_cuda dev/bench_cpu build train_log.jsonl
+	rm -rf train_gpt eval_gpt test/test_kvgpt test/test_cuda test/test_cuda_emu dev/bench_cpu build train_log.jsonl

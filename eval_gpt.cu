@@ -99,13 +99,12 @@ int main(int argc, char** argv) {
         {"", "--ctx", F_INT, &a.ctx, "context length for the KV-cache memory figure"},
         {"", "--protocols", F_STR, &a.protocols, "which measurements: disjoint,sliding,wikitext,positions,extrap,reversal,qk,kv"},
         {"", "--json", F_STR, &a.json, "JSON output (default <ckpt>.eval.json)"},
-        {"-d", "--device", F_STR, &a.device, "auto, cpu or cuda"},
+        {"-d", "--device", F_STR, &a.device, "auto or cpu (evaluation runs on the CPU backend)"},
         {"", "--test-only-leak", F_BOOL, &a.test_only_leak, "TEST ONLY: make attention see one future token (the leak guard must refuse)"},
     };
     parse_flags(argc, argv, flags, "./eval_gpt", "./eval_gpt -c model.ckpt.best");
     if (a.ckpt.empty()) fail_hint("pass -c FILE (train_gpt -o FILE writes FILE and FILE.best)", "no checkpoint given");
-    std::string backend_desc;
-    choose_backend(a.device.c_str(), &backend_desc);
+    choose_eval_backend(a.device.c_str());
     CheckpointHeader h = checkpoint_read_header(a.ckpt.c_str());
     GPTConfig cfg = h.config;
     GPT model(cfg);
@@ -128,7 +127,7 @@ int main(int argc, char** argv) {
 
     printf("checkpoint %s: %s, %s/%s, %zu parameters, step %ld, trained at T=%d\n", a.ckpt.c_str(), cfg.preset, ATTN_NAMES[cfg.attn],
            POS_NAMES[cfg.pos], model.num_parameters(), (long)h.step, h.train_T);
-    printf("backend: %s, %d threads\n", backend_desc.c_str(), omp_get_max_threads());
+    printf("backend: cpu (fp32, OpenMP), %d threads\n", omp_get_max_threads());
 
     // the leak guard comes first: no perplexity is printed for a model that sees the future
     std::string why;

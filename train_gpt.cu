@@ -5,7 +5,8 @@
 //   make train_gpt && ./train_gpt -a mha -p rope
 //   ./train_gpt -h                       # every flag
 //
-// Built by nvcc when present (CUDA kernels slot in through llmc/backend.h), else by g++.
+// Host code built by the C++ compiler; with nvcc present the CUDA backend (llmc/cuda_backend.cu)
+// is linked in and used when a GPU is there (llmc/backend.h), else everything runs on the CPU.
 #include <omp.h>
 #include <string>
 #include "llmc/backend.h"
@@ -14,7 +15,8 @@
 #include "llmc/train.h"
 
 struct RunConfig {
-    std::string preset = "tiny", attn = "mha", pos = "", device = "auto", matmul = "auto";
+    std::string preset = "tiny", attn = "mha", pos = "", device = "auto", matmul = "auto", precision = "bf16";
+    float peak_tflops = 0.0f;
     std::string train_glob, val_glob, out, resume, log = "";
     int kv_heads = 0, kv_rank = 0, rope_dim = -1, q_rank = 0, splice_rank = 0, splice_ln = 0;
     int d_model = 0, layers = 0, heads = 0, d_ff = 0, max_seq = 0, parallel = -1, tied = -1;
@@ -67,6 +69,8 @@ static std::vector<Flag> make_flags(RunConfig& r) {
         {"-L", "--log", F_STR, &r.log, "JSONL log file (default: <out>.jsonl, or train_log.jsonl)"},
         {"-d", "--device", F_STR, &r.device, "auto, cpu or cuda"},
         {"", "--matmul", F_STR, &r.matmul, "CPU matmul: auto (OpenBLAS when built with it), blas or builtin"},
+        {"", "--precision", F_STR, &r.precision, "CUDA: bf16 (fp32 master weights, grads, moments) or fp32"},
+        {"", "--peak-tflops", F_FLOAT, &r.peak_tflops, "CUDA: peak TFLOPS for MFU (0: from the device's datasheet)"},
     };
 }
 
@@ -127,8 +131,6 @@ int main(int argc, char** argv) {
     RunConfig r;
     parse_args(argc, argv, r);
     TrainConfig& tc = r.tc;
-    std::string backend_desc;
-    choose_backend(r.device.c_str(), &backend_desc);
     if (r.matmul == "builtin") matmul_impl() = MATMUL_BUILTIN;
     else if (r.matmul == "blas" && !matmul_have_blas()) fail_hint("install libopenblas-dev and rebuild", "--matmul blas: this build has no OpenBLAS");
     else if (r.matmul != "auto" && r.matmul != "blas") fail_hint("use --matmul auto, blas or builtin", "unknown --matmul '%s'", r.matmul.c_str());
@@ -145,6 +147,10 @@ int main(int argc, char** argv) {
     if (!(tc.lr > 0.0f)) fail_hint("e.g. -l 1e-3", "learning rate %g must be positive", tc.lr);
     if (r.ckpt_every && r.out.empty()) fail_hint("add -o ckpt.bin", "-e (checkpoint every N steps) needs -o");
     config_validate(&cfg, tc.T);
+    std::string backend_desc, device_name;
+    Backend backend = choose_backend(r.device.c_str(), cfg, &backend_desc, &device_name);
+    int precision = r.precision == "bf16" ? 1 : r.precision == "fp32" ? 0 : -1;
+    if (precision < 0) fail_hint("use --precision bf16 or fp32", "unknown --precision '%s'", r.precision.c_str());
 
     std::string data_dir = std::string("data/tinyshakespeare/") + tokenizer_name(cfg.tokenizer_id) + "/";
     if (r.train_glob.empty()) r.train_glob = data_dir + "train_*.bin";
@@ -207,13 +213,28 @@ int main(int argc, char** argv) {
     snprintf(buf, sizeof buf, "%.2e, warmup %d, cosine to %.2e", tc.lr, tc.warmup, tc.lr * tc.lr_min_frac); row("lr schedule", buf);
     snprintf(buf, sizeof buf, "AdamW b=(%.2f,%.3f) wd=%.2f clip=%.1f", tc.beta1, tc.beta2, tc.weight_decay, tc.grad_clip); row("optimizer", buf);
     snprintf(buf, sizeof buf, "every %d steps, %d batches", tc.val_every, tc.val_batches); row("validation", buf);
-    snprintf(buf, sizeof buf, "%s, %d threads", backend_desc.c_str(), omp_get_max_threads()); row("backend", buf);
-    row("matmul", matmul_desc());
+    if (backend == BACKEND_CUDA) {
+        row("backend", backend_desc);
+        row("precision", precision ? "bf16 (fp32 master, grads, moments)" : "fp32");
+    } else {
+        snprintf(buf, sizeof buf, "%s, %d threads", backend_desc.c_str(), omp_get_max_threads()); row("backend", buf);
+        row("matmul", matmul_desc());
+    }
     row("seed", std::to_string(tc.seed));
     row("log", r.log);
     if (!r.out.empty()) row("checkpoint", r.out);
     printf("+--------------------------+----------------------------------------------+\n");
     if (tc.steps == 0) { printf("-x 0: settings only, nothing trained\n"); fclose(logf); return 0; }
+    BackendRunner run(model, backend, precision, tc.B, tc.T);
+    double peak_tflops = 0.0;
+#if defined(KVGPT_CUDA)
+    if (backend == BACKEND_CUDA) {
+        printf("%s", run.memory_report().c_str());
+        peak_tflops = r.peak_tflops > 0 ? r.peak_tflops : cuda_peak_tflops(device_name, precision);
+        if (peak_tflops > 0) printf("MFU against %.1f TFLOPS (%s)\n", peak_tflops, r.peak_tflops > 0 ? "--peak-tflops" : "datasheet, dense");
+        else printf("MFU: unknown device '%s'; pass --peak-tflops to see it\n", device_name.c_str());
+    }
+#endif
     fprintf(logf, "{\"event\":\"start\",\"preset\":\"%s\",\"attn\":\"%s\",\"pos\":\"%s\",\"params\":%zu,\"kv_elems_per_token_layer\":%ld,\"kv_mha_per_layer\":%ld,\"B\":%d,\"T\":%d,\"steps\":%d,\"start_step\":%d}\n",
             cfg.preset, ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos], model.num_parameters(), kv_layer, kv_mha, tc.B, tc.T, tc.steps, start_step);
 
@@ -232,11 +253,12 @@ int main(int argc, char** argv) {
     }
     auto do_val = [&](int step) {
         double t0 = now_seconds();
-        float vl = val_loss(model, val, tc.val_batches);
+        float vl = run.val(val, tc.val_batches);
         last_val_step = step;
         if (vl < best_val) {
             best_val = vl;
             best_step = step;
+            run.pull();
             best_params.assign(model.params, model.params + model.ps.total);
             evals_without_gain = 0;
         } else {
@@ -258,12 +280,17 @@ int main(int argc, char** argv) {
             }
         }
         double t0 = now_seconds();
-        StepStats s = train_step(model, train, tc, step);
+        StepStats s = run.step(train, tc, step);
         double ms = 1000 * (now_seconds() - t0);
         double tok_s = tc.B * tc.T * tc.accum / (ms / 1000);
-        printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s\n", step + 1, tc.steps, s.loss, s.lr, s.grad_norm, ms, tok_s);
-        fprintf(logf, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.2f,\"tok_s\":%.1f}\n", step + 1, s.loss, s.lr, s.grad_norm, ms, tok_s);
+        char mfu[32] = "";
+        double mfu_pct = peak_tflops > 0 ? 100.0 * flops_per_token * tok_s / (peak_tflops * 1e12) : -1.0;
+        if (mfu_pct >= 0) snprintf(mfu, sizeof mfu, " | mfu %.1f%%", mfu_pct);
+        printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s%s\n", step + 1, tc.steps, s.loss, s.lr, s.grad_norm, ms, tok_s, mfu);
+        fprintf(logf, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.2f,\"tok_s\":%.1f%s}\n", step + 1, s.loss, s.lr,
+                s.grad_norm, ms, tok_s, mfu_pct >= 0 ? (",\"mfu\":" + std::to_string(mfu_pct / 100.0)).c_str() : "");
         if (r.ckpt_every && (step + 1) % r.ckpt_every == 0 && step + 1 < tc.steps) {
+            run.pull();
             checkpoint_save(r.out.c_str(), model, step + 1, train.rng.state, best_val, tc.T);
             printf("checkpoint: %s (step %d)\n", r.out.c_str(), step + 1);
         }
@@ -273,6 +300,7 @@ int main(int argc, char** argv) {
     printf("done: %d steps in %.1f s (%.0f tok/s overall, ~%.1f GFLOP/s)\n", step - start_step, total,
            (double)(step - start_step) * tc.B * tc.T * tc.accum / total,
            flops_per_token * (step - start_step) * tc.B * tc.T * tc.accum / total / 1e9);
+    run.pull();
     if (!r.out.empty()) {  // the latest state, to resume from
         checkpoint_save(r.out.c_str(), model, step, train.rng.state, best_val, tc.T);
         printf("checkpoint: %s (step %d)\n", r.out.c_str(), step);
@@ -282,6 +310,7 @@ int main(int argc, char** argv) {
     if (best_step >= 0 && best_step != step) {
         memcpy(model.params, best_params.data(), sizeof(float) * model.ps.total);
         final_step = best_step;
+        run.push_params();
         printf("restored the best weights (step %d) for the final evaluation\n", best_step);
     }
     if (!r.out.empty()) {
@@ -289,7 +318,7 @@ int main(int argc, char** argv) {
         checkpoint_save(best_path.c_str(), model, final_step, train.rng.state, best_val, tc.T);  // step = the weights' step
         printf("best weights: %s (step %d; evaluate this one)\n", best_path.c_str(), final_step);
     }
-    float final_val = val_loss(model, val, tc.val_batches);
+    float final_val = run.val(val, tc.val_batches);
     printf("final val loss %.4f (weights of step %d)\n", final_val, final_step);
     fprintf(logf, "{\"event\":\"end\",\"steps\":%d,\"seconds\":%.2f,\"best_val_loss\":%.6f,\"final_val_loss\":%.6f,\"final_weights_step\":%d}\n",
             step, total, best_val, final_val, final_step);

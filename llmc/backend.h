@@ -1,43 +1,103 @@
 // backend.h: picks the compute backend. The CPU backend (fp32, OpenMP) always exists and is the
-// reference; CUDA kernels live in llmc/cuda_ops.cu, built by nvcc when it is found and linked in
-// (KVGPT_CUDA). The host code is always compiled by the C++ compiler.
-// Without a GPU, or in a build without nvcc, the run says so once and uses the CPU.
+// reference. The CUDA backend (llmc/cuda_backend.cu, built by nvcc when it is found; KVGPT_CUDA)
+// trains the GQA family (mha, mqa, gqa) with every position encoding; `-d auto` uses it when a
+// GPU is present and the model is one it supports, and says in one line why not otherwise.
+// The host code is always compiled by the C++ compiler.
 #pragma once
 #include <string>
+#include "config.h"
+#include "train.h"
 #include "utils.h"
-#ifdef KVGPT_CUDA
-#include "cuda_ops.h"
+#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+#include "cuda_model.h"
 #endif
 
 enum Backend { BACKEND_CPU, BACKEND_CUDA };
 
-// number of usable CUDA devices; *why explains a zero, *name is device 0's name
-static int cuda_probe(std::string* why, std::string* name) {
-#ifdef KVGPT_CUDA
-    return kvgpt_cuda_probe(why, name);
+// number of usable CUDA devices; *why explains a zero; device 0's name, memory, compute capability
+static int cuda_probe(std::string* why, std::string* name, double* mem_gib = nullptr, int* cc = nullptr) {
+#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+    return kvgpt_cuda_probe(why, name, mem_gib, cc);
 #else
     *why = "this binary was built without nvcc";
-    (void)name;
+    (void)name; (void)mem_gib; (void)cc;
     return 0;
 #endif
 }
 
-// resolves -d auto|cpu|cuda to a backend, printing the one line about a missing GPU
-static Backend choose_backend(const char* want, std::string* desc) {
-    std::string why, name;
+// resolves -d auto|cpu|cuda for training `cfg`; *device_name gets the GPU's name
+static Backend choose_backend(const char* want, const GPTConfig& cfg, std::string* desc, std::string* device_name) {
+    std::string why, name, unsupported;
     if (strcmp(want, "cpu") == 0) { *desc = "cpu (forced by -d cpu)"; return BACKEND_CPU; }
     if (strcmp(want, "cuda") != 0 && strcmp(want, "auto") != 0)
         fail_hint("use -d auto, -d cpu or -d cuda", "unknown device '%s'", want);
     int n = cuda_probe(&why, &name);
+    bool ok = n > 0;
+#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+    if (ok && !cuda_supports(cfg, &unsupported)) ok = false;
+#else
+    (void)cfg;
+#endif
     if (strcmp(want, "cuda") == 0) {
         if (n == 0) fail_hint("run on a machine with an NVIDIA GPU, or use -d cpu", "-d cuda asked for, but no CUDA device: %s", why.c_str());
-        fail_hint("use -d cpu (or -d auto) for now", "CUDA device '%s' found, but the CUDA training backend is not implemented yet", name.c_str());
+        if (!ok) fail_hint("use -d cpu for this model", "-d cuda: %s", unsupported.c_str());
     }
-    if (n == 0) {
-        printf("no CUDA device found (%s): using the CPU backend\n", why.c_str());
-    } else {
-        printf("CUDA device '%s' found, but the CUDA training backend is not implemented yet: using the CPU backend\n", name.c_str());
-    }
-    *desc = "cpu (fp32, OpenMP)";
-    return BACKEND_CPU;
+    if (n == 0) printf("no CUDA device found (%s): using the CPU backend\n", why.c_str());
+    else if (!ok) printf("CUDA device '%s' found, but %s: using the CPU backend\n", name.c_str(), unsupported.c_str());
+    if (!ok) { *desc = "cpu (fp32, OpenMP)"; return BACKEND_CPU; }
+    *device_name = name;
+    *desc = "cuda: " + name;
+    return BACKEND_CUDA;
 }
+
+// the evaluator runs on the CPU backend (its protocols decode token by token with the CPU caches)
+static void choose_eval_backend(const char* want) {
+    if (strcmp(want, "cuda") == 0)
+        fail_hint("use -d cpu (or leave -d out): evaluation runs on the CPU backend", "-d cuda: the evaluator has no CUDA path yet");
+    if (strcmp(want, "cpu") != 0 && strcmp(want, "auto") != 0) fail_hint("use -d auto or -d cpu", "unknown device '%s'", want);
+}
+
+// runs training steps and validation on the chosen backend, over the CPU GPT `model`, which
+// keeps the configuration and the checkpoint state (pull() copies the device state into it)
+struct BackendRunner {
+    GPT& model;
+    Backend backend;
+#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+    std::unique_ptr<CudaTrainer> gpu;
+#endif
+    BackendRunner(GPT& m, Backend b, int precision, int B, int T) : model(m), backend(b) {
+#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+        if (b == BACKEND_CUDA) gpu.reset(new CudaTrainer(m, precision, B, T));
+#else
+        (void)precision; (void)B; (void)T;
+#endif
+    }
+    StepStats step(DataLoader& train, const TrainConfig& tc, int step) {
+#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+        if (gpu) return gpu->step(train, tc, step);
+#endif
+        return train_step(model, train, tc, step);
+    }
+    float val(DataLoader& val, int max_batches) {
+#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+        if (gpu) return gpu->val_loss(val, max_batches);
+#endif
+        return val_loss(model, val, max_batches);
+    }
+    void pull() {  // device -> model.params, model.m, model.v
+#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+        if (gpu) gpu->pull();
+#endif
+    }
+    void push_params() {  // model.params -> device
+#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+        if (gpu) gpu->dev->set_params(model.params);
+#endif
+    }
+    std::string memory_report() const {
+#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+        if (gpu) return gpu->dev->memory_report();
+#endif
+        return "";
+    }
+};

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# run_all.sh: runs every test suite (C++ CPU, CUDA when built, Python data tests), sums their
+# run_all.sh: runs every test suite (C++ CPU, CUDA on the emulator, CUDA on a GPU when built,
+# Python data tests), sums their
 # "N passed, N failed[, N skipped]" lines and prints the total as the closing line.
 # A suite that crashes or prints no summary counts as one failure.
 set -u
@@ -26,7 +27,8 @@ run_suite() {
     total_p=$((total_p + p)); total_f=$((total_f + f)); total_s=$((total_s + ${s:-0}))
 }
 run_suite "C++ CPU tests" ./test/test_kvgpt
-[ -x test/test_cuda ] && run_suite "CUDA tests" ./test/test_cuda
+run_suite "CUDA kernels on the CPU emulator" ./test/test_cuda_emu
+[ -x test/test_cuda ] && run_suite "CUDA tests (GPU)" ./test/test_cuda
 run_suite "Python data tests" "$PYTHON" test/test_data.py
 echo
 echo "$total_p passed, $total_f failed, $total_s skipped"

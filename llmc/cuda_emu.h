@@ -1,0 +1,217 @@
+// cuda_emu.h: runs kvgpt's CUDA kernels on the CPU, so the GPU code is exercised (and tested
+// against the CPU backend) on machines without a GPU, CI included. It is a test device, not a
+// backend: one OS thread, every CUDA thread a fiber (ucontext) with its own stack, blocks run
+// one after another. It models exactly what the kernels in cuda_kernels.cuh use:
+//   threadIdx / blockIdx / blockDim / gridDim, __syncthreads, __syncwarp, __shfl_xor_sync,
+//   __shfl_sync, __shfl_down_sync, static __shared__ arrays (one copy per block, filled with NaN
+//   before each block so a read of unwritten shared memory poisons the result), bf16.
+// Shuffles and barriers must be reached by every live thread of the warp / block, as CUDA
+// requires; if they are not (divergent barrier), the emulator stops with "deadlock" instead of
+// guessing. Lanes of a warp run in a fixed order, so results are deterministic.
+// What it cannot check: timing, real memory-model races between blocks, tensor cores, cuBLAS
+// (the backend calls a plain CPU GEMM in its place, see cuda_backend.cu).
+#pragma once
+#include <setjmp.h>
+#include <ucontext.h>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <algorithm>
+#include <vector>
+using std::max;
+using std::min;
+
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __restrict__ __restrict
+#define __launch_bounds__(...)
+
+namespace emu {
+enum { RUNNABLE, AT_BLOCK_BARRIER, AT_WARP_BARRIER, DONE };
+// a fiber starts with makecontext/setcontext; after that, switches are _setjmp/_longjmp, which
+// unlike swapcontext do not save the signal mask (a system call per switch)
+struct Fiber {
+    ucontext_t ctx;
+    jmp_buf jb;
+    bool started;
+    dim3 idx;
+    int state;
+    std::vector<char> stack;
+};
+struct State {
+    dim3 grid, block, block_idx;
+    std::vector<Fiber> fibers;
+    int cur = 0, n = 0;
+    jmp_buf sched;
+    std::function<void()> body;
+    std::vector<uint64_t> slots[2];  // shuffle exchange, one per thread; double-buffered (see emu_exchange)
+    std::vector<int> parity;         // per thread: which slot buffer its next shuffle uses
+    std::vector<std::pair<void*, size_t>> shared_regions;
+};
+static State& st() {
+    static State s;
+    return s;
+}
+static inline void yield_with(int state) {
+    State& s = st();
+    Fiber& f = s.fibers[s.cur];
+    f.state = state;
+    if (_setjmp(f.jb) == 0) _longjmp(s.sched, 1);
+}
+static void fiber_entry() {
+    st().body();
+    State& s = st();
+    s.fibers[s.cur].state = DONE;
+    _longjmp(s.sched, 1);
+}
+static inline void resume(int i) {
+    State& s = st();
+    Fiber& f = s.fibers[i];
+    s.cur = i;
+    if (_setjmp(s.sched) == 0) {
+        if (f.started) _longjmp(f.jb, 1);
+        f.started = true;
+        setcontext(&f.ctx);
+    }
+}
+// static __shared__ arrays register here (see EMU_SHARED) so each block starts with NaN poison
+static inline void poison_shared() {
+    for (auto& r : st().shared_regions) memset(r.first, 0xff, r.second);
+}
+
+// runs body once per thread of every block of grid
+static void launch(dim3 grid, dim3 block, std::function<void()> body) {
+    State& s = st();
+    s.grid = grid;
+    s.block = block;
+    s.body = body;
+    s.n = (int)(block.x * block.y * block.z);
+    if (s.n % 32 != 0 || s.n > 1024) {
+        fprintf(stderr, "emulator: block of %d threads (kvgpt kernels use whole warps, at most 1024)\n", s.n);
+        exit(1);
+    }
+    s.fibers.resize(s.n);
+    s.slots[0].assign(s.n, 0);
+    s.slots[1].assign(s.n, 0);
+    const size_t STACK = 64 * 1024;
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                s.block_idx = dim3(bx, by, bz);
+                s.parity.assign(s.n, 0);
+                poison_shared();
+                for (int i = 0; i < s.n; i++) {
+                    Fiber& f = s.fibers[i];
+                    f.idx = dim3(i % block.x, (i / block.x) % block.y, i / (block.x * block.y));
+                    f.state = RUNNABLE;
+                    f.started = false;
+                    if (f.stack.size() != STACK) f.stack.resize(STACK);
+                    getcontext(&f.ctx);
+                    f.ctx.uc_stack.ss_sp = f.stack.data();
+                    f.ctx.uc_stack.ss_size = STACK;
+                    f.ctx.uc_link = nullptr;
+                    makecontext(&f.ctx, fiber_entry, 0);
+                }
+                for (;;) {
+                    for (int i = 0; i < s.n; i++)
+                        if (s.fibers[i].state == RUNNABLE) resume(i);
+                    // everyone is done or waiting: release whole warps at a warp barrier first,
+                    // then the block barrier once every live thread has reached it
+                    bool released = false, all_done = true, all_at_block = true;
+                    for (int w = 0; w < s.n / 32; w++) {
+                        bool any = false, all = true;
+                        for (int l = 0; l < 32; l++) {
+                            int st_ = s.fibers[w * 32 + l].state;
+                            if (st_ == AT_WARP_BARRIER) any = true;
+                            else if (st_ != DONE) all = false;
+                        }
+                        if (any && all) {
+                            for (int l = 0; l < 32; l++)
+                                if (s.fibers[w * 32 + l].state == AT_WARP_BARRIER) s.fibers[w * 32 + l].state = RUNNABLE;
+                            released = true;
+                        }
+                    }
+                    if (released) continue;
+                    for (int i = 0; i < s.n; i++) {
+                        if (s.fibers[i].state != DONE) all_done = false;
+                        if (s.fibers[i].state != DONE && s.fibers[i].state != AT_BLOCK_BARRIER) all_at_block = false;
+                    }
+                    if (all_done) break;
+                    if (all_at_block) {
+                        for (int i = 0; i < s.n; i++)
+                            if (s.fibers[i].state == AT_BLOCK_BARRIER) s.fibers[i].state = RUNNABLE;
+                        continue;
+                    }
+                    fprintf(stderr, "emulator: deadlock in block (%u,%u,%u): threads wait at different barriers "
+                                    "(a __syncthreads or shuffle not reached by every thread)\n", bx, by, bz);
+                    exit(1);
+                }
+            }
+}
+struct SharedRegistrar {
+    SharedRegistrar(void* p, size_t n) { st().shared_regions.push_back({p, n}); }
+};
+}  // namespace emu
+
+#define threadIdx (emu::st().fibers[emu::st().cur].idx)
+#define blockIdx (emu::st().block_idx)
+#define blockDim (emu::st().block)
+#define gridDim (emu::st().grid)
+// SHARED_ARRAY (cuda_common.h) makes a static __shared__ array one static copy, reused by each
+// block in turn (blocks never overlap here), and registers it to be poisoned before each block
+
+static inline void __syncthreads() { emu::yield_with(emu::AT_BLOCK_BARRIER); }
+static inline void __syncwarp(unsigned = 0xffffffffu) { emu::yield_with(emu::AT_WARP_BARRIER); }
+
+template <typename T, typename F>
+static inline T emu_exchange(T v, F src) {
+    static_assert(sizeof(T) <= 8, "shuffle of at most 8 bytes");
+    // one warp barrier per shuffle: shuffle k uses buffer k % 2, and a lane can only write buffer
+    // k % 2 again (shuffle k + 2) after every lane passed barrier k + 1, i.e. finished reading k
+    emu::State& s = emu::st();
+    int me = s.cur, lane = me % 32, base = me - lane, par = s.parity[me];
+    s.parity[me] ^= 1;
+    uint64_t bits = 0;
+    memcpy(&bits, &v, sizeof(T));
+    s.slots[par][me] = bits;
+    __syncwarp();
+    T r;
+    uint64_t got = s.slots[par][base + src(lane)];
+    memcpy(&r, &got, sizeof(T));
+    return r;
+}
+template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int m) { return emu_exchange(v, [m](int l) { return l ^ m; }); }
+template <typename T> static inline T __shfl_sync(unsigned, T v, int src) { return emu_exchange(v, [src](int) { return src & 31; }); }
+template <typename T> static inline T __shfl_down_sync(unsigned, T v, int d) { return emu_exchange(v, [d](int l) { return l + d < 32 ? l + d : l; }); }
+
+// bf16 with round-to-nearest-even, like __float2bfloat16
+struct __nv_bfloat16 {
+    uint16_t x;
+};
+static inline __nv_bfloat16 __float2bfloat16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    __nv_bfloat16 b;
+    if ((u & 0x7fffffffu) > 0x7f800000u) { b.x = (uint16_t)((u >> 16) | 0x40); return b; }  // NaN stays NaN
+    u += 0x7fffu + ((u >> 16) & 1u);
+    b.x = (uint16_t)(u >> 16);
+    return b;
+}
+static inline float __bfloat162float(__nv_bfloat16 b) {
+    uint32_t u = (uint32_t)b.x << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
