@@ -96,7 +96,11 @@ test/test_cuda: test/test_cuda.cpp test/testlib.h $(HEADERS) $(CUDA_OBJ)
 test/test_cuda_emu: test/test_cuda.cpp test/testlib.h $(HEADERS) build/cuda_backend_emu.o
 	$(CXX) $(CXXFLAGS) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU test/test_cuda.cpp build/cuda_backend_emu.o -o $@ $(BLAS_LIBS)
 
-test: train_gpt eval_gpt test/test_kvgpt test/test_cuda_emu $(CUDA_TESTS)
+# the trainer with the emulated device (tests only: it runs the CUDA path end to end on the CPU)
+train_gpt_emu: train_gpt.cu $(HEADERS) build/cuda_backend_emu.o
+	$(CXX) $(CXXFLAGS) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ train_gpt.cu -x none build/cuda_backend_emu.o -o $@ $(BLAS_LIBS)
+
+test: train_gpt eval_gpt train_gpt_emu test/test_kvgpt test/test_cuda_emu $(CUDA_TESTS)
 	PYTHON=$(PYTHON) bash test/run_all.sh
 
 data:
@@ -106,4 +110,4 @@ data:
 	  $(PYTHON) data/eval_sets.py reversal --tokenizer $$t || exit 1; done
 
 clean:
-	rm -rf train_gpt eval_gpt test/test_kvgpt test/test_cuda test/test_cuda_emu dev/bench_cpu build train_log.jsonl
+	rm -rf train_gpt eval_gpt train_gpt_emu test/test_kvgpt test/test_cuda test/test_cuda_emu dev/bench_cpu build train_log.jsonl

@@ -227,7 +227,7 @@ int main(int argc, char** argv) {
     if (tc.steps == 0) { printf("-x 0: settings only, nothing trained\n"); fclose(logf); return 0; }
     BackendRunner run(model, backend, precision, tc.B, tc.T);
     double peak_tflops = 0.0;
-#if defined(KVGPT_CUDA)
+#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
     if (backend == BACKEND_CUDA) {
         printf("%s", run.memory_report().c_str());
         peak_tflops = r.peak_tflops > 0 ? r.peak_tflops : cuda_peak_tflops(device_name, precision);

@@ -202,6 +202,12 @@ static void layernorm_backward(T* dinp, float* dw, float* db, const T* dout, con
     launch(layernorm_backward_dinp_kernel<T>, dim3(ceil_div(N, 8)), dim3(256), dinp, dout, inp, w, mean, rstd, N, C);
     launch(column_sum_kernel<T, 1>, dim3(ceil_div(C, 32)), dim3(256), db, dw, dout, inp, mean, rstd, N, C);
 }
+// res = a + b (+ c); ln = LayerNorm(res)
+template <typename T>
+static void residual_layernorm_forward(T* res, T* ln, float* mean, float* rstd, const T* a, const T* b, const T* c, const T* w, const T* bias,
+                                       int N, int C) {
+    launch(residual_layernorm_forward_kernel<T>, dim3(ceil_div(N, 8)), dim3(256), res, ln, mean, rstd, a, b, c, w, bias, N, C);
+}
 template <typename T>
 static void gelu_forward(T* out, const T* inp, long N, bool exact) {
     launch(gelu_forward_kernel<T>, dim3(ceil_div(N, 256)), dim3(256), out, inp, N, (int)exact);
@@ -460,29 +466,35 @@ struct DevModel : CudaGPT {
         if (tg) h2d(targets, tg, (size_t)BT * 4);
         const T* P = params;
         encoder_forward<T>(resid[0], inputs, P + s.wte, s.learned_pos ? P + s.wpe : nullptr, B, Tn, C);
+        layernorm_forward<T>(acts[0].ln1, acts[0].ln1_mean, acts[0].ln1_rstd, resid[0], P + s.layers[0].ln1_w, P + s.layers[0].ln1_b, BT, C);
         for (int l = 0; l < s.L; l++) {
             const CudaLayerOffsets& o = s.layers[l];
             LayerActs& y = acts[l];
-            T* x = resid[l];
-            layernorm_forward<T>(y.ln1, y.ln1_mean, y.ln1_rstd, x, P + o.ln1_w, P + o.ln1_b, BT, C);
+            T* x = resid[l];  // y.ln1 = LN1(x) was computed with the residual that made x
             // attention (attention/gqa.h): fused qkv projection, RoPE on q and k, the core, output projection
             matmul_forward<T>(y.qkv, y.ln1, P + o.w_qkv, P + o.b_qkv, BT, C, Q);
             rope_apply<T>(y.qkv, Q, hd, H + G, B, Tn, s.rot, rope_cos, rope_sin, false);
             attention_forward<T>(y.atty, y.lse, y.qkv, B, Tn, H, G, hd, s.scale, slopes);
             matmul_forward<T>(y.attn_out, y.atty, P + o.w_o, P + o.b_o, BT, H * hd, C);
-            const T* mlp_in = x;
-            if (!s.parallel_residual) {
-                residual_forward<T>(y.mid, x, y.attn_out, nullptr, (long)BT * C);
-                mlp_in = y.mid;
-            }
-            layernorm_forward<T>(y.ln2, y.ln2_mean, y.ln2_rstd, mlp_in, P + o.ln2_w, P + o.ln2_b, BT, C);
+            if (s.parallel_residual)  // the MLP reads LN2(x)
+                layernorm_forward<T>(y.ln2, y.ln2_mean, y.ln2_rstd, x, P + o.ln2_w, P + o.ln2_b, BT, C);
+            else  // the MLP reads LN2(mid), mid = x + attn
+                residual_layernorm_forward<T>(y.mid, y.ln2, y.ln2_mean, y.ln2_rstd, x, y.attn_out, nullptr, P + o.ln2_w, P + o.ln2_b, BT, C);
             matmul_forward<T>(y.fch, y.ln2, P + o.fc_w, P + o.fc_b, BT, C, F);
             gelu_forward<T>(y.fch_gelu, y.fch, (long)BT * F, s.gelu_exact);
             matmul_forward<T>(y.mlp_out, y.fch_gelu, P + o.proj_w, P + o.proj_b, BT, F, C);
-            if (s.parallel_residual) residual_forward<T>(resid[l + 1], x, y.attn_out, y.mlp_out, (long)BT * C);
-            else residual_forward<T>(resid[l + 1], y.mid, y.mlp_out, nullptr, (long)BT * C);
+            // the block's output residual, fused with the next LayerNorm (next layer's LN1, or LNf)
+            bool last = l == s.L - 1;
+            T* ln_next = last ? lnf : acts[l + 1].ln1;
+            float* mean_next = last ? lnf_mean : acts[l + 1].ln1_mean;
+            float* rstd_next = last ? lnf_rstd : acts[l + 1].ln1_rstd;
+            const T* w_next = P + (last ? s.lnf_w : s.layers[l + 1].ln1_w);
+            const T* b_next = P + (last ? s.lnf_b : s.layers[l + 1].ln1_b);
+            if (s.parallel_residual)
+                residual_layernorm_forward<T>(resid[l + 1], ln_next, mean_next, rstd_next, x, y.attn_out, y.mlp_out, w_next, b_next, BT, C);
+            else
+                residual_layernorm_forward<T>(resid[l + 1], ln_next, mean_next, rstd_next, y.mid, y.mlp_out, nullptr, w_next, b_next, BT, C);
         }
-        layernorm_forward<T>(lnf, lnf_mean, lnf_rstd, resid[s.L], P + s.lnf_w, P + s.lnf_b, BT, C);
         matmul_forward<T>(logits, lnf, P + s.w_out, nullptr, BT, C, s.Vp);
         if (tg) {
             crossentropy_forward<T>(losses, ce_lse, logits, targets, BT, s.V, s.Vp);
@@ -675,6 +687,19 @@ void matmul_backward(int prec, float* dinp, float* dw, float* dbias, const float
         gi.to_host(dinp);
         gw.to_host(dw);
         if (dbias) gb.to_host(dbias);
+    });
+}
+void residual_layernorm_forward(int prec, float* res, float* ln, float* mean, float* rstd, const float* a, const float* b, const float* c,
+                                const float* w, const float* bias, int N, int C) {
+    WITH_PRECISION(prec, {
+        size_t n = (size_t)N * C;
+        DevBuf<X> da(a, n), db(b, n), dc(c, c ? n : 1), dw(w, C), dbias(bias, C), dres(nullptr, n), dln(nullptr, n);
+        DevBuf<float> dm(nullptr, N), dr(nullptr, N);
+        ::residual_layernorm_forward<X>(dres.p, dln.p, dm.p, dr.p, da.p, db.p, c ? dc.p : nullptr, dw.p, dbias.p, N, C);
+        dres.to_host(res);
+        dln.to_host(ln);
+        dm.to_host(mean);
+        dr.to_host(rstd);
     });
 }
 void gelu_forward(int prec, float* out, const float* inp, long N, bool exact) {

@@ -76,6 +76,9 @@ void layernorm_backward(int prec, float* dinp /*+=*/, float* dw /*+=*/, float* d
 void matmul_forward(int prec, float* out, const float* inp, const float* w, const float* bias, int M, int K, int N);
 void matmul_backward(int prec, float* dinp, float* dw /*+=*/, float* dbias /*+=*/, const float* dout, const float* inp, const float* w,
                      int M, int K, int N);
+// res = a + b (+ c), ln = LayerNorm(res) in one pass
+void residual_layernorm_forward(int prec, float* res, float* ln, float* mean, float* rstd, const float* a, const float* b, const float* c,
+                                const float* w, const float* bias, int N, int C);
 void gelu_forward(int prec, float* out, const float* inp, long N, bool exact);
 void gelu_backward(int prec, float* dinp, const float* inp, const float* dout, long N, bool exact);
 void residual_forward(int prec, float* out, const float* a, const float* b, const float* c, long N);

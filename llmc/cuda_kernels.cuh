@@ -113,6 +113,34 @@ __global__ void column_sum_kernel(float* dcol, float* dcol2, const T* dout, cons
     }
 }
 
+// fused residual + LayerNorm, one warp per row: res = a + b (+ c), stored in T, then
+// ln = LayerNorm(res) computed from the stored (rounded) values, so it equals the unfused
+// residual_forward + layernorm_forward pair exactly while reading the inputs once
+template <typename T>
+__global__ void residual_layernorm_forward_kernel(T* res, T* ln, float* mean, float* rstd, const T* a, const T* b, const T* c,
+                                                  const T* weight, const T* bias, int N, int C) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    long o = (long)row * C;
+    float s = 0.0f;
+    for (int i = lane; i < C; i += 32) {
+        float x = to_f32(a[o + i]) + to_f32(b[o + i]);
+        if (c) x += to_f32(c[o + i]);
+        T xr = from_f32<T>(x);
+        res[o + i] = xr;
+        s += to_f32(xr);
+    }
+    float m = warp_sum(s) / C;
+    float v = 0.0f;
+    for (int i = lane; i < C; i += 32) {
+        float d = to_f32(res[o + i]) - m;  // this lane's own writes
+        v += d * d;
+    }
+    float r = rsqrtf(warp_sum(v) / C + 1e-5f);
+    for (int i = lane; i < C; i += 32) ln[o + i] = from_f32<T>((to_f32(res[o + i]) - m) * r * to_f32(weight[i]) + to_f32(bias[i]));
+    if (lane == 0) { mean[row] = m; rstd[row] = r; }
+}
+
 // ---------------------------------------------------------------------------------------------
 // GELU, tanh (GPT-2) or erf (Pythia) form, and its backward; elementwise over N
 #define GELU_SCALE_F 0.7978845608028654f

@@ -122,6 +122,22 @@ static std::vector<OpCase> op_cases() {
         CHECK(worst_err(gdw, cdw, 1e-5, 1e-5, "dweight") <= 1.0, "layernorm dweight (fp32)");
         CHECK(worst_err(gdb, cdb, 1e-5, 1e-5, "dbias") <= 1.0, "layernorm dbias (fp32)");
     }});
+    ops.push_back({"fused residual + layernorm == residual then layernorm", [=](int p) {
+        Vec a = prep(randv((size_t)N * C, 40), p), b = prep(randv((size_t)N * C, 41), p), c = prep(randv((size_t)N * C, 42), p);
+        Vec w = prep(randv(C, 43), p), bias = prep(randv(C, 44), p);
+        for (bool three : {false, true}) {
+            Vec cres(N * C), cln(N * C), cm(N), cr(N), gres(N * C), gln(N * C), gm(N), gr(N);
+            residual_forward(cres.data(), a.data(), b.data(), three ? c.data() : nullptr, (long)N * C);
+            cres = prep(cres, p);  // the device stores the sum in its storage type, then normalises that
+            layernorm_forward(cln.data(), cm.data(), cr.data(), cres.data(), w.data(), bias.data(), N, C);
+            cuda_op::residual_layernorm_forward(p, gres.data(), gln.data(), gm.data(), gr.data(), a.data(), b.data(), three ? c.data() : nullptr,
+                                                w.data(), bias.data(), N, C);
+            Tol t = tol_for(p);
+            CHECK(worst_err(gres, cres, t.atol, t.rtol, "residual") <= 1.0, "fused residual");
+            CHECK(worst_err(gln, cln, t.atol, t.rtol, "ln") <= 1.0, "fused layernorm");
+            CHECK(worst_err(gr, cr, 1e-5, 1e-5, "rstd") <= 1.0, "fused rstd");
+        }
+    }});
     ops.push_back({"matmul_forward (+bias epilogue)", [=](int p) {
         Vec x = prep(randv((size_t)N * C, 16), p), w = prep(randv((size_t)F * C, 17, 0.1f), p), b = prep(randv(F, 18), p);
         Vec cpu(N * F), gpu(N * F), cpu2(N * F), gpu2(N * F);
@@ -411,6 +427,30 @@ int main(int argc, char** argv) {
             CHECK(memcmp(l1.data() + (t + 1) * Vp, l2.data() + (t + 1) * Vp, sizeof(float) * Vp) != 0,
                   "logits after t did not change: the test would not see a leak");
         });
+
+    // the trainer binary on the device path: checkpoint, resume, and the end result is the same
+    // file byte for byte as an uninterrupted run
+#ifdef KVGPT_CUDA_EMU
+    const std::string bin = "./train_gpt_emu";
+#else
+    const std::string bin = "./train_gpt";
+#endif
+    device_test("train_gpt -d cuda: checkpoint + resume == straight run (bytes)", [bin] {
+        std::string dir = "/tmp/kvgpt_cuda_test_" + std::to_string(getpid()), out;
+        run_command("mkdir -p " + dir, nullptr);
+        std::string common = bin + " -d cuda --layers 1 -b 2 -t 32 -n 2 -v 1 -u 2 -s 5";
+        int rc = run_command(common + " -x 4 -o " + dir + "/a.bin -L " + dir + "/a.jsonl", &out);
+        CHECK(rc == 0 && out.find("backend") != std::string::npos && out.find("cuda: ") != std::string::npos, "straight run: rc %d\n%s", rc,
+              out.c_str());
+        CHECK(out.find("parameters and optimizer") != std::string::npos, "the device memory report is missing:\n%s", out.c_str());
+        rc = run_command(common + " -x 2 -o " + dir + "/b.bin -L " + dir + "/b.jsonl", &out);
+        CHECK(rc == 0, "first half: rc %d\n%s", rc, out.c_str());
+        rc = run_command(common + " -x 4 --resume " + dir + "/b.bin -o " + dir + "/b.bin -L " + dir + "/b.jsonl", &out);
+        CHECK(rc == 0 && out.find("step     3/4") != std::string::npos, "resume: rc %d\n%s", rc, out.c_str());
+        rc = run_command("cmp " + dir + "/a.bin " + dir + "/b.bin && cmp " + dir + "/a.bin.best " + dir + "/b.bin.best", &out);
+        CHECK(rc == 0, "resumed checkpoint differs from the straight run's: %s", out.c_str());
+        run_command("rm -rf " + dir, nullptr);
+    });
 
     add_test("unsupported models get a clear reason", [] {
         std::string why;
