@@ -3,6 +3,7 @@
 #   make eval_gpt      the evaluator (perplexity protocols, extrapolation, reversal, Q/K, KV memory)
 #   make test          build and run the whole test suite (C++ CPU tests, CUDA tests, Python tests)
 #   make bench         dev/bench_cpu: FMA peak, matmul and per-step CPU benchmarks
+#   make bench_cuda    dev/cuda/bin/*: one microbenchmark per CUDA kernel (needs nvcc; runs on a GPU)
 #   make data          re-create the bundled shards and eval sets (they ship in the repo)
 #   make clean
 # Optional pieces are probed by compiling, never hard-required. Override CPU_ARCH= for a
@@ -47,7 +48,7 @@ HEADERS := $(wildcard llmc/*.h attention/*.h)
 # into build/cuda_backend.o and linked with the static CUDA runtime and cuBLASLt; the host code
 # is always built by $(CXX). The same kernels are also built by $(CXX) for the CPU emulator
 # (build/cuda_backend_emu.o -> test/test_cuda_emu), so they are tested on machines without a GPU.
-CUDA_SRC := llmc/cuda_backend.cu llmc/cuda_backend.h llmc/cuda_kernels.cuh llmc/cuda_common.h
+CUDA_SRC := llmc/cuda_backend.cu llmc/cuda_backend.h llmc/cuda_kernels.cuh llmc/cuda_matmul.cuh llmc/cuda_common.h
 ifeq ($(NVCC),)
   $(info note: nvcc not found: building CPU-only programs with $(CXX))
   CUDA_OBJ :=
@@ -65,7 +66,7 @@ NVCC_FLAGS ?= -O3 -std=c++17 $(CUDA_GENCODE)
 BUILD = $(CXX) $(CXXFLAGS) $(CUDA_FLAGS)
 LINK = $(BLAS_LIBS) $(CUDA_LIBS)
 
-.PHONY: all test clean data bench
+.PHONY: all test clean data bench bench_cuda
 all: train_gpt eval_gpt
 
 build/cuda_backend.o: $(CUDA_SRC)
@@ -90,6 +91,18 @@ dev/bench_cpu: dev/bench_cpu.cpp $(HEADERS)
 
 bench: dev/bench_cpu
 
+# dev/cuda: one microbenchmark per kernel (numbered versions), nvcc only
+DEV_CUDA := $(patsubst dev/cuda/%.cu,dev/cuda/bin/%,$(wildcard dev/cuda/*.cu))
+dev/cuda/bin/%: dev/cuda/%.cu dev/cuda/common.h $(CUDA_SRC)
+	@mkdir -p dev/cuda/bin
+	$(NVCC) $(NVCC_FLAGS) $< -o $@ -lcublasLt
+ifeq ($(NVCC),)
+bench_cuda:
+	@echo "nvcc not found: the dev/cuda benchmarks need the CUDA toolkit"
+else
+bench_cuda: $(DEV_CUDA)
+endif
+
 test/test_cuda: test/test_cuda.cpp test/testlib.h $(HEADERS) $(CUDA_OBJ)
 	$(BUILD) test/test_cuda.cpp $(CUDA_OBJ) -o $@ $(LINK)
 
@@ -110,4 +123,4 @@ data:
 	  $(PYTHON) data/eval_sets.py reversal --tokenizer $$t || exit 1; done
 
 clean:
-	rm -rf train_gpt eval_gpt train_gpt_emu test/test_kvgpt test/test_cuda test/test_cuda_emu dev/bench_cpu build train_log.jsonl
+	rm -rf dev/cuda/bin train_gpt eval_gpt train_gpt_emu test/test_kvgpt test/test_cuda test/test_cuda_emu dev/bench_cpu build train_log.jsonl
