@@ -39,6 +39,13 @@ static void d2h(void* h, const void* d, size_t bytes) { memcpy(h, d, bytes); }
 static void d2d(void* d, const void* s, size_t bytes) { memmove(d, s, bytes); }
 static void dev_zero(void* d, size_t bytes) { memset(d, 0, bytes); }
 static void dev_sync() {}
+static void* host_pinned_alloc(size_t bytes) { return dev_alloc(bytes); }
+static void host_pinned_free(void* p) { free(p); }
+struct UploadFence {  // the emulator's copies are synchronous: nothing to wait for
+    void record() {}
+    void wait() {}
+};
+static void h2d_async(void* d, const void* h, size_t bytes) { memcpy(d, h, bytes); }
 #else
 const char* cuda_backend_kind() { return "CUDA"; }
 int kvgpt_cuda_probe(std::string* why, std::string* name, double* mem_gib, int* cc) {
@@ -77,6 +84,25 @@ static void d2h(void* h, const void* d, size_t bytes) { cudaCheck(cudaMemcpyAsyn
 static void d2d(void* d, const void* s, size_t bytes) { cudaCheck(cudaMemcpyAsync(d, s, bytes, cudaMemcpyDeviceToDevice, g_stream)); }
 static void dev_zero(void* d, size_t bytes) { cudaCheck(cudaMemsetAsync(d, 0, bytes, g_stream)); }
 static void dev_sync() { cudaCheck(cudaStreamSynchronize(g_stream)); }
+static void* host_pinned_alloc(size_t bytes) {
+    void* p = nullptr;
+    cudaCheck(cudaMallocHost(&p, bytes ? bytes : 1));
+    return p;
+}
+static void host_pinned_free(void* p) { cudaCheck(cudaFreeHost(p)); }
+// marks when the last upload from a pinned staging buffer has been read by the device, so the
+// host can refill the buffer without draining the stream
+struct UploadFence {
+    cudaEvent_t e = nullptr;
+    void record() {
+        if (!e) cudaCheck(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+        cudaCheck(cudaEventRecord(e, g_stream));
+    }
+    void wait() {
+        if (e) cudaCheck(cudaEventSynchronize(e));
+    }
+};
+static void h2d_async(void* d, const void* h, size_t bytes) { cudaCheck(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, g_stream)); }
 
 #endif
 
@@ -210,7 +236,11 @@ struct DevModel : CudaGPT {
     int* d_decay = nullptr;
     float *rope_cos = nullptr, *rope_sin = nullptr, *slopes = nullptr;
     double* norm_partial = nullptr;
-    float *norm = nullptr, *loss = nullptr;
+    float *norm = nullptr, *loss_slots = nullptr;
+    static const int LOSS_SLOTS = 4096;  // mean losses of the forwards since zero_grad(), read once per step
+    int next_slot = 0, last_slot = -1;
+    int *stage_in = nullptr, *stage_tg = nullptr;  // pinned host staging for the token ids
+    UploadFence upload;
     int *inputs = nullptr, *targets = nullptr;
     bool have_targets = false;
     int n_targets = 0;
@@ -240,7 +270,7 @@ struct DevModel : CudaGPT {
         int half = s.rot / 2;
         size_t o_cos = P.reserve("rope cos", (size_t)s.rope_T * half * 4 + 4), o_sin = P.reserve("rope sin", (size_t)s.rope_T * half * 4 + 4);
         size_t o_sl = P.reserve("alibi slopes", s.H * 4);
-        size_t o_np = P.reserve("norm partials", NORM_BLOCKS * 8), o_norm = P.reserve("norm, loss", 16);
+        size_t o_np = P.reserve("norm partials", NORM_BLOCKS * 8), o_norm = P.reserve("norm, losses", 4 + LOSS_SLOTS * 4);
         size_t o_in = P.reserve("inputs", (size_t)Bmax * Tmax * 4), o_tg = P.reserve("targets", (size_t)Bmax * Tmax * 4);
         params_mem = (char*)dev_alloc(P.total);
         char* b = params_mem;
@@ -249,7 +279,9 @@ struct DevModel : CudaGPT {
         d_offsets = (long*)(b + o_off); d_sizes = (long*)(b + o_sz); d_decay = (int*)(b + o_dec);
         rope_cos = (float*)(b + o_cos); rope_sin = (float*)(b + o_sin);
         slopes = s.slopes.empty() ? nullptr : (float*)(b + o_sl);
-        norm_partial = (double*)(b + o_np); norm = (float*)(b + o_norm); loss = norm + 1;
+        norm_partial = (double*)(b + o_np); norm = (float*)(b + o_norm); loss_slots = norm + 1;
+        stage_in = (int*)host_pinned_alloc((size_t)Bmax * Tmax * 4);
+        stage_tg = (int*)host_pinned_alloc((size_t)Bmax * Tmax * 4);
         inputs = (int*)(b + o_in); targets = (int*)(b + o_tg);
         std::vector<long> offs(nt), szs(nt);
         std::vector<int> dec(nt);
@@ -262,7 +294,7 @@ struct DevModel : CudaGPT {
         dev_zero(grads, n * 4);
         dev_zero(m, n * 4);
         dev_zero(v, n * 4);
-        dev_zero(norm, 16);
+        dev_zero(norm, 4 + LOSS_SLOTS * 4);
         // activations for (Bmax, Tmax)
         Arena& A = act_arena;
         size_t BT = (size_t)Bmax * Tmax, C = s.C, F = s.F, Q = (size_t)(s.H + 2 * s.G) * s.hd, HD = (size_t)s.H * s.hd, L = s.L;
@@ -313,7 +345,13 @@ struct DevModel : CudaGPT {
         att_D = (float*)(a + o_D);
         dev_sync();
     }
-    ~DevModel() override { dev_free(params_mem); dev_free(act_mem); }
+    ~DevModel() override {
+        dev_sync();
+        dev_free(params_mem);
+        dev_free(act_mem);
+        host_pinned_free(stage_in);
+        host_pinned_free(stage_tg);
+    }
 
     std::string memory_report() const override {
         std::string r;
@@ -361,12 +399,19 @@ struct DevModel : CudaGPT {
         if (B_ > Bmax || T_ > Tmax) backend_fail(nullptr, "internal: batch larger than the device model was sized for");
         B = B_; Tn = T_;
         const int C = s.C, F = s.F, H = s.H, G = s.G, hd = s.hd, Q = (H + 2 * G) * hd, BT = B * Tn;
-        h2d(inputs, in, (size_t)BT * 4);
+        // upload through pinned staging, without draining the stream: only the previous upload
+        // (queued at the start of the previous forward) must have finished reading the staging
+        upload.wait();
+        memcpy(stage_in, in, (size_t)BT * 4);
+        h2d_async(inputs, stage_in, (size_t)BT * 4);
         have_targets = tg != nullptr;
         n_targets = 0;  // the loss is the mean over targets >= 0; backward scales by their count
-        if (tg)
+        if (tg) {
             for (int i = 0; i < BT; i++) n_targets += tg[i] >= 0;
-        if (tg) h2d(targets, tg, (size_t)BT * 4);
+            memcpy(stage_tg, tg, (size_t)BT * 4);
+            h2d_async(targets, stage_tg, (size_t)BT * 4);
+        }
+        upload.record();
         const T* P = params;
         encoder_forward<T>(resid[0], inputs, P + s.wte, s.learned_pos ? P + s.wpe : nullptr, B, Tn, C);
         layernorm_forward<T>(acts[0].ln1, acts[0].ln1_mean, acts[0].ln1_rstd, resid[0], P + s.layers[0].ln1_w, P + s.layers[0].ln1_b, BT, C);
@@ -401,14 +446,20 @@ struct DevModel : CudaGPT {
         matmul_forward<T>(logits, lnf, P + s.w_out, nullptr, BT, C, s.Vp);
         if (tg) {
             crossentropy_forward<T>(losses, ce_lse, logits, targets, BT, s.V, s.Vp);
-            launch(mean_loss_kernel, dim3(1), dim3(256), loss, (const float*)losses, (const int*)targets, BT);
+            if (next_slot >= LOSS_SLOTS) backend_fail("use at most 4096 micro-batches per step (-A)", "too many forwards between zero_grad() calls");
+            last_slot = next_slot++;
+            launch(mean_loss_kernel, dim3(1), dim3(256), loss_slots + last_slot, (const float*)losses, (const int*)targets, BT);
         }
     }
     float mean_loss() override {
-        if (!have_targets) return NAN;
+        if (!have_targets || last_slot < 0) return NAN;
         float l;
-        d2h(&l, loss, 4);
+        d2h(&l, loss_slots + last_slot, 4);
         return l;
+    }
+    void read_losses(float* host, int n) override {
+        if (n > next_slot) backend_fail(nullptr, "internal: read_losses asked for more losses than forwards since zero_grad()");
+        d2h(host, loss_slots, (size_t)n * 4);
     }
     void get_logits(float* host) override {
         long N = (long)B * Tn * s.Vp;
@@ -418,7 +469,11 @@ struct DevModel : CudaGPT {
         d2h(host, tmp, N * 4);
         dev_free(tmp);
     }
-    void zero_grad() override { dev_zero(grads, n * 4); }
+    void zero_grad() override {
+        dev_zero(grads, n * 4);
+        next_slot = 0;
+        last_slot = -1;
+    }
 
     void backward(float grad_scale) override {
         if (!have_targets || n_targets == 0) backend_fail(nullptr, "backward() without targets: call forward() with targets first");

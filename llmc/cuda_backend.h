@@ -45,6 +45,8 @@ struct CudaGPT {
     // inputs, targets (B,T) host token ids (already checked against the vocab); targets may be null
     virtual void forward(const int* inputs, const int* targets, int B, int T) = 0;
     virtual float mean_loss() = 0;              // of the last forward (waits for it)
+    // the mean losses of the first n forwards with targets since zero_grad(), in order (waits)
+    virtual void read_losses(float* host, int n) = 0;
     virtual void get_logits(float* host) = 0;   // (B*T, Vp) of the last forward
     virtual void zero_grad() = 0;
     virtual void backward(float grad_scale) = 0;  // grads += grad_scale * d(mean loss)/d(params)

@@ -69,24 +69,30 @@ struct CudaTrainer {
                 fail_hint("the data was made with another tokenizer, or is corrupt", "token id %d at position %zu is outside the vocab [0, %d)", ids[i], i, V);
     }
     StepStats step(DataLoader& train, const TrainConfig& tc, int step) {
+        // the whole step is queued without waiting for the device; the host reads the losses and
+        // the norm once, at the end (a NaN is then reported for the step it happened in)
         dev->zero_grad();
-        double loss = 0.0;
         for (int a = 0; a < tc.accum; a++) {
             train.next_random_batch();
             check_tokens(train.inputs, host.cfg.vocab_size);
             dev->forward(train.inputs.data(), train.targets.data(), tc.B, tc.T);
-            float l = dev->mean_loss();
-            if (!std::isfinite(l))
-                fail_hint("lower the learning rate (-l), raise warmup (-u), or check the data", "loss is %f at step %d: training diverged", l, step + 1);
-            loss += l;
             dev->backward(1.0f / tc.accum);
         }
         StepStats s;
-        s.loss = (float)(loss / tc.accum);
         s.lr = lr_at(tc, step);
         dev->grad_norm();  // the clip factor is computed from it on the device: no host round trip
         float bc1 = 1.0f - powf(tc.beta1, (float)(step + 1)), bc2 = 1.0f - powf(tc.beta2, (float)(step + 1));
         dev->adamw(s.lr, tc.beta1, tc.beta2, tc.eps, tc.weight_decay, bc1, bc2, tc.grad_clip, 1.0f);
+        std::vector<float> losses(tc.accum);
+        dev->read_losses(losses.data(), tc.accum);
+        double loss = 0.0;
+        for (int a = 0; a < tc.accum; a++) {
+            if (!std::isfinite(losses[a]))
+                fail_hint("lower the learning rate (-l), raise warmup (-u), or check the data; checkpoints on disk are from before this step",
+                          "loss is %f at step %d: training diverged", losses[a], step + 1);
+            loss += losses[a];
+        }
+        s.loss = (float)(loss / tc.accum);
         s.grad_norm = dev->read_grad_norm();
         if (!std::isfinite(s.grad_norm))
             fail_hint("lower the learning rate (-l) or the clip (--clip); checkpoints on disk are from before this step",

@@ -452,6 +452,13 @@ int main(int argc, char** argv) {
         run_command("rm -rf " + dir, nullptr);
     });
 
+    device_test("train_gpt -d cuda: a diverging run stops with the documented error", [bin] {
+        std::string out;
+        int rc = run_command(bin + " -d cuda --layers 1 -b 2 -t 32 -v 1 -n 0 -l 1e30 -x 20 -L /dev/null", &out);
+        CHECK(rc != 0 && out.find("training diverged") != std::string::npos && out.find("HINT:") != std::string::npos,
+              "rc %d, output:\n%s", rc, out.c_str());
+    });
+
     add_test("unsupported models get a clear reason", [] {
         std::string why;
         GPTConfig c = small_config(ATTN_MHA, POS_ROPE, 0, true, false);
