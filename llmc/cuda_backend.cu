@@ -107,6 +107,28 @@ static void h2d_async(void* d, const void* h, size_t bytes) { cudaCheck(cudaMemc
 #endif
 
 // ---- the layers: the twins of llmc/ops.h, on device pointers -------------------------------
+// scratch for the column sums' partials; sized by the model (or a test) before use, so a
+// training step never allocates
+static float* g_colsum_scratch = nullptr;
+static size_t g_colsum_floats = 0;
+static int colsum_chunks(int N) { return std::max(1, std::min(32, N / 256)); }
+static void colsum_reserve(int N, int C) {
+    size_t need = 2 * (size_t)colsum_chunks(N) * C;
+    if (need <= g_colsum_floats) return;
+    if (g_colsum_scratch) { dev_sync(); dev_free(g_colsum_scratch); }
+    g_colsum_scratch = (float*)dev_alloc(need * 4);
+    g_colsum_floats = need;
+}
+// dcol (C) += column sums of dout (N,C) [MODE 0]; or LayerNorm's dbias -> dcol, dweight -> dcol2 [MODE 1]
+template <typename T, int MODE>
+static void column_sums(float* dcol, float* dcol2, const T* dout, const T* inp, const float* mean, const float* rstd, int N, int C) {
+    int chunks = colsum_chunks(N);
+    colsum_reserve(N, C);
+    float *part = g_colsum_scratch, *part2 = g_colsum_scratch + (size_t)chunks * C;
+    launch(column_sum_partial_kernel<T, MODE>, dim3(ceil_div(C, 32), chunks), dim3(256), part, part2, dout, inp, mean, rstd, N, C);
+    launch(column_sum_final_kernel, dim3(ceil_div(C, 256)), dim3(256), dcol, MODE == 1 ? dcol2 : (float*)nullptr, (const float*)part,
+           (const float*)part2, chunks, C);
+}
 // out (M,N) = inp (M,K) W(N,K)^T + bias. Column-major, out^T (N,M) = W (as K x N, transposed) inp^T
 template <typename T>
 static void matmul_forward(T* out, const T* inp, const T* w, const T* bias, int M, int K, int N) {
@@ -117,8 +139,7 @@ template <typename T>
 static void matmul_backward(T* dinp, float* dw, float* dbias, const T* dout, const T* inp, const T* w, int M, int K, int N) {
     if (dinp) gemm<T>(false, false, K, M, N, w, K, dout, N, dinp, K, DType<T>::id, 0.0f, nullptr);
     if (dw) gemm<T>(false, true, K, N, M, inp, K, dout, N, dw, K, 0, 1.0f, nullptr);
-    if (dbias) launch(column_sum_kernel<T, 0>, dim3(ceil_div(N, 32)), dim3(256), dbias, (float*)nullptr, dout, (const T*)nullptr,
-                      (const float*)nullptr, (const float*)nullptr, M, N);
+    if (dbias) column_sums<T, 0>(dbias, nullptr, dout, nullptr, nullptr, nullptr, M, N);
 }
 template <typename T>
 static void layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const T* w, const T* b, int N, int C) {
@@ -129,7 +150,7 @@ template <typename T>
 static void layernorm_backward(T* dinp, float* dw, float* db, const T* dout, const T* inp, const T* w, const float* mean, const float* rstd,
                                int N, int C) {
     launch(layernorm_backward_dinp_kernel<T>, dim3(ceil_div(N, 8)), dim3(256), dinp, dout, inp, w, mean, rstd, N, C);
-    launch(column_sum_kernel<T, 1>, dim3(ceil_div(C, 32)), dim3(256), db, dw, dout, inp, mean, rstd, N, C);
+    column_sums<T, 1>(db, dw, dout, inp, mean, rstd, N, C);
 }
 // res = a + b (+ c); ln = LayerNorm(res)
 template <typename T>
@@ -325,6 +346,7 @@ struct DevModel : CudaGPT {
         size_t o_dy = A.reserve("d attention y", BT * HD * sizeof(T)), o_dqkv = A.reserve("d qkv", BT * Q * sizeof(T));
         size_t o_D = A.reserve("attention D (fp32)", (size_t)Bmax * s.H * Tmax * 4);
         act_mem = (char*)dev_alloc(A.total);
+        colsum_reserve(Bmax * Tmax, (int)std::max(std::max(C, F), Q));
         char* a = act_mem;
         resid.resize(L + 1);
         for (size_t l = 0; l <= L; l++) resid[l] = (T*)(a + o_res[l]);

@@ -86,18 +86,21 @@ __global__ void layernorm_backward_dinp_kernel(T* dinp, const T* dout, const T* 
         di[c] = from_f32<T>(to_f32(di[c]) + (to_f32(weight[c]) * to_f32(d[c]) - dnorm_mean - norm * dnorm_norm_mean) * s);
     }
 }
-// column sums over N rows, 32 columns per block, 8 row stripes reduced in a fixed order.
-// MODE 0: dcol[c] += sum_i dout[i][c] (a bias gradient). MODE 1: LayerNorm's parameters:
-// dcol[c] += sum_i d (LN bias) and dcol2[c] += sum_i (x - mean) rstd d (LN weight)
+// column sums over N rows in two deterministic stages (no atomics, fixed order):
+// stage 1: block (x, r) takes 32 columns and the r-th chunk of rows; 8 row stripes, reduced in
+// order, write partial[r][c] (and partial2). MODE 0: sums of dout (a bias gradient).
+// MODE 1: LayerNorm's parameters: sums of d (bias) and of (x - mean) rstd d (weight).
+// stage 2: one thread per column adds the chunks' partials in order into dcol (and dcol2).
 template <typename T, int MODE>
-__global__ void column_sum_kernel(float* dcol, float* dcol2, const T* dout, const T* inp, const float* mean, const float* rstd,
-                                  int N, int C) {
+__global__ void column_sum_partial_kernel(float* partial, float* partial2, const T* dout, const T* inp, const float* mean, const float* rstd,
+                                          int N, int C) {
     SHARED_ARRAY(float, part, [8][32]);
     SHARED_ARRAY(float, part2, [8][32]);
     int c = blockIdx.x * 32 + threadIdx.x % 32, stripe = threadIdx.x / 32;
+    int chunk = (N + gridDim.y - 1) / gridDim.y, i0 = blockIdx.y * chunk, i1 = min(N, i0 + chunk);
     float s = 0.0f, s2 = 0.0f;
     if (c < C)
-        for (int i = stripe; i < N; i += 8) {
+        for (int i = i0 + stripe; i < i1; i += 8) {
             float d = to_f32(dout[(long)i * C + c]);
             s += d;
             if (MODE == 1) s2 += (to_f32(inp[(long)i * C + c]) - mean[i]) * rstd[i] * d;
@@ -108,9 +111,20 @@ __global__ void column_sum_kernel(float* dcol, float* dcol2, const T* dout, cons
     if (stripe == 0 && c < C) {
         float a = 0.0f, b = 0.0f;
         for (int k = 0; k < 8; k++) { a += part[k][threadIdx.x]; b += part2[k][threadIdx.x]; }
-        dcol[c] += a;
-        if (MODE == 1) dcol2[c] += b;
+        partial[(long)blockIdx.y * C + c] = a;
+        if (MODE == 1) partial2[(long)blockIdx.y * C + c] = b;
     }
+}
+__global__ void column_sum_final_kernel(float* dcol, float* dcol2, const float* partial, const float* partial2, int chunks, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float a = 0.0f, b = 0.0f;
+    for (int r = 0; r < chunks; r++) {
+        a += partial[(long)r * C + c];
+        if (dcol2) b += partial2[(long)r * C + c];
+    }
+    dcol[c] += a;
+    if (dcol2) dcol2[c] += b;
 }
 
 // fused residual + LayerNorm, one warp per row: res = a + b (+ c), stored in T, then

@@ -138,6 +138,23 @@ static std::vector<OpCase> op_cases() {
             CHECK(worst_err(gr, cr, 1e-5, 1e-5, "rstd") <= 1.0, "fused rstd");
         }
     }});
+    ops.push_back({"column sums over many rows (LN and bias grads, 4 row chunks, C % 32 != 0)", [=](int p) {
+        const int N2 = 1100, C2 = 40, F2 = 72;
+        Vec x = prep(randv((size_t)N2 * C2, 50), p), w = prep(randv(C2, 51), p), b = prep(randv(C2, 52), p), dout = prep(randv((size_t)N2 * C2, 53), p);
+        Vec o(N2 * C2), m(N2), r(N2);
+        layernorm_forward(o.data(), m.data(), r.data(), x.data(), w.data(), b.data(), N2, C2);
+        Vec cdi(N2 * C2, 0.0f), gdi = cdi, cdw(C2, 0.5f), gdw = cdw, cdb(C2, -0.5f), gdb = cdb;
+        layernorm_backward(cdi.data(), cdw.data(), cdb.data(), dout.data(), x.data(), w.data(), m.data(), r.data(), N2, C2);
+        cuda_op::layernorm_backward(p, gdi.data(), gdw.data(), gdb.data(), dout.data(), x.data(), w.data(), m.data(), r.data(), N2, C2);
+        CHECK(worst_err(gdw, cdw, 1e-5, 1e-5, "ln dweight") <= 1.0, "layernorm dweight over %d rows", N2);
+        CHECK(worst_err(gdb, cdb, 1e-5, 1e-5, "ln dbias") <= 1.0, "layernorm dbias over %d rows", N2);
+        Vec wm = prep(randv((size_t)F2 * C2, 54, 0.1f), p), dm = prep(randv((size_t)N2 * F2, 55), p);
+        Vec ci(N2 * C2), gi(N2 * C2), cw(F2 * C2, 0.0f), gw = cw, cb(F2, 1.0f), gb = cb;
+        matmul_backward(ci.data(), cw.data(), cb.data(), dm.data(), x.data(), wm.data(), N2, C2, F2);
+        cuda_op::matmul_backward(p, gi.data(), gw.data(), gb.data(), dm.data(), x.data(), wm.data(), N2, C2, F2);
+        CHECK(worst_err(gb, cb, 1e-5, 1e-5, "dbias") <= 1.0, "bias grad over %d rows", N2);
+        CHECK(worst_err(gw, cw, 1e-5, 1e-5, "dweight") <= 1.0, "weight grad over %d rows", N2);
+    }});
     ops.push_back({"matmul_forward (+bias epilogue)", [=](int p) {
         Vec x = prep(randv((size_t)N * C, 16), p), w = prep(randv((size_t)F * C, 17, 0.1f), p), b = prep(randv(F, 18), p);
         Vec cpu(N * F), gpu(N * F), cpu2(N * F), gpu2(N * F);
@@ -343,6 +360,39 @@ int main(int argc, char** argv) {
                 CHECK(fabs(gl - cl) <= (bf ? 2e-2 : 2e-5) * fabs(cl), "loss %.6f vs cpu %.6f", gl, cl);
                 CHECK(worst_err(glog, clog, bf ? 3e-2 : 2e-5, bf ? 3e-2 : 2e-5, "logits") <= 1.0, "logits");
                 CHECK(grads_err(cpu, gg, bf ? 3e-2 : 2e-5) <= 1.0, "parameter gradients");
+            });
+
+    // the real shapes (GPT-2-124M and Pythia-70m widths, head dim 64, long rows, the full vocab)
+    // with 2 layers: what cuBLASLt sees in training. On a GPU only: the emulator would take hours.
+    for (const char* preset : {"gpt2-124m", "pythia-70m"})
+        for (int p : precs)
+            device_test(std::string("real shapes (GPU only): ") + preset + " x 2 layers, B=2 T=256 vs cpu [" + CUDA_PRECISION_NAMES[p] + "]", [preset, p] {
+                if (std::string(cuda_backend_kind()) != "CUDA") { printf("    GPU only (the emulator is too slow for these shapes)\n"); g_skip_current = true; return; }
+                GPTConfig c;
+                config_from_preset(&c, preset);
+                c.n_layer = 2;
+                config_finalize(&c);
+                const int B = 2, T = 256;
+                GPT cpu(c);
+                cpu.init_weights(7);
+                std::vector<int> in, tg;
+                batch_of(c, B, T, 8, &in, &tg);
+                float cl = cpu.forward(in.data(), tg.data(), B, T);
+                cpu.zero_grad();
+                cpu.backward();
+                CudaGPT* d = cuda_gpt_create(cuda_spec_from(cpu, T), p, B, T);
+                d->set_params(cpu.params);
+                d->forward(in.data(), tg.data(), B, T);
+                float gl = d->mean_loss();
+                Vec gg(cpu.ps.total);
+                d->zero_grad();
+                d->backward(1.0f);
+                d->get_grads(gg.data());
+                delete d;
+                bool bf = p == CUDA_BF16;
+                printf("    loss cpu %.6f gpu %.6f\n", cl, gl);
+                CHECK(fabs(gl - cl) <= (bf ? 2e-3 : 2e-5) * fabs(cl), "loss %.6f vs cpu %.6f", gl, cl);
+                CHECK(grads_err(cpu, gg, bf ? 5e-2 : 1e-4) <= 1.0, "parameter gradients");
             });
 
     // 10 AdamW steps on the bundled data, each step's loss and the final weights vs the CPU
