@@ -204,8 +204,8 @@ static void check_head_dim(int hd) {
 // y (B,Tn,H*hd), lse (B,H,Tn) from the rotated fused qkv
 template <typename T>
 static void attention_forward(T* y, float* lse, const T* qkv, int B, int Tn, int H, int G, int hd, float scale, const float* slopes) {
-    dim3 grid(ceil_div(Tn, ATT_ROWS), H, B), block(ATT_ROWS * 32);
     check_head_dim(hd);
+    dim3 grid(ceil_div(Tn, att_rows_fwd(hd)), H, B), block(ATT_WARPS * 32);
     if (hd == 32) launch(attention_forward_kernel<T, 32>, grid, block, y, lse, qkv, Tn, H, G, scale, slopes);
     if (hd == 64) launch(attention_forward_kernel<T, 64>, grid, block, y, lse, qkv, Tn, H, G, scale, slopes);
     if (hd == 128) launch(attention_forward_kernel<T, 128>, grid, block, y, lse, qkv, Tn, H, G, scale, slopes);
@@ -216,7 +216,7 @@ static void attention_backward(T* dqkv, float* D, const T* qkv, const T* y, cons
                                float scale, const float* slopes) {
     check_head_dim(hd);
     launch(attention_backward_dot_kernel<T>, dim3(ceil_div((long)B * H * Tn, 256)), dim3(256), D, dy, y, B, Tn, H, hd);
-    dim3 gq(ceil_div(Tn, ATT_ROWS), H, B), gk(ceil_div(Tn, ATT_ROWS), G, B), block(ATT_ROWS * 32);
+    dim3 gq(ceil_div(Tn, att_rows_bwd(hd)), H, B), gk(ceil_div(Tn, att_rows_bwd(hd)), G, B), block(ATT_WARPS * 32);
     if (hd == 32) {
         launch(attention_backward_dq_kernel<T, 32>, gq, block, dqkv, qkv, dy, lse, D, Tn, H, G, scale, slopes);
         launch(attention_backward_dkv_kernel<T, 32>, gk, block, dqkv, qkv, dy, lse, D, Tn, H, G, scale, slopes);

@@ -9,13 +9,15 @@
 #include <utility>
 #ifdef KVGPT_CUDA_EMU
 #include "cuda_emu.h"
-#define SHARED_ARRAY(type, name, dims) \
-    static type name dims;             \
-    static emu::SharedRegistrar name##_reg(&name, sizeof(name))
+#define SHARED_ARRAY(type, name, dims)                                         \
+    typedef type name##_type dims;                                             \
+    static emu::GuardedShared<name##_type> name##_box;                         \
+    static emu::SharedRegistrar name##_reg(#name, name##_box);                 \
+    name##_type& name = name##_box.arr
 #else
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
-#define SHARED_ARRAY(type, name, dims) __shared__ type name dims
+#define SHARED_ARRAY(type, name, dims) __shared__ __align__(16) type name dims
 #endif
 
 typedef __nv_bfloat16 bf16;

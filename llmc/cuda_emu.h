@@ -24,6 +24,9 @@
 using std::max;
 using std::min;
 
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
 struct dim3 {
     unsigned x, y, z;
     dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
@@ -56,7 +59,13 @@ struct State {
     std::function<void()> body;
     std::vector<uint64_t> slots[2];  // shuffle exchange, one per thread; double-buffered (see emu_exchange)
     std::vector<int> parity;         // per thread: which slot buffer its next shuffle uses
-    std::vector<std::pair<void*, size_t>> shared_regions;
+    struct SharedRegion {
+        const char* name;
+        void* p;
+        size_t n;
+        uint32_t *lo, *hi;  // guard zones around the array
+    };
+    std::vector<SharedRegion> shared_regions;
 };
 static State& st() {
     static State s;
@@ -85,8 +94,23 @@ static inline void resume(int i) {
     }
 }
 // static __shared__ arrays register here (see EMU_SHARED) so each block starts with NaN poison
+static const int GUARD_WORDS = 64;
+static const uint32_t GUARD = 0x5AFE600Du;
 static inline void poison_shared() {
-    for (auto& r : st().shared_regions) memset(r.first, 0xff, r.second);
+    for (auto& r : st().shared_regions) {
+        memset(r.p, 0xff, r.n);
+        for (int i = 0; i < GUARD_WORDS; i++) r.lo[i] = r.hi[i] = GUARD;
+    }
+}
+// after each block: a write past either end of a shared array lands in its guard zone
+static inline void check_shared_guards(dim3 b) {
+    for (auto& r : st().shared_regions)
+        for (int i = 0; i < GUARD_WORDS; i++)
+            if (r.lo[i] != GUARD || r.hi[i] != GUARD) {
+                fprintf(stderr, "emulator: out-of-bounds write %s shared array '%s' in block (%u,%u,%u)\n", r.lo[i] != GUARD ? "before" : "past",
+                        r.name, b.x, b.y, b.z);
+                exit(1);
+            }
 }
 
 // runs body once per thread of every block of grid
@@ -146,7 +170,10 @@ static void launch(dim3 grid, dim3 block, std::function<void()> body) {
                         if (s.fibers[i].state != DONE) all_done = false;
                         if (s.fibers[i].state != DONE && s.fibers[i].state != AT_BLOCK_BARRIER) all_at_block = false;
                     }
-                    if (all_done) break;
+                    if (all_done) {
+                        check_shared_guards(s.block_idx);
+                        break;
+                    }
                     if (all_at_block) {
                         for (int i = 0; i < s.n; i++)
                             if (s.fibers[i].state == AT_BLOCK_BARRIER) s.fibers[i].state = RUNNABLE;
@@ -158,8 +185,20 @@ static void launch(dim3 grid, dim3 block, std::function<void()> body) {
                 }
             }
 }
+// a static __shared__ array with guard zones on both sides (SHARED_ARRAY in cuda_common.h)
+template <typename A>
+struct GuardedShared {
+    uint32_t lo[GUARD_WORDS];
+    alignas(16) A arr;
+    uint32_t hi[GUARD_WORDS];
+};
 struct SharedRegistrar {
-    SharedRegistrar(void* p, size_t n) { st().shared_regions.push_back({p, n}); }
+    template <typename A>
+    SharedRegistrar(const char* name, GuardedShared<A>& g) {
+        st().shared_regions.push_back({name, &g.arr, sizeof(A), g.lo, g.hi});
+        memset(&g.arr, 0xff, sizeof(A));
+        for (int i = 0; i < GUARD_WORDS; i++) g.lo[i] = g.hi[i] = GUARD;
+    }
 };
 }  // namespace emu
 

@@ -272,66 +272,102 @@ __global__ void rope_kernel(T* buf, long row, long head, int heads, int BT, int 
 // projection (B,Tn,(H+2G)*HD): q heads, then k heads, then v heads; query head h reads KV head
 // h / (H/G) by index. Score of (h, t) against key t2 <= t: scale * q.k - slope_h * (t - t2)
 // (ALiBi computed on the fly, slopes null otherwise); RoPE is applied to q and k beforehand.
-// Forward: a block holds ATT_ROWS query rows of one (b, h), one warp each; key/value tiles of 32
-// rows are staged in shared memory (rows padded by one float: no bank conflicts); lane j scores
-// key j of the tile, then the online softmax rescales the running output, whose dims are spread
-// over the lanes (HD/32 each). Saves only the log-sum-exp lse (B,H,Tn); no (Tn,Tn) tensor exists.
-#define ATT_ROWS 8
+// Only the log-sum-exp lse (B,H,Tn) is saved; no (Tn,Tn) tensor ever exists.
+// Layout of the work (all three kernels): a block of 8 warps; key (or query) tiles of 32 rows
+// are staged in shared memory as fp32, padded to HD + 4 floats per row so that lane j reading
+// row j as float4 is free of bank conflicts; lane j owns key (or query) j of the tile for the
+// dot products, and output dims lane + 32 i (HD/32 per lane) for the accumulations. Each warp
+// handles RPW rows at once, so every shared-memory read serves RPW rows (RPW shrinks for
+// HD = 128 to stay inside 48 KiB of static shared memory).
+#define ATT_WARPS 8
 #define ATT_TILE 32
+template <int HD> struct AttShape {
+    static constexpr int RPW_FWD = HD >= 128 ? 2 : 4;  // query rows per warp, forward
+    static constexpr int RPW_BWD = HD >= 128 ? 1 : 4;  // query (dq) or key (dk, dv) rows per warp, backward
+    static constexpr int KP = HD + 4;                  // padded row of a staged tile
+};
+static inline int att_rows_fwd(int hd) { return ATT_WARPS * (hd >= 128 ? 2 : 4); }  // rows per block, for the launch
+static inline int att_rows_bwd(int hd) { return ATT_WARPS * (hd >= 128 ? 1 : 4); }
+
+// ROWS rows [j0, j0 + ROWS) of a head's vectors (row stride `row`, from `base` + col) into a
+// staged tile dst[ROWS][LD] (zeros past Tn)
+template <typename T, int HD, int LD, int ROWS>
+__device__ __forceinline__ void stage_tile(float (*dst)[LD], const T* base, long row, int col, int j0, int Tn) {
+    for (int idx = threadIdx.x; idx < ROWS * HD; idx += blockDim.x) {
+        int r = idx / HD, c = idx % HD, t = j0 + r;
+        dst[r][c] = t < Tn ? to_f32(base[(long)t * row + col + c]) : 0.0f;
+    }
+}
+// lane's dot products of one staged row (this lane's, float4) with R broadcast rows
+template <int HD, int R, int LDA, int LDB>
+__device__ __forceinline__ void dot_rows(float* d, const float (*a)[LDA], int ra, const float (*b)[LDB], int rb0) {
+    for (int r = 0; r < R; r++) d[r] = 0.0f;
+    for (int c = 0; c < HD; c += 4) {
+        float4 x = *reinterpret_cast<const float4*>(&a[ra][c]);
+        for (int r = 0; r < R; r++) {
+            float4 y = *reinterpret_cast<const float4*>(&b[rb0 + r][c]);
+            d[r] += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+        }
+    }
+}
+
 template <typename T, int HD>
-__global__ void __launch_bounds__(ATT_ROWS * 32) attention_forward_kernel(T* y, float* lse, const T* qkv, int Tn, int H, int G, float scale,
-                                                                          const float* slopes) {
-    constexpr int NL = HD / 32;
-    SHARED_ARRAY(float, Ks, [ATT_TILE][HD + 1]);
-    SHARED_ARRAY(float, Vs, [ATT_TILE][HD + 1]);
-    SHARED_ARRAY(float, Qs, [ATT_ROWS][HD]);
-    const int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * ATT_ROWS;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = t0 + warp, g = h / (H / G);
+__global__ void __launch_bounds__(ATT_WARPS * 32) attention_forward_kernel(T* y, float* lse, const T* qkv, int Tn, int H, int G, float scale,
+                                                                           const float* slopes) {
+    constexpr int NL = HD / 32, R = AttShape<HD>::RPW_FWD, KP = AttShape<HD>::KP, QR = ATT_WARPS * R;
+    SHARED_ARRAY(float, Ks, [ATT_TILE][KP]);
+    SHARED_ARRAY(float, Vs, [ATT_TILE][HD]);
+    SHARED_ARRAY(float, Qs, [QR][KP]);
+    const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * QR;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = h / (H / G), r0 = q0 + warp * R;
     const long qkv_dim = (long)(H + 2 * G) * HD;
     const T* base = qkv + (long)b * Tn * qkv_dim;
     const float slope = slopes ? slopes[h] : 0.0f;
-    if (t < Tn)
-        for (int i = 0; i < NL; i++) Qs[warp][lane + 32 * i] = to_f32(base[(long)t * qkv_dim + h * HD + lane + 32 * i]);
-    float m = -INFINITY, l = 0.0f, acc[NL];
-    for (int i = 0; i < NL; i++) acc[i] = 0.0f;
-    const int last = min(Tn - 1, t0 + ATT_ROWS - 1);
+    stage_tile<T, HD, KP, QR>(Qs, base, qkv_dim, h * HD, q0, Tn);
+    float m[R], l[R], acc[R][NL];
+    for (int r = 0; r < R; r++) {
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+        for (int i = 0; i < NL; i++) acc[r][i] = 0.0f;
+    }
+    const int last = min(Tn - 1, q0 + QR - 1), warp_last = min(Tn - 1, r0 + R - 1);
     for (int j0 = 0; j0 <= last; j0 += ATT_TILE) {
-        __syncthreads();  // the previous tile is consumed
-        for (int idx = threadIdx.x; idx < ATT_TILE * HD; idx += blockDim.x) {
-            int r = idx / HD, c = idx % HD, t2 = j0 + r;
-            float kv = 0.0f, vv = 0.0f;
-            if (t2 < Tn) {
-                kv = to_f32(base[(long)t2 * qkv_dim + (H + g) * HD + c]);
-                vv = to_f32(base[(long)t2 * qkv_dim + (H + G + g) * HD + c]);
-            }
-            Ks[r][c] = kv;
-            Vs[r][c] = vv;
-        }
+        __syncthreads();  // Qs staged / the previous tile consumed
+        stage_tile<T, HD, KP, ATT_TILE>(Ks, base, qkv_dim, (H + g) * HD, j0, Tn);
+        stage_tile<T, HD, HD, ATT_TILE>(Vs, base, qkv_dim, (H + G + g) * HD, j0, Tn);
         __syncthreads();
-        if (t < Tn && j0 <= t) {  // warp-uniform
+        if (r0 < Tn && j0 <= warp_last) {  // warp-uniform: some row of this warp sees this tile
             const int t2 = j0 + lane;
-            float s = -INFINITY;
-            if (t2 <= t) {
-                float d = 0.0f;
-                for (int c = 0; c < HD; c++) d += Qs[warp][c] * Ks[lane][c];
-                s = d * scale + (-slope * (float)(t - t2));
+            float d[R], p[R];
+            dot_rows<HD, R, KP, KP>(d, Ks, lane, Qs, warp * R);
+            for (int r = 0; r < R; r++) {
+                const int t = r0 + r;
+                const bool ok = t < Tn && t2 <= t;
+                float s = ok ? d[r] * scale + (-slope * (float)(t - t2)) : -INFINITY;
+                float m_new = fmaxf(m[r], warp_max(s));
+                float corr = m_new == -INFINITY ? 1.0f : expf(m[r] - m_new);  // a row past Tn never sees a key
+                p[r] = ok ? expf(s - m_new) : 0.0f;
+                l[r] = l[r] * corr + warp_sum(p[r]);
+                for (int i = 0; i < NL; i++) acc[r][i] *= corr;
+                m[r] = m_new;
             }
-            float m_new = fmaxf(m, warp_max(s)), corr = expf(m - m_new);
-            float p = t2 <= t ? expf(s - m_new) : 0.0f;
-            l = l * corr + warp_sum(p);
-            for (int i = 0; i < NL; i++) acc[i] *= corr;
             for (int j = 0; j < ATT_TILE; j++) {
-                float pj = __shfl_sync(FULL_MASK, p, j);
-                for (int i = 0; i < NL; i++) acc[i] += pj * Vs[j][lane + 32 * i];
+                float v[NL];
+                for (int i = 0; i < NL; i++) v[i] = Vs[j][lane + 32 * i];
+                for (int r = 0; r < R; r++) {
+                    float pj = __shfl_sync(FULL_MASK, p[r], j);
+                    for (int i = 0; i < NL; i++) acc[r][i] += pj * v[i];
+                }
             }
-            m = m_new;
         }
     }
-    if (t < Tn) {
-        float inv = 1.0f / l;
+    for (int r = 0; r < R; r++) {
+        const int t = r0 + r;
+        if (t >= Tn) break;
+        float inv = 1.0f / l[r];
         T* yo = y + ((long)b * Tn + t) * H * HD + h * HD;
-        for (int i = 0; i < NL; i++) yo[lane + 32 * i] = from_f32<T>(acc[i] * inv);
-        if (lane == 0) lse[((long)b * H + h) * Tn + t] = m + logf(l);
+        for (int i = 0; i < NL; i++) yo[lane + 32 * i] = from_f32<T>(acc[r][i] * inv);
+        if (lane == 0) lse[((long)b * H + h) * Tn + t] = m[r] + logf(l[r]);
     }
 }
 // backward, step 1: D (B,H,Tn) = dy . y per query row (the softmax correction term)
@@ -346,137 +382,136 @@ __global__ void attention_backward_dot_kernel(float* D, const T* dy, const T* y,
     for (int k = 0; k < hd; k++) s += to_f32(a[k]) * to_f32(c[k]);
     D[i] = s;
 }
-// backward, step 2: dq, one warp per query row like the forward; p = exp(score - lse) is
+// backward, step 2: dq, R query rows per warp like the forward; p = exp(score - lse) is
 // recomputed, ds = p (dy.v - D) scale, dq = sum ds k. Writes the q part of dqkv.
 template <typename T, int HD>
-__global__ void __launch_bounds__(ATT_ROWS * 32) attention_backward_dq_kernel(T* dqkv, const T* qkv, const T* dy, const float* lse, const float* D,
-                                                                              int Tn, int H, int G, float scale, const float* slopes) {
-    constexpr int NL = HD / 32;
-    SHARED_ARRAY(float, Ks, [ATT_TILE][HD + 1]);
-    SHARED_ARRAY(float, Vs, [ATT_TILE][HD + 1]);
-    SHARED_ARRAY(float, Qs, [ATT_ROWS][HD]);
-    SHARED_ARRAY(float, dYs, [ATT_ROWS][HD]);
-    const int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * ATT_ROWS;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = t0 + warp, g = h / (H / G);
+__global__ void __launch_bounds__(ATT_WARPS * 32) attention_backward_dq_kernel(T* dqkv, const T* qkv, const T* dy, const float* lse, const float* D,
+                                                                               int Tn, int H, int G, float scale, const float* slopes) {
+    constexpr int NL = HD / 32, R = AttShape<HD>::RPW_BWD, KP = AttShape<HD>::KP, QR = ATT_WARPS * R;
+    SHARED_ARRAY(float, Ks, [ATT_TILE][KP]);
+    SHARED_ARRAY(float, Vs, [ATT_TILE][KP]);
+    SHARED_ARRAY(float, Qs, [QR][KP]);
+    SHARED_ARRAY(float, dYs, [QR][KP]);
+    const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * QR;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = h / (H / G), r0 = q0 + warp * R;
     const long qkv_dim = (long)(H + 2 * G) * HD;
     const T* base = qkv + (long)b * Tn * qkv_dim;
     const float slope = slopes ? slopes[h] : 0.0f;
-    float L = 0.0f, Dt = 0.0f, dq[NL];
-    for (int i = 0; i < NL; i++) dq[i] = 0.0f;
-    if (t < Tn) {
-        for (int i = 0; i < NL; i++) {
-            Qs[warp][lane + 32 * i] = to_f32(base[(long)t * qkv_dim + h * HD + lane + 32 * i]);
-            dYs[warp][lane + 32 * i] = to_f32(dy[((long)b * Tn + t) * H * HD + h * HD + lane + 32 * i]);
-        }
-        L = lse[((long)b * H + h) * Tn + t];
-        Dt = D[((long)b * H + h) * Tn + t];
+    stage_tile<T, HD, KP, QR>(Qs, base, qkv_dim, h * HD, q0, Tn);
+    stage_tile<T, HD, KP, QR>(dYs, dy + (long)b * Tn * H * HD, (long)H * HD, h * HD, q0, Tn);
+    float L[R], Dt[R], dq[R][NL];
+    for (int r = 0; r < R; r++) {
+        const int t = r0 + r;
+        L[r] = t < Tn ? lse[((long)b * H + h) * Tn + t] : 0.0f;
+        Dt[r] = t < Tn ? D[((long)b * H + h) * Tn + t] : 0.0f;
+        for (int i = 0; i < NL; i++) dq[r][i] = 0.0f;
     }
-    const int last = min(Tn - 1, t0 + ATT_ROWS - 1);
+    const int last = min(Tn - 1, q0 + QR - 1), warp_last = min(Tn - 1, r0 + R - 1);
     for (int j0 = 0; j0 <= last; j0 += ATT_TILE) {
         __syncthreads();
-        for (int idx = threadIdx.x; idx < ATT_TILE * HD; idx += blockDim.x) {
-            int r = idx / HD, c = idx % HD, t2 = j0 + r;
-            float kv = 0.0f, vv = 0.0f;
-            if (t2 < Tn) {
-                kv = to_f32(base[(long)t2 * qkv_dim + (H + g) * HD + c]);
-                vv = to_f32(base[(long)t2 * qkv_dim + (H + G + g) * HD + c]);
-            }
-            Ks[r][c] = kv;
-            Vs[r][c] = vv;
-        }
+        stage_tile<T, HD, KP, ATT_TILE>(Ks, base, qkv_dim, (H + g) * HD, j0, Tn);
+        stage_tile<T, HD, KP, ATT_TILE>(Vs, base, qkv_dim, (H + G + g) * HD, j0, Tn);
         __syncthreads();
-        if (t < Tn && j0 <= t) {
+        if (r0 < Tn && j0 <= warp_last) {
             const int t2 = j0 + lane;
-            float ds = 0.0f;
-            if (t2 <= t) {
-                float d = 0.0f, dp = 0.0f;
-                for (int c = 0; c < HD; c++) {
-                    d += Qs[warp][c] * Ks[lane][c];
-                    dp += dYs[warp][c] * Vs[lane][c];
+            float d[R], dp[R], ds[R];
+            dot_rows<HD, R, KP, KP>(d, Ks, lane, Qs, warp * R);
+            dot_rows<HD, R, KP, KP>(dp, Vs, lane, dYs, warp * R);
+            for (int r = 0; r < R; r++) {
+                const int t = r0 + r;
+                ds[r] = 0.0f;
+                if (t < Tn && t2 <= t) {
+                    float p = expf(d[r] * scale + (-slope * (float)(t - t2)) - L[r]);
+                    ds[r] = p * (dp[r] - Dt[r]) * scale;
                 }
-                float p = expf(d * scale + (-slope * (float)(t - t2)) - L);
-                ds = p * (dp - Dt) * scale;
             }
             for (int j = 0; j < ATT_TILE; j++) {
-                float dsj = __shfl_sync(FULL_MASK, ds, j);
-                for (int i = 0; i < NL; i++) dq[i] += dsj * Ks[j][lane + 32 * i];
+                float k[NL];
+                for (int i = 0; i < NL; i++) k[i] = Ks[j][lane + 32 * i];
+                for (int r = 0; r < R; r++) {
+                    float dsj = __shfl_sync(FULL_MASK, ds[r], j);
+                    for (int i = 0; i < NL; i++) dq[r][i] += dsj * k[i];
+                }
             }
         }
     }
-    if (t < Tn)
-        for (int i = 0; i < NL; i++) dqkv[((long)b * Tn + t) * qkv_dim + h * HD + lane + 32 * i] = from_f32<T>(dq[i]);
+    for (int r = 0; r < R; r++) {
+        const int t = r0 + r;
+        if (t >= Tn) break;
+        for (int i = 0; i < NL; i++) dqkv[((long)b * Tn + t) * qkv_dim + h * HD + lane + 32 * i] = from_f32<T>(dq[r][i]);
+    }
 }
-// backward, step 3: dk and dv, one warp per key row t2 of KV head g; it walks every query head
-// of the group and every query t >= t2 in tiles of 32 (lane j: query j of the tile), so each dk,
-// dv element is owned by one warp and summed in a fixed order. Writes the k and v parts of dqkv.
+// backward, step 3: dk and dv, R key rows per warp of KV head g; the block walks every query
+// head of the group and every query t >= its first key in tiles of 32 (lane j: query j of the
+// tile), so each dk, dv element is owned by one warp and summed in a fixed order. Writes the k
+// and v parts of dqkv.
 template <typename T, int HD>
-__global__ void __launch_bounds__(ATT_ROWS * 32) attention_backward_dkv_kernel(T* dqkv, const T* qkv, const T* dy, const float* lse, const float* D,
-                                                                               int Tn, int H, int G, float scale, const float* slopes) {
-    constexpr int NL = HD / 32;
-    SHARED_ARRAY(float, Qs, [ATT_TILE][HD + 1]);
-    SHARED_ARRAY(float, dYs, [ATT_TILE][HD + 1]);
-    SHARED_ARRAY(float, Kw, [ATT_ROWS][HD]);
-    SHARED_ARRAY(float, Vw, [ATT_ROWS][HD]);
+__global__ void __launch_bounds__(ATT_WARPS * 32) attention_backward_dkv_kernel(T* dqkv, const T* qkv, const T* dy, const float* lse, const float* D,
+                                                                                int Tn, int H, int G, float scale, const float* slopes) {
+    constexpr int NL = HD / 32, R = AttShape<HD>::RPW_BWD, KP = AttShape<HD>::KP, KR = ATT_WARPS * R;
+    SHARED_ARRAY(float, Qs, [ATT_TILE][KP]);
+    SHARED_ARRAY(float, dYs, [ATT_TILE][KP]);
+    SHARED_ARRAY(float, Kw, [KR][KP]);
+    SHARED_ARRAY(float, Vw, [KR][KP]);
     SHARED_ARRAY(float, Ls, [ATT_TILE]);
     SHARED_ARRAY(float, Ds, [ATT_TILE]);
-    const int b = blockIdx.z, g = blockIdx.y, k0 = blockIdx.x * ATT_ROWS;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t2 = k0 + warp, group = H / G;
+    const int b = blockIdx.z, g = blockIdx.y, k0 = blockIdx.x * KR;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r0 = k0 + warp * R, group = H / G;
     const long qkv_dim = (long)(H + 2 * G) * HD;
     const T* base = qkv + (long)b * Tn * qkv_dim;
-    if (t2 < Tn)
-        for (int i = 0; i < NL; i++) {
-            Kw[warp][lane + 32 * i] = to_f32(base[(long)t2 * qkv_dim + (H + g) * HD + lane + 32 * i]);
-            Vw[warp][lane + 32 * i] = to_f32(base[(long)t2 * qkv_dim + (H + G + g) * HD + lane + 32 * i]);
-        }
-    float dk[NL], dv[NL];
-    for (int i = 0; i < NL; i++) dk[i] = dv[i] = 0.0f;
+    const T* dbase = dy + (long)b * Tn * H * HD;
+    stage_tile<T, HD, KP, KR>(Kw, base, qkv_dim, (H + g) * HD, k0, Tn);
+    stage_tile<T, HD, KP, KR>(Vw, base, qkv_dim, (H + G + g) * HD, k0, Tn);
+    float dk[R][NL], dv[R][NL];
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < NL; i++) dk[r][i] = dv[r][i] = 0.0f;
     for (int h = g * group; h < (g + 1) * group; h++) {
         const float slope = slopes ? slopes[h] : 0.0f;
         for (int j0 = k0 / ATT_TILE * ATT_TILE; j0 < Tn; j0 += ATT_TILE) {
             __syncthreads();
-            for (int idx = threadIdx.x; idx < ATT_TILE * HD; idx += blockDim.x) {
-                int r = idx / HD, c = idx % HD, t = j0 + r;
-                float qv = 0.0f, dv_ = 0.0f;
-                if (t < Tn) {
-                    qv = to_f32(base[(long)t * qkv_dim + h * HD + c]);
-                    dv_ = to_f32(dy[((long)b * Tn + t) * H * HD + h * HD + c]);
-                }
-                Qs[r][c] = qv;
-                dYs[r][c] = dv_;
-            }
+            stage_tile<T, HD, KP, ATT_TILE>(Qs, base, qkv_dim, h * HD, j0, Tn);
+            stage_tile<T, HD, KP, ATT_TILE>(dYs, dbase, (long)H * HD, h * HD, j0, Tn);
             if (threadIdx.x < ATT_TILE) {
                 int t = j0 + threadIdx.x;
                 Ls[threadIdx.x] = t < Tn ? lse[((long)b * H + h) * Tn + t] : 0.0f;
                 Ds[threadIdx.x] = t < Tn ? D[((long)b * H + h) * Tn + t] : 0.0f;
             }
             __syncthreads();
-            if (t2 < Tn && j0 + ATT_TILE - 1 >= t2) {  // warp-uniform: some query of the tile sees key t2
+            if (r0 < Tn && j0 + ATT_TILE - 1 >= r0) {  // warp-uniform: some query of the tile sees the warp's first key
                 const int t = j0 + lane;
-                float p = 0.0f, ds = 0.0f;
-                if (t >= t2 && t < Tn) {
-                    float d = 0.0f, dp = 0.0f;
-                    for (int c = 0; c < HD; c++) {
-                        d += Qs[lane][c] * Kw[warp][c];
-                        dp += dYs[lane][c] * Vw[warp][c];
+                float d[R], dp[R], p[R], ds[R];
+                dot_rows<HD, R, KP, KP>(d, Qs, lane, Kw, warp * R);
+                dot_rows<HD, R, KP, KP>(dp, dYs, lane, Vw, warp * R);
+                for (int r = 0; r < R; r++) {
+                    const int t2 = r0 + r;
+                    p[r] = ds[r] = 0.0f;
+                    if (t2 < Tn && t >= t2 && t < Tn) {
+                        p[r] = expf(d[r] * scale + (-slope * (float)(t - t2)) - Ls[lane]);
+                        ds[r] = p[r] * (dp[r] - Ds[lane]) * scale;
                     }
-                    p = expf(d * scale + (-slope * (float)(t - t2)) - Ls[lane]);
-                    ds = p * (dp - Ds[lane]) * scale;
                 }
                 for (int j = 0; j < ATT_TILE; j++) {
-                    float pj = __shfl_sync(FULL_MASK, p, j), dsj = __shfl_sync(FULL_MASK, ds, j);
-                    for (int i = 0; i < NL; i++) {
-                        dv[i] += pj * dYs[j][lane + 32 * i];
-                        dk[i] += dsj * Qs[j][lane + 32 * i];
+                    float dyj[NL], qj[NL];
+                    for (int i = 0; i < NL; i++) { dyj[i] = dYs[j][lane + 32 * i]; qj[i] = Qs[j][lane + 32 * i]; }
+                    for (int r = 0; r < R; r++) {
+                        float pj = __shfl_sync(FULL_MASK, p[r], j), dsj = __shfl_sync(FULL_MASK, ds[r], j);
+                        for (int i = 0; i < NL; i++) {
+                            dv[r][i] += pj * dyj[i];
+                            dk[r][i] += dsj * qj[i];
+                        }
                     }
                 }
             }
         }
     }
-    if (t2 < Tn)
+    for (int r = 0; r < R; r++) {
+        const int t2 = r0 + r;
+        if (t2 >= Tn) break;
         for (int i = 0; i < NL; i++) {
-            dqkv[((long)b * Tn + t2) * qkv_dim + (H + g) * HD + lane + 32 * i] = from_f32<T>(dk[i]);
-            dqkv[((long)b * Tn + t2) * qkv_dim + (H + G + g) * HD + lane + 32 * i] = from_f32<T>(dv[i]);
+            dqkv[((long)b * Tn + t2) * qkv_dim + (H + g) * HD + lane + 32 * i] = from_f32<T>(dk[r][i]);
+            dqkv[((long)b * Tn + t2) * qkv_dim + (H + G + g) * HD + lane + 32 * i] = from_f32<T>(dv[r][i]);
         }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
