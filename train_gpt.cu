@@ -189,6 +189,7 @@ int main(int argc, char** argv) {
         snprintf(buf, sizeof buf, "%s, d_c=%d d_R=%d q_rank=%d%s", ATTN_NAMES[cfg.attn], cfg.kv_rank, cfg.rope_dim, cfg.q_rank,
                  cfg.attn == ATTN_KVSPLICE ? (", r=" + std::to_string(cfg.splice_rank) + (cfg.splice_ln ? " +LN" : "")).c_str() : "");
     else if (cfg.attn == ATTN_MKA) snprintf(buf, sizeof buf, "mka, 3 levels, %d memory slots", MKAAttention::MEM_SLOTS);
+    else if (cfg.attn == ATTN_FMKA) snprintf(buf, sizeof buf, "fmka, one softmax over 3 levels, %d slots", MKAAttention::MEM_SLOTS);
     else snprintf(buf, sizeof buf, "%s, G=%d KV heads", ATTN_NAMES[cfg.attn], cfg.n_kv_head);
     row("attention", buf);
     if (cfg.pos == POS_ROPE && is_mla_family(cfg.attn)) snprintf(buf, sizeof buf, "rope (NeoX, decoupled key d_R=%d, base %g)", cfg.rope_dim, cfg.rope_base);

@@ -12,7 +12,8 @@ static std::unique_ptr<Attention> make_attention(const GPTConfig& cfg) {
         case ATTN_GQA: return std::unique_ptr<Attention>(new GQAAttention(cfg));
         case ATTN_MLA:
         case ATTN_KVSPLICE: return std::unique_ptr<Attention>(new MLAAttention(cfg));
-        case ATTN_MKA: return std::unique_ptr<Attention>(new MKAAttention(cfg));
-        default: fail("attention variant '%s' is not implemented yet", ATTN_NAMES[cfg.attn]);
+        case ATTN_MKA:
+        case ATTN_FMKA: return std::unique_ptr<Attention>(new MKAAttention(cfg));
+        default: fail("internal: attention kind %d out of range", cfg.attn);
     }
 }

@@ -84,11 +84,15 @@ struct AttnCore {
 
     // Backward from the saved lse: probabilities are recomputed, p = exp(score - lse), and
     // sum_t2 p dp = dy . y gives the softmax correction without a (T,T) buffer.
-    // dq is overwritten; dka, dkb, dval accumulate (callers zero them). One thread owns every head
+    // dq is overwritten; dka, dkb, dval accumulate (callers zero them). dlse (B,H,T), when given,
+    // is a gradient arriving at the saved lse itself (fmka mixes levels by it): since
+    // d lse / d s = p, it adds p * dlse to each score's gradient, i.e. D becomes D - dlse.
+    // One thread owns every head
     // that shares a key (a KV group, or the whole batch row when kb is shared), so no races and
     // a fixed summation order.
     void backward(int B, int T, StridedTensor q, StridedTensor ka, StridedTensor kb, StridedTensor v, const float* lse,
-                  StridedTensor y, StridedTensor dy, StridedTensor dq, StridedTensor dka, StridedTensor dkb, StridedTensor dval) const {
+                  StridedTensor y, StridedTensor dy, StridedTensor dq, StridedTensor dka, StridedTensor dkb, StridedTensor dval,
+                  const float* dlse = nullptr) const {
         ProfScope prof(PROF_ATTENTION);
         int units = db ? 1 : H / group;
         #pragma omp parallel for collapse(2) schedule(static)
@@ -103,6 +107,7 @@ struct AttnCore {
                         float* dqv = dq.at(b, T, t, h);
                         for (int i = 0; i < da + db; i++) dqv[i] = 0.0f;
                         float D = dotf(dyv, y.at(b, T, t, h), dv), L = lse[((long)b * H + h) * T + t];
+                        if (dlse) D -= dlse[((long)b * H + h) * T + t];
                         for (int t2 = 0; t2 <= t; t2++) {
                             const float* k1 = ka.at(b, T, t2, g);
                             const float* k2 = db ? kb.at(b, T, t2, 0) : nullptr;
@@ -131,10 +136,11 @@ struct AttnCore {
     }
 
     // one query row against a cache of n keys (decoding): q (H, da+db) rows of q_stride;
-    // cache_a(t2, g), cache_b(t2), cache_v(t2, g) give key/value rows. y is (H, dv).
+    // cache_a(t2, g), cache_b(t2), cache_v(t2, g) give key/value rows. y is (H, dv); lse_out (H),
+    // when given, gets each head's log-sum-exp.
     template <typename KA, typename KB, typename VV>
     void decode(int t, const float* q, long q_stride, KA cache_a, KB cache_b, VV cache_v, float* y, long y_stride,
-                std::vector<float>& scores) const {
+                std::vector<float>& scores, float* lse_out = nullptr) const {
         scores.resize(t + 1);
         for (int h = 0; h < H; h++) {
             int g = h / group;
@@ -154,6 +160,7 @@ struct AttnCore {
             }
             float sum = 0.0f;
             for (int t2 = 0; t2 <= t; t2++) { scores[t2] = expf(scores[t2] - mx); sum += scores[t2]; }
+            if (lse_out) lse_out[h] = mx + logf(sum);
             float* yv = y + h * y_stride;
             for (int i = 0; i < dv; i++) yv[i] = 0.0f;
             for (int t2 = 0; t2 <= t; t2++) {

@@ -9,6 +9,14 @@
 // Q/K/V of all levels come from one shared projection W_QKV. Level 3 uses q before RoPE.
 // Decoding cache: level-1 K/V per token (2*H*hd, as MHA), the running sum and count of
 // level 2 (d_model + 1 per sequence), nothing per token for level 3 (its K/V come from weights).
+//
+// fmka (fast MKA, -a fmka): ONE attention over the router-mixed memory. Every query (t, h) runs a
+// single softmax over the union of its local keys, the session key k_s = W_K s_t and the M slot
+// keys, with each level's logits shifted by the router logit z_l (no separate normalisation per
+// level, no mixing afterwards). Computed exactly by merging the levels' partial softmaxes with
+// their log-sum-exps (as flash attention merges tiles): out_h = sum_l w_hl y_hl with
+// w_h = softmax_l(z_l + lse_hl), lse_h2 = scale q.k_s (one item), q unrotated for levels 2 and 3.
+// Same parameters and the same cache as mka; gradients also flow through each lse.
 #pragma once
 #include <cmath>
 #include "../llmc/matmul.h"
@@ -34,9 +42,14 @@ struct MKAAttention : Attention {
     // decode
     std::vector<float> cache_k, cache_v, run_sum, dec_mkv, dec_buf, dec_scores;
     int dec_T = 0;
+    // fmka: kv2 (N,2D) session key and value; lse2, lse3 (N,H); wts (N,H,3) mixing weights;
+    // scratch dkv2 (N,2D), dlse1 (B,H,T), dlse2, dlse3 (N,H)
+    bool fast = false;
+    float *kv2 = nullptr, *lse2 = nullptr, *lse3 = nullptr, *wts = nullptr, *dkv2 = nullptr, *dlse1 = nullptr, *dlse2 = nullptr, *dlse3 = nullptr;
 
     explicit MKAAttention(const GPTConfig& c) : cfg(c) {
         H = c.n_head; hd = c.head_dim; C = c.d_model; D = H * hd; M = MEM_SLOTS; R = std::max(16, C / 4);
+        fast = c.attn == ATTN_FMKA;
         rope.init(c.rotary_dim(), c.rope_base);
         if (c.pos == POS_ALIBI) slopes = alibi_slopes(H, c.alibi_slope);
         core.H = H; core.group = 1; core.da = hd; core.db = 0; core.dv = hd;
@@ -60,11 +73,13 @@ struct MKAAttention : Attention {
     }
     size_t act_floats(int B, int T) const override {
         size_t N = (size_t)B * T;
-        return N * (3 * D + 2 * D + 4 * D + C + H * M + 2 * R + 3) + (size_t)M * 3 * D + (size_t)B * H * T;
+        return N * (3 * D + 2 * D + 4 * D + C + H * M + 2 * R + 3) + (size_t)M * 3 * D + (size_t)B * H * T +
+               (fast ? N * (2 * D + 5 * H) : 0);
     }
     size_t scratch_floats(int B, int T) const override {
         size_t N = (size_t)B * T;
-        return N * (2 * D + 2 * D + 3 * D + C + H * M + 2 * R + 3) + (size_t)M * 3 * D + (size_t)M * C;
+        return N * (2 * D + 2 * D + 3 * D + C + H * M + 2 * R + 3) + (size_t)M * 3 * D + (size_t)M * C +
+               (fast ? N * (2 * D + 3 * H) : 0);
     }
     void bind(float* acts, float* scratch) override { a_base = acts; s_base = scratch; }
     void carve(int B, int T) {
@@ -74,17 +89,20 @@ struct MKAAttention : Attention {
         qkv = take(N * 3 * D); qk = take(N * 2 * D); y1 = take(N * D); y2 = take(N * D); y3 = take(N * D); y = take(N * D);
         s = take(N * C); p3 = take(N * H * M); r1 = take(N * R); rg = take(N * R); rw = take(N * 3); mkv = take((size_t)M * 3 * D);
         lse = take((size_t)B * H * T);
+        if (fast) { kv2 = take(N * 2 * D); lse2 = take(N * H); lse3 = take(N * H); wts = take(N * H * 3); }
         p = s_base;
         dy = take(N * D); dyl = take(N * D); dqk = take(N * 2 * D); dqkv = take(N * 3 * D); ds = take(N * C);
         dp3 = take(N * H * M); drg = take(N * R); dr1 = take(N * R); drw = take(N * 3); dmkv = take((size_t)M * 3 * D); dmem = take((size_t)M * C);
+        if (fast) { dkv2 = take(N * 2 * D); dlse1 = take(N * H); dlse2 = take(N * H); dlse3 = take(N * H); }
     }
     long kv_elems_per_token() const override { return 2L * D; }
     std::vector<QKView> qk_views() const override {  // level 1's rotated q and k
         return {{"q", qk, 2L * D, hd, H, hd, 0, rope.rot}, {"k", qk + D, 2L * D, hd, H, hd, 0, rope.rot}};
     }
 
-    // level 3 for one token: q (D, unrotated) against projected slots mkv (M,3D) -> p (H,M), y (D)
-    void slots_attend(const float* q, const float* mkv_, float* p, float* yv) const {
+    // level 3 for one token: q (D, unrotated) against projected slots mkv (M,3D) -> p (H,M), y (D),
+    // and each head's log-sum-exp of the scores into lse_out (H) when given
+    void slots_attend(const float* q, const float* mkv_, float* p, float* yv, float* lse_out = nullptr) const {
         const float scale = core.scale;  // 1/sqrt(hd), as level 1
         for (int h = 0; h < H; h++) {
             float mx = -INFINITY;
@@ -97,11 +115,24 @@ struct MKAAttention : Attention {
             }
             float sum = 0.0f;
             for (int j = 0; j < M; j++) { p[h * M + j] = expf(p[h * M + j] - mx); sum += p[h * M + j]; }
+            if (lse_out) lse_out[h] = mx + logf(sum);
             for (int i = 0; i < hd; i++) yv[h * hd + i] = 0.0f;
             for (int j = 0; j < M; j++) {
                 p[h * M + j] /= sum;
                 const float* v = mkv_ + (size_t)j * 3 * D + 2 * D + h * hd;
                 for (int i = 0; i < hd; i++) yv[h * hd + i] += p[h * M + j] * v[i];
+            }
+        }
+    }
+    // fmka: one token's mixing weights w (H,3) = softmax_l(z_l + lse_hl) and its output y (D)
+    void fast_mix(const float* z, const float* l1, long l1_stride, const float* l2, const float* l3, const float* ya, const float* yb,
+                  const float* yc, float* w, float* yv) const {
+        for (int h = 0; h < H; h++) {
+            float a[3] = {z[0] + l1[h * l1_stride], z[1] + l2[h], z[2] + l3[h]};
+            softmax3(a, w + h * 3);
+            for (int i = 0; i < hd; i++) {
+                int k = h * hd + i;
+                yv[k] = w[h * 3] * ya[k] + w[h * 3 + 1] * yb[k] + w[h * 3 + 2] * yc[k];
             }
         }
     }
@@ -132,11 +163,22 @@ struct MKAAttention : Attention {
                 for (int c = 0; c < C; c++) { acc[c] += xv[c]; sv[c] = acc[c] / (t + 1); }
             }
         }
-        matmul_forward(y2, s, params + w_qkv + (size_t)2 * D * C, params + b_qkv + 2 * D, N, C, D);
+        if (!fast) {
+            matmul_forward(y2, s, params + w_qkv + (size_t)2 * D * C, params + b_qkv + 2 * D, N, C, D);
+        } else {  // the session key too, and its single score (q unrotated)
+            matmul_forward(kv2, s, params + w_qkv + (size_t)D * C, params + b_qkv + D, N, C, 2 * D);
+            #pragma omp parallel for schedule(static)
+            for (int bt = 0; bt < N; bt++) {
+                memcpy(y2 + (size_t)bt * D, kv2 + (size_t)bt * 2 * D + D, sizeof(float) * D);
+                for (int h = 0; h < H; h++)
+                    lse2[(size_t)bt * H + h] = core.scale * dotf(qkv + (size_t)bt * 3 * D + h * hd, kv2 + (size_t)bt * 2 * D + h * hd, hd);
+            }
+        }
         // level 3
         matmul_forward(mkv, params + mem, params + w_qkv, params + b_qkv, M, C, 3 * D);
         #pragma omp parallel for schedule(static)
-        for (int bt = 0; bt < N; bt++) slots_attend(qkv + (size_t)bt * 3 * D, mkv, p3 + (size_t)bt * H * M, y3 + (size_t)bt * D);
+        for (int bt = 0; bt < N; bt++)
+            slots_attend(qkv + (size_t)bt * 3 * D, mkv, p3 + (size_t)bt * H * M, y3 + (size_t)bt * D, fast ? lse3 + (size_t)bt * H : nullptr);
         // router and mix
         matmul_forward(r1, x, params + w_r1, params + b_r1, N, C, R);
         gelu_forward(rg, r1, (long)N * R, true);
@@ -144,11 +186,15 @@ struct MKAAttention : Attention {
         #pragma omp parallel for schedule(static)
         for (int bt = 0; bt < N; bt++) {
             float* r = rw + (size_t)bt * 3;
-            softmax3(r, r);
-            for (int i = 0; i < D; i++) {
-                size_t k = (size_t)bt * D + i;
-                y[k] = r[0] * y1[k] + r[1] * y2[k] + r[2] * y3[k];
+            size_t o = (size_t)bt * D;
+            if (fast) {  // rw keeps the router logits z
+                int b = bt / T, t = bt % T;
+                fast_mix(r, lse + (size_t)b * H * T + t, T, lse2 + (size_t)bt * H, lse3 + (size_t)bt * H, y1 + o, y2 + o, y3 + o,
+                         wts + (size_t)bt * H * 3, y + o);
+                continue;
             }
+            softmax3(r, r);
+            for (int i = 0; i < D; i++) y[o + i] = r[0] * y1[o + i] + r[1] * y2[o + i] + r[2] * y3[o + i];
         }
         matmul_forward(out, y, params + w_o, params + b_o, N, D, C);
     }
@@ -157,9 +203,28 @@ struct MKAAttention : Attention {
         carve(B, T);
         int N = B * T;
         matmul_backward(dy, grads + w_o, grads + b_o, dout, y, params + w_o, N, D, C);
-        // router: dr_l = dy . y_l, softmax backward to the logits
+        // router: dr_l = dy . y_l, softmax backward to the logits. fmka: per head, the weights
+        // w = softmax(z + lse) give da = w (d - w.d), which reaches both z (summed over heads) and
+        // each level's lse
         #pragma omp parallel for schedule(static)
         for (int bt = 0; bt < N; bt++) {
+            if (fast) {
+                int b = bt / T, t = bt % T;
+                float dz[3] = {0, 0, 0};
+                for (int h = 0; h < H; h++) {
+                    const float* w = wts + ((size_t)bt * H + h) * 3;
+                    size_t k0 = (size_t)bt * D + h * hd;
+                    float d[3] = {dotf(dy + k0, y1 + k0, hd), dotf(dy + k0, y2 + k0, hd), dotf(dy + k0, y3 + k0, hd)};
+                    float dot = w[0] * d[0] + w[1] * d[1] + w[2] * d[2];
+                    float da[3];
+                    for (int l = 0; l < 3; l++) { da[l] = w[l] * (d[l] - dot); dz[l] += da[l]; }
+                    dlse1[((size_t)b * H + h) * T + t] = da[0];
+                    dlse2[(size_t)bt * H + h] = da[1];
+                    dlse3[(size_t)bt * H + h] = da[2];
+                }
+                for (int l = 0; l < 3; l++) drw[(size_t)bt * 3 + l] = dz[l];
+                continue;
+            }
             const float* r = rw + (size_t)bt * 3;
             float d[3] = {0, 0, 0};
             for (int i = 0; i < D; i++) {
@@ -174,22 +239,42 @@ struct MKAAttention : Attention {
         matmul_backward(dx, grads + w_r1, grads + b_r1, dr1, x, params + w_r1, N, C, R);
         memset(dqkv, 0, sizeof(float) * N * 3 * D);
         // level 1 (dy scaled by its router weight)
-        auto scaled_dy = [&](int l) {
+        auto scaled_dy = [&](int l) {  // dy of level l: times its router weight (fmka: the head's weight)
             #pragma omp parallel for schedule(static)
             for (int bt = 0; bt < N; bt++)
-                for (int i = 0; i < D; i++) dyl[(size_t)bt * D + i] = rw[(size_t)bt * 3 + l] * dy[(size_t)bt * D + i];
+                for (int i = 0; i < D; i++)
+                    dyl[(size_t)bt * D + i] = (fast ? wts[((size_t)bt * H + i / hd) * 3 + l] : rw[(size_t)bt * 3 + l]) * dy[(size_t)bt * D + i];
         };
         scaled_dy(0);
         memset(dqk, 0, sizeof(float) * N * 2 * D);
         core.backward(B, T, {qk, 2 * D, hd}, {qk + D, 2 * D, hd}, {nullptr, 0, 0}, {qkv + 2 * D, 3 * D, hd}, lse, {y1, D, hd}, {dyl, D, hd},
-                      {dqk, 2 * D, hd}, {dqk + D, 2 * D, hd}, {nullptr, 0, 0}, {dqkv + 2 * D, 3 * D, hd});
+                      {dqk, 2 * D, hd}, {dqk + D, 2 * D, hd}, {nullptr, 0, 0}, {dqkv + 2 * D, 3 * D, hd}, fast ? dlse1 : nullptr);
         rope.apply_rows(dqk, 2 * D, hd, 2 * H, B, T, true);
         #pragma omp parallel for schedule(static)
         for (int bt = 0; bt < N; bt++)
             for (int i = 0; i < 2 * D; i++) dqkv[(size_t)bt * 3 * D + i] += dqk[(size_t)bt * 2 * D + i];
         // level 2: through W_V into s, then the running mean back to x (reverse cumulative sum)
         scaled_dy(1);
-        matmul_backward(ds, grads + w_qkv + (size_t)2 * D * C, grads + b_qkv + 2 * D, dyl, s, params + w_qkv + (size_t)2 * D * C, N, C, D);
+        if (!fast) {
+            matmul_backward(ds, grads + w_qkv + (size_t)2 * D * C, grads + b_qkv + 2 * D, dyl, s, params + w_qkv + (size_t)2 * D * C, N, C, D);
+        } else {  // v_s gets dyl; k_s and the (unrotated) q get the session score's gradient
+            #pragma omp parallel for schedule(static)
+            for (int bt = 0; bt < N; bt++) {
+                float* dk = dkv2 + (size_t)bt * 2 * D;
+                const float* q = qkv + (size_t)bt * 3 * D;
+                const float* k = kv2 + (size_t)bt * 2 * D;
+                float* dq = dqkv + (size_t)bt * 3 * D;
+                for (int h = 0; h < H; h++) {
+                    float g = dlse2[(size_t)bt * H + h] * core.scale;  // d(score) = d lse2 for a single item
+                    for (int i = 0; i < hd; i++) {
+                        dk[h * hd + i] = g * q[h * hd + i];
+                        dq[h * hd + i] += g * k[h * hd + i];
+                    }
+                }
+                memcpy(dk + D, dyl + (size_t)bt * D, sizeof(float) * D);
+            }
+            matmul_backward(ds, grads + w_qkv + (size_t)D * C, grads + b_qkv + D, dkv2, s, params + w_qkv + (size_t)D * C, N, C, 2 * D);
+        }
         #pragma omp parallel for schedule(static)
         for (int b = 0; b < B; b++) {
             static thread_local std::vector<float> acc;
@@ -217,8 +302,9 @@ struct MKAAttention : Attention {
                     dot += p[j] * d;
                 }
                 float* dq = dqkv + (size_t)bt * 3 * D + h * hd;
+                float g3 = fast ? dlse3[(size_t)bt * H + h] : 0.0f;  // fmka: gradient at this head's slot lse
                 for (int j = 0; j < M; j++) {
-                    float dsc = p[j] * (dp[j] - dot) * scale;
+                    float dsc = p[j] * (dp[j] - dot + g3) * scale;
                     dp3[((size_t)bt * H + h) * M + j] = dsc;
                     const float* k = mkv + (size_t)j * 3 * D + D + h * hd;
                     for (int i = 0; i < hd; i++) dq[i] += dsc * k[i];
@@ -258,13 +344,23 @@ struct MKAAttention : Attention {
     size_t cache_floats_per_token() const override { return dec_T ? (cache_k.size() + cache_v.size()) / dec_T : 0; }
     size_t cache_floats_fixed() const override { return run_sum.size(); }
     void decode_step(const float* params, const float* x, int t, float* out) override {
-        dec_buf.resize(3 * D + D * 4 + C + H * M + 2 * R + 3);
+        dec_buf.resize(3 * D + D * 4 + C + H * M + 2 * R + 3 + 2 * D + 6 * H);
         float* p = dec_buf.data();
         auto take = [&](size_t n) { float* r = p; p += n; return r; };
         float *q3 = take(3 * D), *ya = take(D), *yb = take(D), *yc = take(D), *ym = take(D), *sv = take(C), *pp = take(H * M),
-              *h1 = take(R), *h2 = take(R), *rl = take(3);
+              *h1 = take(R), *h2 = take(R), *rl = take(3), *kvs = take(2 * D), *l1 = take(H), *l2 = take(H), *l3 = take(H), *w = take(3 * H);
         matmul_forward(q3, x, params + w_qkv, params + b_qkv, 1, C, 3 * D);
-        slots_attend(q3, dec_mkv.data(), pp, yc);  // level 3 with the unrotated q
+        slots_attend(q3, dec_mkv.data(), pp, yc, l3);  // level 3 with the unrotated q
+        // level 2 (before q is rotated: fmka scores the session key with the unrotated q)
+        run_sum[C] += 1.0f;
+        for (int c = 0; c < C; c++) { run_sum[c] += x[c]; sv[c] = run_sum[c] / run_sum[C]; }
+        if (!fast) {
+            matmul_forward(yb, sv, params + w_qkv + (size_t)2 * D * C, params + b_qkv + 2 * D, 1, C, D);
+        } else {
+            matmul_forward(kvs, sv, params + w_qkv + (size_t)D * C, params + b_qkv + D, 1, C, 2 * D);
+            memcpy(yb, kvs + D, sizeof(float) * D);
+            for (int h = 0; h < H; h++) l2[h] = core.scale * dotf(q3 + h * hd, kvs + h * hd, hd);
+        }
         if (rope.rot)
             for (int h = 0; h < 2 * H; h++) rope.apply(q3 + h * hd, t);
         memcpy(&cache_k[(size_t)t * D], q3 + D, sizeof(float) * D);
@@ -273,15 +369,16 @@ struct MKAAttention : Attention {
         const float* cv = cache_v.data();
         int D_ = D, hd_ = hd;
         core.decode(t, q3, hd, [=](int t2, int g) { return ck + (size_t)t2 * D_ + g * hd_; }, [](int) { return (const float*)nullptr; },
-                    [=](int t2, int g) { return cv + (size_t)t2 * D_ + g * hd_; }, ya, hd, dec_scores);
-        run_sum[C] += 1.0f;
-        for (int c = 0; c < C; c++) { run_sum[c] += x[c]; sv[c] = run_sum[c] / run_sum[C]; }
-        matmul_forward(yb, sv, params + w_qkv + (size_t)2 * D * C, params + b_qkv + 2 * D, 1, C, D);
+                    [=](int t2, int g) { return cv + (size_t)t2 * D_ + g * hd_; }, ya, hd, dec_scores, l1);
         matmul_forward(h1, x, params + w_r1, params + b_r1, 1, C, R);
         gelu_forward(h2, h1, R, true);
         matmul_forward(rl, h2, params + w_r2, params + b_r2, 1, R, 3);
-        softmax3(rl, rl);
-        for (int i = 0; i < D; i++) ym[i] = rl[0] * ya[i] + rl[1] * yb[i] + rl[2] * yc[i];
+        if (fast) {
+            fast_mix(rl, l1, 1, l2, l3, ya, yb, yc, w, ym);
+        } else {
+            softmax3(rl, rl);
+            for (int i = 0; i < D; i++) ym[i] = rl[0] * ya[i] + rl[1] * yb[i] + rl[2] * yc[i];
+        }
         matmul_forward(out, ym, params + w_o, params + b_o, 1, D, C);
     }
 };

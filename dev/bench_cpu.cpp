@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
     std::vector<Conf> confs;
     if (only.empty() || only == "gpt2-124m") confs.push_back({"gpt2-124m", ATTN_MHA});
     if (only.empty() || only == "pythia-70m")
-        for (int a : std::vector<int>{ATTN_MHA, ATTN_GQA, ATTN_MQA, ATTN_MLA, ATTN_KVSPLICE, ATTN_MKA})
+        for (int a : std::vector<int>{ATTN_MHA, ATTN_GQA, ATTN_MQA, ATTN_MLA, ATTN_KVSPLICE, ATTN_MKA, ATTN_FMKA})
             if (("," + variants + ",").find(std::string(",") + ATTN_NAMES[a] + ",") != std::string::npos) confs.push_back({"pythia-70m", a});
     if (only == "tiny") confs.push_back({"tiny", ATTN_MHA});
 

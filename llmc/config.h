@@ -74,7 +74,7 @@ static inline bool is_mla_family(int a) { return a == ATTN_MLA || a == ATTN_KVSP
 static void config_finalize(GPTConfig* c) {
     c->padded_vocab_size = (c->vocab_size + 63) / 64 * 64;
     c->head_dim = c->n_head > 0 ? c->d_model / c->n_head : 0;
-    if (c->attn == ATTN_MHA || c->attn == ATTN_MKA) c->n_kv_head = c->n_head;
+    if (c->attn == ATTN_MHA || c->attn == ATTN_MKA || c->attn == ATTN_FMKA) c->n_kv_head = c->n_head;
     if (c->attn == ATTN_MQA) c->n_kv_head = 1;
     if (is_mla_family(c->attn)) {
         c->n_kv_head = c->n_head;
@@ -86,8 +86,6 @@ static void config_finalize(GPTConfig* c) {
     }
 }
 
-// which variants this build implements (the rest give "not implemented yet")
-static bool attn_implemented(int a) { return a != ATTN_FMKA; }
 
 // every bad combination is a clear error with a hint; T is the sequence length to be run
 static void config_validate(const GPTConfig* c, int T) {
@@ -96,8 +94,7 @@ static void config_validate(const GPTConfig* c, int T) {
                   c->n_layer, c->d_model, c->n_head, c->d_ff, c->vocab_size);
     if (c->d_model % c->n_head != 0)
         fail_hint("pick a head count that divides d_model", "d_model %d is not divisible by %d heads", c->d_model, c->n_head);
-    if (!attn_implemented(c->attn))
-        fail_hint("use -a mha, mqa or gqa in this build", "attention variant '%s' is not implemented yet", ATTN_NAMES[c->attn]);
+    if (c->attn < 0 || c->attn >= ATTN_COUNT) fail("internal: attention kind %d out of range", c->attn);
     if (c->attn == ATTN_GQA) {
         if (c->n_kv_head < 1 || c->n_head % c->n_kv_head != 0)
             fail_hint("-g must divide the head count, e.g. -g 2 with 8 heads", "GQA with %d KV heads does not divide %d query heads",

@@ -26,5 +26,6 @@ run mla128_rope   -a mla -k 128 -p rope
 run mla128_alibi  -a mla -k 128 -p alibi
 run kvsplice_rope -a kvsplice -k 128 -r 64 -p rope
 run mka_rope      -a mka -p rope
+run fmka_rope     -a fmka -p rope
 python3 scripts/summarize_runs.py "$OUT"/*.jsonl | tee "$OUT/summary.md"
 python3 scripts/eval_report.py "$OUT"/*.eval.json --out "$OUT/eval_report.md"

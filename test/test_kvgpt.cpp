@@ -185,7 +185,7 @@ static GradCase model_case(const GPTConfig& cfg, int B, int T) {
 
 static std::vector<GPTConfig> all_variants() {
     std::vector<GPTConfig> v;
-    for (int a : {ATTN_MHA, ATTN_GQA, ATTN_MQA, ATTN_MLA, ATTN_KVSPLICE, ATTN_MKA})
+    for (int a : {ATTN_MHA, ATTN_GQA, ATTN_MQA, ATTN_MLA, ATTN_KVSPLICE, ATTN_MKA, ATTN_FMKA})
         for (int p = 0; p < POS_COUNT; p++) v.push_back(test_config(a, p));
     v.push_back(test_config(ATTN_MLA, POS_ROPE, 1, 0, 8));       // low-rank query
     v.push_back(test_config(ATTN_MLA, POS_ALIBI, 1, 0, 8));
@@ -318,6 +318,7 @@ static std::vector<GradCase> op_table() {
     t.push_back(model_case(test_config(ATTN_GQA, POS_ROPE, 0, 0), 2, 6));
     t.push_back(model_case(test_config(ATTN_MLA, POS_ROPE, 0, 1), 2, 6));
     t.push_back(model_case(test_config(ATTN_MKA, POS_LEARNED, 0, 1), 2, 6));
+    t.push_back(model_case(test_config(ATTN_FMKA, POS_LEARNED, 0, 1), 2, 6));
     return t;
 }
 
@@ -470,7 +471,7 @@ static void register_tests() {
         for (const GPTConfig& cfg : all_variants()) {
             long H = cfg.n_head, hd = cfg.head_dim, dR = cfg.pos == POS_ROPE ? cfg.rope_dim : 0, want = 0;
             switch (cfg.attn) {
-                case ATTN_MHA: case ATTN_MKA: want = 2 * H * hd; break;
+                case ATTN_MHA: case ATTN_MKA: case ATTN_FMKA: want = 2 * H * hd; break;
                 case ATTN_GQA: want = 2L * cfg.n_kv_head * hd; break;
                 case ATTN_MQA: want = 2 * hd; break;
                 case ATTN_MLA: want = cfg.kv_rank + dR; break;
@@ -495,7 +496,7 @@ static void register_tests() {
     add_test("every variant learns on the bundled data (short run, loss falls)", [] {
         const char* train = "data/tinyshakespeare/gpt-neox-20b/train_*.bin";
         const char* val = "data/tinyshakespeare/gpt-neox-20b/val_*.bin";
-        for (int a : {ATTN_MHA, ATTN_GQA, ATTN_MQA, ATTN_MLA, ATTN_KVSPLICE, ATTN_MKA}) {
+        for (int a : {ATTN_MHA, ATTN_GQA, ATTN_MQA, ATTN_MLA, ATTN_KVSPLICE, ATTN_MKA, ATTN_FMKA}) {
             GPTConfig cfg;
             config_from_preset(&cfg, "tiny");
             cfg.d_model = 64; cfg.n_layer = 2; cfg.n_head = 4; cfg.d_ff = 128; cfg.attn = a;
@@ -855,7 +856,6 @@ static void register_cli_tests(const std::string& bin) {
             {"-a foo", "unknown attention variant 'foo'"},
             {"-p sinusoid", "unknown position encoding 'sinusoid'"},
             {"-m gpt5", "unknown model preset"},
-            {"-a fmka", "is not implemented yet"},
             {"-a mla -k 300", "-k 300 is larger than d_model 128"},
             {"-a mla -k -5", "-k -5 must be positive"},
             {"-a kvsplice -k 64 -r 65", "-r 65 is out of range for -k 64"},
