@@ -311,6 +311,21 @@ __device__ __forceinline__ void dot_rows(float* d, const float (*a)[LDA], int ra
     }
 }
 
+// acc[r][i] += sum_j w_r(j) tile[j][lane + 32 i] over the 32 rows of a staged tile, where lane j
+// holds w_r(j) (a probability, or a score gradient) in w[r]
+template <int NL, int R, int LD>
+__device__ __forceinline__ void accumulate_rows(float (*acc)[NL], const float* w, const float (*tile)[LD]) {
+    const int lane = threadIdx.x % 32;
+    for (int j = 0; j < ATT_TILE; j++) {
+        float x[NL];
+        for (int i = 0; i < NL; i++) x[i] = tile[j][lane + 32 * i];
+        for (int r = 0; r < R; r++) {
+            float wj = __shfl_sync(FULL_MASK, w[r], j);
+            for (int i = 0; i < NL; i++) acc[r][i] += wj * x[i];
+        }
+    }
+}
+
 template <typename T, int HD>
 __global__ void __launch_bounds__(ATT_WARPS * 32) attention_forward_kernel(T* y, float* lse, const T* qkv, int Tn, int H, int G, float scale,
                                                                            const float* slopes) {
@@ -351,14 +366,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_forward_kernel(T* y,
                 for (int i = 0; i < NL; i++) acc[r][i] *= corr;
                 m[r] = m_new;
             }
-            for (int j = 0; j < ATT_TILE; j++) {
-                float v[NL];
-                for (int i = 0; i < NL; i++) v[i] = Vs[j][lane + 32 * i];
-                for (int r = 0; r < R; r++) {
-                    float pj = __shfl_sync(FULL_MASK, p[r], j);
-                    for (int i = 0; i < NL; i++) acc[r][i] += pj * v[i];
-                }
-            }
+            accumulate_rows<NL, R, HD>(acc, p, Vs);
         }
     }
     for (int r = 0; r < R; r++) {
@@ -425,14 +433,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_backward_dq_kernel(T
                     ds[r] = p * (dp[r] - Dt[r]) * scale;
                 }
             }
-            for (int j = 0; j < ATT_TILE; j++) {
-                float k[NL];
-                for (int i = 0; i < NL; i++) k[i] = Ks[j][lane + 32 * i];
-                for (int r = 0; r < R; r++) {
-                    float dsj = __shfl_sync(FULL_MASK, ds[r], j);
-                    for (int i = 0; i < NL; i++) dq[r][i] += dsj * k[i];
-                }
-            }
+            accumulate_rows<NL, R, KP>(dq, ds, Ks);
         }
     }
     for (int r = 0; r < R; r++) {
@@ -490,17 +491,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_backward_dkv_kernel(
                         ds[r] = p[r] * (dp[r] - Ds[lane]) * scale;
                     }
                 }
-                for (int j = 0; j < ATT_TILE; j++) {
-                    float dyj[NL], qj[NL];
-                    for (int i = 0; i < NL; i++) { dyj[i] = dYs[j][lane + 32 * i]; qj[i] = Qs[j][lane + 32 * i]; }
-                    for (int r = 0; r < R; r++) {
-                        float pj = __shfl_sync(FULL_MASK, p[r], j), dsj = __shfl_sync(FULL_MASK, ds[r], j);
-                        for (int i = 0; i < NL; i++) {
-                            dv[r][i] += pj * dyj[i];
-                            dk[r][i] += dsj * qj[i];
-                        }
-                    }
-                }
+                accumulate_rows<NL, R, KP>(dv, p, dYs);
+                accumulate_rows<NL, R, KP>(dk, ds, Qs);
             }
         }
     }
