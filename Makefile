@@ -66,7 +66,7 @@ NVCC_FLAGS ?= -O3 -std=c++17 $(CUDA_GENCODE)
 BUILD = $(CXX) $(CXXFLAGS) $(CUDA_FLAGS)
 LINK = $(BLAS_LIBS) $(CUDA_LIBS)
 
-.PHONY: all test clean data bench bench_cuda
+.PHONY: all test clean data bench bench_cuda bench_cuda_emu
 all: train_gpt eval_gpt
 
 build/cuda_backend.o: $(CUDA_SRC)
@@ -96,6 +96,13 @@ DEV_CUDA := $(patsubst dev/cuda/%.cu,dev/cuda/bin/%,$(wildcard dev/cuda/*.cu))
 dev/cuda/bin/%: dev/cuda/%.cu dev/cuda/common.h $(CUDA_SRC)
 	@mkdir -p dev/cuda/bin
 	$(NVCC) $(NVCC_FLAGS) $< -o $@ -lcublasLt
+# the same benchmarks on the CPU emulator: only their correctness checks mean anything there
+# (test/run_bench_checks.sh runs them at small sizes in make test)
+DEV_CUDA_EMU := $(patsubst dev/cuda/%.cu,dev/cuda/emu/%,$(wildcard dev/cuda/*.cu))
+dev/cuda/emu/%: dev/cuda/%.cu dev/cuda/common.h $(CUDA_SRC) llmc/cuda_emu.h
+	@mkdir -p dev/cuda/emu
+	$(CXX) -O2 -std=c++17 -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ $< -o $@
+bench_cuda_emu: $(DEV_CUDA_EMU)
 ifeq ($(NVCC),)
 bench_cuda:
 	@echo "nvcc not found: the dev/cuda benchmarks need the CUDA toolkit"
@@ -113,7 +120,7 @@ test/test_cuda_emu: test/test_cuda.cpp test/testlib.h $(HEADERS) build/cuda_back
 train_gpt_emu: train_gpt.cu $(HEADERS) build/cuda_backend_emu.o
 	$(CXX) $(CXXFLAGS) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ train_gpt.cu -x none build/cuda_backend_emu.o -o $@ $(BLAS_LIBS)
 
-test: train_gpt eval_gpt train_gpt_emu test/test_kvgpt test/test_cuda_emu $(CUDA_TESTS)
+test: train_gpt eval_gpt train_gpt_emu test/test_kvgpt test/test_cuda_emu bench_cuda_emu $(CUDA_TESTS)
 	PYTHON=$(PYTHON) bash test/run_all.sh
 
 data:
@@ -123,4 +130,4 @@ data:
 	  $(PYTHON) data/eval_sets.py reversal --tokenizer $$t || exit 1; done
 
 clean:
-	rm -rf dev/cuda/bin train_gpt eval_gpt train_gpt_emu test/test_kvgpt test/test_cuda test/test_cuda_emu dev/bench_cpu build train_log.jsonl
+	rm -rf dev/cuda/bin dev/cuda/emu train_gpt eval_gpt train_gpt_emu test/test_kvgpt test/test_cuda test/test_cuda_emu dev/bench_cpu build train_log.jsonl

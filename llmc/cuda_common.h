@@ -22,7 +22,6 @@
 
 typedef __nv_bfloat16 bf16;
 
-#ifndef KVGPT_CUDA_EMU
 static void cuda_check(cudaError_t e, const char* file, int line) {
     if (e != cudaSuccess) {
         fprintf(stderr, "Error: CUDA error %d (%s)\n  at %s:%d\n", (int)e, cudaGetErrorString(e), file, line);
@@ -32,7 +31,8 @@ static void cuda_check(cudaError_t e, const char* file, int line) {
     }
 }
 #define cudaCheck(e) cuda_check((e), __FILE__, __LINE__)
-extern cudaStream_t g_stream;  // the one stream every kernel runs on (cuda_backend.cu)
+extern cudaStream_t g_stream;  // the one stream every kernel runs on (cuda_matmul.cuh)
+#ifndef KVGPT_CUDA_EMU
 
 template <size_t... I, typename Tuple>
 static void launch_tuple(const void* kernel, dim3 grid, dim3 block, Tuple& t, std::index_sequence<I...>) {

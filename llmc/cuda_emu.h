@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <functional>
 #include <algorithm>
 #include <vector>
@@ -233,9 +234,16 @@ template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int m) { re
 template <typename T> static inline T __shfl_sync(unsigned, T v, int src) { return emu_exchange(v, [src](int) { return src & 31; }); }
 template <typename T> static inline T __shfl_down_sync(unsigned, T v, int d) { return emu_exchange(v, [d](int l) { return l + d < 32 ? l + d : l; }); }
 
-// bf16 with round-to-nearest-even, like __float2bfloat16
+// bf16 with round-to-nearest-even, like __float2bfloat16 (and, like cuda_bf16.h's type,
+// constructible from and convertible to float)
+struct __nv_bfloat16;
+static inline __nv_bfloat16 __float2bfloat16(float f);
+static inline float __bfloat162float(__nv_bfloat16 b);
 struct __nv_bfloat16 {
     uint16_t x;
+    __nv_bfloat16() = default;
+    explicit __nv_bfloat16(float f);
+    explicit operator float() const;
 };
 static inline __nv_bfloat16 __float2bfloat16(float f) {
     uint32_t u;
@@ -253,4 +261,57 @@ static inline float __bfloat162float(__nv_bfloat16 b) {
     return f;
 }
 
+inline __nv_bfloat16::__nv_bfloat16(float f) { x = __float2bfloat16(f).x; }
+inline __nv_bfloat16::operator float() const { return __bfloat162float(*this); }
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+static inline float atomicAdd(float* p, float v) {  // one OS thread: nothing can interleave
+    float old = *p;
+    *p = old + v;
+    return old;
+}
+
+// ---- the CUDA runtime calls the dev/cuda benchmarks make, on host memory ----
+// (the backend itself uses its own dev_alloc & co.; these exist so the benchmarks' correctness
+// checks can run here at small sizes: their timings mean nothing on the emulator)
+typedef int cudaError_t;
+typedef int cudaStream_t;
+typedef int cudaMemcpyKind;
+enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
+struct cudaDeviceProp {
+    char name[256];
+    int major, minor, multiProcessorCount;
+};
+typedef struct EmuEvent* cudaEvent_t;
+struct EmuEvent {
+    double t;
+};
+static inline const char* cudaGetErrorString(cudaError_t) { return "emulator error"; }
+template <typename P>
+static inline cudaError_t cudaMalloc(P** p, size_t n) {
+    *p = (P*)malloc(n ? n : 1);
+    if (*p) memset(*p, 0xff, n);  // NaN poison, as the backend's allocations
+    return *p ? cudaSuccess : 2;
+}
+static inline cudaError_t cudaFree(void* p) { free(p); return cudaSuccess; }
+static inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, int) { memmove(d, s, n); return cudaSuccess; }
+static inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, int, cudaStream_t = 0) { memmove(d, s, n); return cudaSuccess; }
+static inline cudaError_t cudaMemset(void* d, int v, size_t n) { memset(d, v, n); return cudaSuccess; }
+static inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t = 0) { memset(d, v, n); return cudaSuccess; }
+static inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+static inline cudaError_t cudaGetDeviceCount(int* n) { *n = 1; return cudaSuccess; }
+static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) {
+    snprintf(p->name, sizeof p->name, "kvgpt CUDA emulator (CPU)");
+    p->major = p->minor = 0;
+    p->multiProcessorCount = 1;
+    return cudaSuccess;
+}
+static inline double emu_now() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+static inline cudaError_t cudaEventCreate(cudaEvent_t* e) { *e = new EmuEvent{0.0}; return cudaSuccess; }
+static inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
+static inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = 0) { e->t = emu_now(); return cudaSuccess; }
+static inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+static inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float)(1000.0 * (b->t - a->t)); return cudaSuccess; }

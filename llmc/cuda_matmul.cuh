@@ -8,8 +8,8 @@
 #include "cuda_common.h"
 #ifndef KVGPT_CUDA_EMU
 #include <cublasLt.h>
-cudaStream_t g_stream = nullptr;
 #endif
+cudaStream_t g_stream = 0;
 
 [[noreturn]] static void backend_fail(const char* hint, const std::string& msg) {
     fprintf(stderr, "Error: %s\n", msg.c_str());

@@ -28,6 +28,7 @@ run_suite() {
 }
 run_suite "C++ CPU tests" ./test/test_kvgpt
 run_suite "CUDA kernels on the CPU emulator" ./test/test_cuda_emu
+run_suite "dev/cuda benchmark checks on the CPU emulator" bash test/run_bench_checks.sh
 [ -x test/test_cuda ] && run_suite "CUDA tests (GPU)" ./test/test_cuda
 run_suite "Python data tests" "$PYTHON" test/test_data.py
 echo

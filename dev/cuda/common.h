@@ -4,7 +4,9 @@
 // the same inputs before it is timed, and each prints ms, GB/s and/or TFLOPS and its speed
 // relative to the baseline measured in the same run.
 //   make bench_cuda && dev/cuda/bin/attention_forward [B T H G hd]
-// Without a GPU they print that nothing was measured and exit 0.
+// Without a GPU they print that nothing was measured and exit 0. Built with -DKVGPT_CUDA_EMU
+// (make bench_cuda_emu) they run on the CPU emulator, where only their checks mean something:
+// the test suite runs them that way at small sizes.
 #pragma once
 #include <cstdio>
 #include <cstdlib>
@@ -22,14 +24,21 @@ static void require_gpu(const char* what) {
     cudaDeviceProp p;
     cudaCheck(cudaGetDeviceProperties(&p, 0));
     printf("%s on %s (sm_%d%d, %d SMs)\n", what, p.name, p.major, p.minor, p.multiProcessorCount);
+#ifdef KVGPT_CUDA_EMU
+    printf("EMULATOR: the checks below are real; the times are CPU-emulator times, not GPU figures\n");
+#endif
     backend_init();
 }
-// median of `reps` timed runs (after 2 warm-ups), in ms
+// median of `reps` timed runs (after 2 warm-ups), in ms. On the emulator (where only the
+// correctness checks mean anything) each version runs once.
 static float time_ms(const std::function<void()>& fn, int reps = 20) {
+#ifdef KVGPT_CUDA_EMU
+    reps = 1;
+#endif
     cudaEvent_t a, b;
     cudaCheck(cudaEventCreate(&a));
     cudaCheck(cudaEventCreate(&b));
-    for (int i = 0; i < 2; i++) fn();
+    for (int i = 0; i < (reps > 1 ? 2 : 0); i++) fn();
     std::vector<float> t(reps);
     for (int i = 0; i < reps; i++) {
         cudaCheck(cudaEventRecord(a, g_stream));

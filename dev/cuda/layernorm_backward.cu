@@ -8,7 +8,8 @@
 #include "common.h"
 
 __global__ void ln_param_grads_v1(float* dbias, float* dweight, const bf16* dout, const bf16* inp, const float* mean, const float* rstd, int N, int C) {
-    __shared__ float part[8][32], part2[8][32];
+    SHARED_ARRAY(float, part, [8][32]);
+    SHARED_ARRAY(float, part2, [8][32]);
     int c = blockIdx.x * 32 + threadIdx.x % 32, stripe = threadIdx.x / 32;
     float s = 0.0f, s2 = 0.0f;
     if (c < C)
