@@ -158,6 +158,10 @@ int main(int argc, char** argv) {
     DataLoader train, val;
     train.open(r.train_glob, tc.B, tc.T, cfg.vocab_size, cfg.tokenizer_id, tc.seed);
     val.open(r.val_glob, tc.B, tc.T, cfg.vocab_size, cfg.tokenizer_id, tc.seed);
+    if (!val.next_sequential_batch())  // else every validation loss would be NaN
+        fail_hint("lower -b or -t, or pass a larger validation set with -j",
+                  "the validation data (%ld tokens) holds no batch of B=%d windows of T+1=%d tokens", (long)val.total_tokens, tc.B, tc.T + 1);
+    val.reset();
 
     GPT model(cfg);
     model.init_weights(tc.seed);

@@ -2,7 +2,8 @@
 # scripts/bench_gpu.sh: everything kvgpt measures on a GPU, in one go, into docs/gpu/ :
 #   1. the CUDA test suite (test/test_cuda: every kernel and the model vs the CPU)
 #   2. every dev/cuda microbenchmark at GPT-2 124M shapes
-#   3. training throughput: ./train_gpt (bf16) for gpt2-124m and pythia-70m, side by side with
+#   3. training throughput: ./train_gpt (bf16) for gpt2-124m (B=16, T=1024) and pythia-70m (B=8,
+#      T=2048), side by side with
 #      dev/torch_gpt.py (PyTorch SDPA, eager and torch.compile) on the same shapes, same device
 # and writes docs/gpu/report.md (Markdown table: tok/s, ms/step, MFU). Run from the repo root:
 #   make train_gpt test/test_cuda bench_cuda && bash scripts/bench_gpu.sh [steps]
@@ -34,7 +35,7 @@ EOF
 }
 
 table="| model | B x T | implementation | ms/step | tok/s | MFU |\n|---|---|---|---|---|---|\n"
-for spec in "gpt2-124m 16 1024" "pythia-70m 16 2048"; do
+for spec in "gpt2-124m 16 1024" "pythia-70m 8 2048"; do  # the bundled val set holds 26.7K tokens
     set -- $spec
     model=$1; B=$2; T=$3
     log="$OUT/train_${model}.jsonl"

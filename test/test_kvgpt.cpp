@@ -874,6 +874,7 @@ static void register_cli_tests(const std::string& bin) {
             {"-i '/nonexistent/train_*.bin'", "no token shards match"},
             {"-d cuda", "-d cuda"},
             {"-e 5", "needs -o"},
+            {"-b 16 -t 2048 -x 1", "holds no batch of B=16 windows"},
             {"-l 1e30 -x 20" + small, "diverged"},
         };
         for (const Case& c : cases) {
