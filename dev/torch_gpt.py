@@ -76,7 +76,7 @@ class Block(nn.Module):
 class GPT(nn.Module):
     def __init__(self, p, device):
         super().__init__()
-        self.Vp = (p["vocab"] + 63) // 64 * 64
+        self.V, self.Vp = p["vocab"], (p["vocab"] + 63) // 64 * 64
         C = p["C"]
         rope = Rope(int(C // p["H"] * p["rotary_pct"]) & ~1, p["max_T"], device) if p["pos"] == "rope" else None
         self.wte = nn.Embedding(self.Vp, C)
@@ -97,7 +97,8 @@ class GPT(nn.Module):
         for b in self.blocks:
             x = b(x)
         logits = self.head(self.lnf(x))
-        return F.cross_entropy(logits.float().view(-1, self.Vp), targets.view(-1))
+        # scored over the real vocab only, as kvgpt does (the padded columns exist for speed)
+        return F.cross_entropy(logits[..., :self.V].float().reshape(-1, self.V), targets.reshape(-1))
 
 
 def main():
