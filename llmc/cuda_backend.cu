@@ -419,6 +419,7 @@ struct DevModel : CudaGPT {
 
     void forward(const int* in, const int* tg, int B_, int T_) override {
         if (B_ > Bmax || T_ > Tmax) backend_fail(nullptr, "internal: batch larger than the device model was sized for");
+        NvtxRange range("forward");
         B = B_; Tn = T_;
         const int C = s.C, F = s.F, H = s.H, G = s.G, hd = s.hd, Q = (H + 2 * G) * hd, BT = B * Tn;
         // upload through pinned staging, without draining the stream: only the previous upload
@@ -438,6 +439,7 @@ struct DevModel : CudaGPT {
         encoder_forward<T>(resid[0], inputs, P + s.wte, s.learned_pos ? P + s.wpe : nullptr, B, Tn, C);
         layernorm_forward<T>(acts[0].ln1, acts[0].ln1_mean, acts[0].ln1_rstd, resid[0], P + s.layers[0].ln1_w, P + s.layers[0].ln1_b, BT, C);
         for (int l = 0; l < s.L; l++) {
+            NvtxRange layer_range("layer");
             const CudaLayerOffsets& o = s.layers[l];
             LayerActs& y = acts[l];
             T* x = resid[l];  // y.ln1 = LN1(x) was computed with the residual that made x
@@ -500,6 +502,7 @@ struct DevModel : CudaGPT {
     void backward(float grad_scale) override {
         if (!have_targets || n_targets == 0) backend_fail(nullptr, "backward() without targets: call forward() with targets first");
         const int C = s.C, F = s.F, H = s.H, G = s.G, hd = s.hd, Q = (H + 2 * G) * hd, BT = B * Tn;
+        NvtxRange range("backward");
         const T* P = params;
         float* Gr = grads;
         T* dres = d_a;
@@ -509,6 +512,7 @@ struct DevModel : CudaGPT {
         dev_zero(dres, (size_t)BT * C * sizeof(T));
         layernorm_backward<T>(dres, Gr + s.lnf_w, Gr + s.lnf_b, d_ln1, resid[s.L], P + s.lnf_w, lnf_mean, lnf_rstd, BT, C);
         for (int l = s.L - 1; l >= 0; l--) {
+            NvtxRange layer_range("layer backward");
             const CudaLayerOffsets& o = s.layers[l];
             LayerActs& y = acts[l];
             T* x = resid[l];
@@ -535,6 +539,7 @@ struct DevModel : CudaGPT {
         encoder_backward<T>(Gr + s.wte, s.learned_pos ? Gr + s.wpe : nullptr, dres, inputs, B, Tn, C);
     }
     void grad_norm() override {
+        NvtxRange range("grad norm");
         launch(grad_norm_partial_kernel, dim3(NORM_BLOCKS), dim3(256), norm_partial, (const float*)grads, n);
         launch(grad_norm_final_kernel, dim3(1), dim3(256), norm, (const double*)norm_partial, NORM_BLOCKS);
     }
@@ -544,6 +549,7 @@ struct DevModel : CudaGPT {
         return x;
     }
     void adamw(float lr, float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2, float clip, float grad_scale) override {
+        NvtxRange range("adamw");
         launch(adamw_kernel<T>, dim3(64, (unsigned)s.tensors.size()), dim3(256), master, DType<T>::id == 1 ? params : (T*)nullptr,
                (const float*)grads, m, v, (const long*)d_offsets, (const long*)d_sizes, (const int*)d_decay, (const float*)norm, clip,
                grad_scale, lr, beta1, beta2, eps, weight_decay, bc1, bc2);

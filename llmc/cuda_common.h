@@ -22,6 +22,20 @@
 
 typedef __nv_bfloat16 bf16;
 
+// NVTX ranges (header-only NVTX3, nothing to link) so nsys timelines show the model's phases:
+// NvtxRange r("forward");  no-op on the emulator
+#ifdef KVGPT_CUDA_EMU
+struct NvtxRange {
+    explicit NvtxRange(const char*) {}
+};
+#else
+#include <nvtx3/nvToolsExt.h>
+struct NvtxRange {
+    explicit NvtxRange(const char* name) { nvtxRangePushA(name); }
+    ~NvtxRange() { nvtxRangePop(); }
+};
+#endif
+
 static void cuda_check(cudaError_t e, const char* file, int line) {
     if (e != cudaSuccess) {
         fprintf(stderr, "Error: CUDA error %d (%s)\n  at %s:%d\n", (int)e, cudaGetErrorString(e), file, line);

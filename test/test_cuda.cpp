@@ -495,6 +495,21 @@ int main(int argc, char** argv) {
               "rc %d, output:\n%s", rc, out.c_str());
     });
 
+    device_test("train_gpt picks the device: auto falls back to the CPU for mla, -d cuda refuses it", [bin] {
+        std::string out;
+        int rc = run_command(bin + " -a mla -k 32 -x 0", &out);
+        CHECK(rc == 0 && out.find("-a mla runs on the CPU: using the CPU backend") != std::string::npos &&
+                  out.find("| backend                  | cpu") != std::string::npos,
+              "auto with mla: rc %d\n%s", rc, out.c_str());
+        rc = run_command(bin + " -d cuda -a mla -k 32 -x 0", &out);
+        CHECK(rc != 0 && out.find("-d cuda: the CUDA backend implements the GQA family") != std::string::npos && out.find("HINT: use -d cpu") != std::string::npos,
+              "-d cuda with mla: rc %d\n%s", rc, out.c_str());
+        rc = run_command(bin + " -x 0", &out);
+        CHECK(rc == 0 && out.find("| backend                  | cuda: ") != std::string::npos, "auto with mha: rc %d\n%s", rc, out.c_str());
+        rc = run_command(bin + " --precision fp16 -x 0", &out);
+        CHECK(rc != 0 && out.find("unknown --precision 'fp16'") != std::string::npos, "bad precision: rc %d\n%s", rc, out.c_str());
+    });
+
     add_test("unsupported models get a clear reason", [] {
         std::string why;
         GPTConfig c = small_config(ATTN_MHA, POS_ROPE, 0, true, false);
