@@ -7,7 +7,8 @@
 //   before each block so a read of unwritten shared memory poisons the result), bf16.
 // Shuffles and barriers must be reached by every live thread of the warp / block, as CUDA
 // requires; if they are not (divergent barrier), the emulator stops with "deadlock" instead of
-// guessing. Lanes of a warp run in a fixed order, so results are deterministic.
+// guessing. Threads run in a fixed order (reversed in odd blocks, to expose missing barriers in
+// either direction), so results are deterministic.
 // What it cannot check: timing, real memory-model races between blocks, tensor cores, cuBLAS
 // (the backend calls a plain CPU GEMM in its place, see cuda_backend.cu).
 #pragma once
@@ -147,9 +148,15 @@ static void launch(dim3 grid, dim3 block, std::function<void()> body) {
                     f.ctx.uc_link = nullptr;
                     makecontext(&f.ctx, fiber_entry, 0);
                 }
+                // odd blocks run their threads in reverse order: a missing barrier between a write
+                // and a read of shared memory then shows up (as NaN poison or a wrong result) whichever
+                // of the two threads comes first
+                const bool reverse = ((bz * grid.y + by) * grid.x + bx) % 2 == 1;
                 for (;;) {
-                    for (int i = 0; i < s.n; i++)
+                    for (int k = 0; k < s.n; k++) {
+                        int i = reverse ? s.n - 1 - k : k;
                         if (s.fibers[i].state == RUNNABLE) resume(i);
+                    }
                     // everyone is done or waiting: release whole warps at a warp barrier first,
                     // then the block barrier once every live thread has reached it
                     bool released = false, all_done = true, all_at_block = true;
