@@ -14,13 +14,13 @@
 
 enum Backend { BACKEND_CPU, BACKEND_CUDA };
 
-// number of usable CUDA devices; *why explains a zero; device 0's name, memory, compute capability
-static int cuda_probe(std::string* why, std::string* name, double* mem_gib = nullptr, int* cc = nullptr) {
+// number of usable CUDA devices; *why explains a zero, *name is device 0's name
+static int cuda_probe(std::string* why, std::string* name) {
 #if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
-    return kvgpt_cuda_probe(why, name, mem_gib, cc);
+    return kvgpt_cuda_probe(why, name);
 #else
     *why = "this binary was built without nvcc";
-    (void)name; (void)mem_gib; (void)cc;
+    (void)name;
     return 0;
 #endif
 }
@@ -61,15 +61,14 @@ static void choose_eval_backend(const char* want) {
 // keeps the configuration and the checkpoint state (pull() copies the device state into it)
 struct BackendRunner {
     GPT& model;
-    Backend backend;
 #if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
     std::unique_ptr<CudaTrainer> gpu;
 #endif
-    BackendRunner(GPT& m, Backend b, int precision, int B, int T) : model(m), backend(b) {
+    BackendRunner(GPT& m, Backend b, int precision, int B, int T) : model(m) {
 #if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
         if (b == BACKEND_CUDA) gpu.reset(new CudaTrainer(m, precision, B, T));
 #else
-        (void)precision; (void)B; (void)T;
+        (void)b; (void)precision; (void)B; (void)T;
 #endif
     }
     StepStats step(DataLoader& train, const TrainConfig& tc, int step) {

@@ -20,11 +20,9 @@
 // ---- device memory (or its emulated stand-in) ----------------------
 #ifdef KVGPT_CUDA_EMU
 const char* cuda_backend_kind() { return "CPU emulator"; }
-int kvgpt_cuda_probe(std::string* why, std::string* name, double* mem_gib, int* cc) {
+int kvgpt_cuda_probe(std::string* why, std::string* name) {
     (void)why;
     *name = "kvgpt CUDA emulator (CPU)";
-    if (mem_gib) *mem_gib = 0.0;
-    if (cc) *cc = 0;
     return 1;
 }
 static void* dev_alloc(size_t bytes) {
@@ -48,7 +46,7 @@ struct UploadFence {  // the emulator's copies are synchronous: nothing to wait 
 static void h2d_async(void* d, const void* h, size_t bytes) { memcpy(d, h, bytes); }
 #else
 const char* cuda_backend_kind() { return "CUDA"; }
-int kvgpt_cuda_probe(std::string* why, std::string* name, double* mem_gib, int* cc) {
+int kvgpt_cuda_probe(std::string* why, std::string* name) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
@@ -58,11 +56,7 @@ int kvgpt_cuda_probe(std::string* why, std::string* name, double* mem_gib, int* 
     }
     if (n == 0) { *why = "no CUDA devices"; return 0; }
     cudaDeviceProp p;
-    if (cudaGetDeviceProperties(&p, 0) == cudaSuccess) {
-        *name = p.name;
-        if (mem_gib) *mem_gib = p.totalGlobalMem / 1073741824.0;
-        if (cc) *cc = p.major * 10 + p.minor;
-    }
+    if (cudaGetDeviceProperties(&p, 0) == cudaSuccess) *name = p.name;
     return n;
 }
 static void* dev_alloc(size_t bytes) {
@@ -237,7 +231,6 @@ struct Arena {
     struct Piece { std::string name; size_t bytes; };
     std::vector<Piece> pieces;
     size_t total = 0;
-    char* base = nullptr;
     size_t reserve(const std::string& name, size_t bytes) {
         size_t off = total;
         pieces.push_back({name, bytes});
@@ -415,7 +408,6 @@ struct DevModel : CudaGPT {
     }
     void get_moments(float* hm, float* hv) override { d2h(hm, m, n * 4); d2h(hv, v, n * 4); }
     void get_grads(float* host) override { d2h(host, grads, n * 4); }
-    void synchronize() override { dev_sync(); }
 
     void forward(const int* in, const int* tg, int B_, int T_) override {
         if (B_ > Bmax || T_ > Tmax) backend_fail(nullptr, "internal: batch larger than the device model was sized for");

@@ -55,12 +55,11 @@ struct CudaGPT {
     // AdamW; the clip factor min(1, clip/norm) is applied on the device from grad_norm()
     virtual void adamw(float lr, float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2, float clip,
                        float grad_scale) = 0;
-    virtual void synchronize() = 0;
     virtual std::string memory_report() const = 0;  // one line per buffer
 };
 
-// devices found (0 with *why), device 0's name, memory (GiB) and compute capability (major*10+minor)
-int kvgpt_cuda_probe(std::string* why, std::string* name, double* mem_gib, int* cc);
+// devices found (0 with *why) and device 0's name
+int kvgpt_cuda_probe(std::string* why, std::string* name);
 // a device model for at most Bmax x Tmax tokens; fails with a hint for unsupported shapes
 CudaGPT* cuda_gpt_create(const CudaModelSpec& spec, int precision, int Bmax, int Tmax);
 const char* cuda_backend_kind();  // "CUDA" or "CPU emulator"
