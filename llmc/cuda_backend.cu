@@ -188,8 +188,9 @@ static void rope_apply(T* buf, long row, long head, int heads, int B, int Tn, in
            sin_t, (int)inverse);
 }
 
+bool cuda_head_dim_supported(int hd) { return att_head_dim_ok(hd); }
 static void check_head_dim(int hd) {
-    if (hd != 32 && hd != 64 && hd != 128) {
+    if (!att_head_dim_ok(hd)) {
         char msg[160];
         snprintf(msg, sizeof msg, "the CUDA attention kernel supports head dims 32, 64 and 128, not %d", hd);
         backend_fail("change --heads so that d_model / heads is 32, 64 or 128, or use -d cpu", msg);
@@ -200,9 +201,7 @@ template <typename T>
 static void attention_forward(T* y, float* lse, const T* qkv, int B, int Tn, int H, int G, int hd, float scale, const float* slopes) {
     check_head_dim(hd);
     dim3 grid(ceil_div(Tn, att_rows_fwd(hd)), H, B), block(ATT_WARPS * 32);
-    if (hd == 32) launch(attention_forward_kernel<T, 32>, grid, block, y, lse, qkv, Tn, H, G, scale, slopes);
-    if (hd == 64) launch(attention_forward_kernel<T, 64>, grid, block, y, lse, qkv, Tn, H, G, scale, slopes);
-    if (hd == 128) launch(attention_forward_kernel<T, 128>, grid, block, y, lse, qkv, Tn, H, G, scale, slopes);
+    with_head_dim(hd, [&](auto HD) { launch(attention_forward_kernel<T, HD.value>, grid, block, y, lse, qkv, Tn, H, G, scale, slopes); });
 }
 // dqkv (B,Tn,(H+2G)hd) is overwritten; D (B,H,Tn) is scratch
 template <typename T>
@@ -211,18 +210,10 @@ static void attention_backward(T* dqkv, float* D, const T* qkv, const T* y, cons
     check_head_dim(hd);
     launch(attention_backward_dot_kernel<T>, dim3(ceil_div((long)B * H * Tn, 256)), dim3(256), D, dy, y, B, Tn, H, hd);
     dim3 gq(ceil_div(Tn, att_rows_bwd(hd)), H, B), gk(ceil_div(Tn, att_rows_bwd(hd)), G, B), block(ATT_WARPS * 32);
-    if (hd == 32) {
-        launch(attention_backward_dq_kernel<T, 32>, gq, block, dqkv, qkv, dy, lse, D, Tn, H, G, scale, slopes);
-        launch(attention_backward_dkv_kernel<T, 32>, gk, block, dqkv, qkv, dy, lse, D, Tn, H, G, scale, slopes);
-    }
-    if (hd == 64) {
-        launch(attention_backward_dq_kernel<T, 64>, gq, block, dqkv, qkv, dy, lse, D, Tn, H, G, scale, slopes);
-        launch(attention_backward_dkv_kernel<T, 64>, gk, block, dqkv, qkv, dy, lse, D, Tn, H, G, scale, slopes);
-    }
-    if (hd == 128) {
-        launch(attention_backward_dq_kernel<T, 128>, gq, block, dqkv, qkv, dy, lse, D, Tn, H, G, scale, slopes);
-        launch(attention_backward_dkv_kernel<T, 128>, gk, block, dqkv, qkv, dy, lse, D, Tn, H, G, scale, slopes);
-    }
+    with_head_dim(hd, [&](auto HD) {
+        launch(attention_backward_dq_kernel<T, HD.value>, gq, block, dqkv, qkv, dy, lse, D, Tn, H, G, scale, slopes);
+        launch(attention_backward_dkv_kernel<T, HD.value>, gk, block, dqkv, qkv, dy, lse, D, Tn, H, G, scale, slopes);
+    });
 }
 
 // ---- device buffers -------------------------------------------------------------------------

@@ -63,6 +63,7 @@ int kvgpt_cuda_probe(std::string* why, std::string* name);
 // a device model for at most Bmax x Tmax tokens; fails with a hint for unsupported shapes
 CudaGPT* cuda_gpt_create(const CudaModelSpec& spec, int precision, int Bmax, int Tmax);
 const char* cuda_backend_kind();  // "CUDA" or "CPU emulator"
+bool cuda_head_dim_supported(int hd);  // the head dims the attention kernels exist for
 
 // the single kernels on host buffers, for tests and benchmarks: inputs are converted to the
 // precision's storage type, outputs back to float. Accumulating outputs (marked +=) read their

@@ -8,6 +8,7 @@
 // dev/cuda/ benchmarks these against numbered alternatives; only the winners live here.
 #pragma once
 #include <cmath>
+#include <type_traits>
 #include "cuda_common.h"
 
 // ---------------------------------------------------------------------------------------------
@@ -286,6 +287,15 @@ template <int HD> struct AttShape {
     static constexpr int RPW_BWD = HD >= 128 ? 1 : 4;  // query (dq) or key (dk, dv) rows per warp, backward
     static constexpr int KP = HD + 4;                  // padded row of a staged tile
 };
+// the head dims the attention kernels are instantiated for, and the dispatch to them:
+// with_head_dim(hd, f) calls f(std::integral_constant<int, HD>{}) for HD == hd
+static inline bool att_head_dim_ok(int hd) { return hd == 32 || hd == 64 || hd == 128; }
+template <typename F>
+static void with_head_dim(int hd, F f) {
+    if (hd == 32) f(std::integral_constant<int, 32>{});
+    if (hd == 64) f(std::integral_constant<int, 64>{});
+    if (hd == 128) f(std::integral_constant<int, 128>{});
+}
 static inline int att_rows_fwd(int hd) { return ATT_WARPS * (hd >= 128 ? 2 : 4); }  // rows per block, for the launch
 static inline int att_rows_bwd(int hd) { return ATT_WARPS * (hd >= 128 ? 1 : 4); }
 

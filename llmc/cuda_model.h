@@ -14,7 +14,7 @@ static bool cuda_supports(const GPTConfig& c, std::string* why) {
         *why = std::string("the CUDA backend implements the GQA family (mha, mqa, gqa); -a ") + ATTN_NAMES[c.attn] + " runs on the CPU";
         return false;
     }
-    if (c.head_dim != 32 && c.head_dim != 64 && c.head_dim != 128) {
+    if (!cuda_head_dim_supported(c.head_dim)) {
         *why = "the CUDA attention kernel takes head dims 32, 64 and 128; this model has " + std::to_string(c.head_dim);
         return false;
     }

@@ -24,6 +24,7 @@ attention_forward 1 37 2 1 128 4
 attention_forward 2 45 4 4 32 4
 attention_backward 2 40 4 2 64 2
 attention_backward 1 33 2 2 128 2
+attention_backward 2 45 4 4 32 2
 matmul 40 64 96 1
 layernorm_forward 50 96 2
 layernorm_backward 1100 40 2

@@ -178,15 +178,14 @@ int main(int argc, char** argv) {
     float *lse, *D, *dq1;
     cudaCheck(cudaMalloc(&y, ny * 2)); cudaCheck(cudaMalloc(&lse, nl * 4)); cudaCheck(cudaMalloc(&D, nl * 4));
     cudaCheck(cudaMalloc(&dq1, nq * 4)); cudaCheck(cudaMalloc(&dq2, nq * 2));
-    if (hd != 64 && hd != 128) { printf("this benchmark takes hd 64 or 128\n"); return 1; }
+    if (!att_head_dim_ok(hd)) { printf("hd must be 32, 64 or 128\n"); return 1; }
     const float* none = nullptr;
     bf16* dq3;
     cudaCheck(cudaMalloc(&dq3, nq * 2));
     dim3 blk(256), gf(ceil_div(T, att_rows_fwd(hd)), H, B);
     dim3 gq2(ceil_div(T, V2_ROWS), H, B), gk2(ceil_div(T, V2_ROWS), G, B);
     dim3 gq3(ceil_div(T, att_rows_bwd(hd)), H, B), gk3(ceil_div(T, att_rows_bwd(hd)), G, B);
-    if (hd == 64) launch(attention_forward_kernel<bf16, 64>, gf, blk, y, lse, (const bf16*)qkv, T, H, G, scale, none);
-    else launch(attention_forward_kernel<bf16, 128>, gf, blk, y, lse, (const bf16*)qkv, T, H, G, scale, none);
+    with_head_dim(hd, [&](auto HD) { launch(attention_forward_kernel<bf16, HD.value>, gf, blk, y, lse, (const bf16*)qkv, T, H, G, scale, none); });
     auto v1 = [&] {
         cudaCheck(cudaMemsetAsync(dq1, 0, nq * 4, g_stream));
         launch(attention_backward_v1, dim3(ceil_div(nl, 128)), dim3(128), dq1, (const bf16*)qkv, (const bf16*)y, (const bf16*)dy, (const float*)lse, B, T, H, G, hd, scale);
@@ -194,23 +193,17 @@ int main(int argc, char** argv) {
     auto dot = [&] { launch(attention_backward_dot_kernel<bf16>, dim3(ceil_div(nl, 256)), dim3(256), D, (const bf16*)dy, (const bf16*)y, B, T, H, hd); };
     auto v2 = [&] {
         dot();
-        if (hd == 64) {
-            launch(attention_backward_dq_v2<bf16, 64>, gq2, blk, dq2, (const bf16*)qkv, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
-            launch(attention_backward_dkv_v2<bf16, 64>, gk2, blk, dq2, (const bf16*)qkv, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
-        } else {
-            launch(attention_backward_dq_v2<bf16, 128>, gq2, blk, dq2, (const bf16*)qkv, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
-            launch(attention_backward_dkv_v2<bf16, 128>, gk2, blk, dq2, (const bf16*)qkv, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
-        }
+        with_head_dim(hd, [&](auto HD) {
+            launch(attention_backward_dq_v2<bf16, HD.value>, gq2, blk, dq2, (const bf16*)qkv, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
+            launch(attention_backward_dkv_v2<bf16, HD.value>, gk2, blk, dq2, (const bf16*)qkv, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
+        });
     };
     auto v3 = [&] {
         dot();
-        if (hd == 64) {
-            launch(attention_backward_dq_kernel<bf16, 64>, gq3, blk, dq3, (const bf16*)qkv, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
-            launch(attention_backward_dkv_kernel<bf16, 64>, gk3, blk, dq3, (const bf16*)qkv, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
-        } else {
-            launch(attention_backward_dq_kernel<bf16, 128>, gq3, blk, dq3, (const bf16*)qkv, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
-            launch(attention_backward_dkv_kernel<bf16, 128>, gk3, blk, dq3, (const bf16*)qkv, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
-        }
+        with_head_dim(hd, [&](auto HD) {
+            launch(attention_backward_dq_kernel<bf16, HD.value>, gq3, blk, dq3, (const bf16*)qkv, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
+            launch(attention_backward_dkv_kernel<bf16, HD.value>, gk3, blk, dq3, (const bf16*)qkv, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
+        });
     };
     v1(); v2(); v3();
     cudaCheck(cudaDeviceSynchronize());

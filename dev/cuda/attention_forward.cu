@@ -105,21 +105,17 @@ int main(int argc, char** argv) {
     cudaCheck(cudaMalloc(&l1, nl * 4)); cudaCheck(cudaMalloc(&l2, nl * 4));
     double flops = 4.0 * hd * B * H * ((double)T * (T + 1) / 2);
     auto v1 = [&] { launch(attention_forward_v1, dim3(ceil_div(nl, 128)), dim3(128), y1, l1, (const bf16*)qkv, B, T, H, G, hd, scale); };
-    if (hd != 32 && hd != 64 && hd != 128) { printf("hd must be 32, 64 or 128\n"); return 1; }
+    if (!att_head_dim_ok(hd)) { printf("hd must be 32, 64 or 128\n"); return 1; }
     bf16* y3;
     float* l3;
     cudaCheck(cudaMalloc(&y3, ny * 2)); cudaCheck(cudaMalloc(&l3, nl * 4));
     const float* none = nullptr;
     dim3 grid2(ceil_div(T, V2_ROWS), H, B), grid3(ceil_div(T, att_rows_fwd(hd)), H, B), blk(256);
     auto v2 = [&] {
-        if (hd == 32) launch(attention_forward_v2<bf16, 32>, grid2, blk, y2, l2, (const bf16*)qkv, T, H, G, scale, none);
-        if (hd == 64) launch(attention_forward_v2<bf16, 64>, grid2, blk, y2, l2, (const bf16*)qkv, T, H, G, scale, none);
-        if (hd == 128) launch(attention_forward_v2<bf16, 128>, grid2, blk, y2, l2, (const bf16*)qkv, T, H, G, scale, none);
+        with_head_dim(hd, [&](auto HD) { launch(attention_forward_v2<bf16, HD.value>, grid2, blk, y2, l2, (const bf16*)qkv, T, H, G, scale, none); });
     };
     auto v3 = [&] {
-        if (hd == 32) launch(attention_forward_kernel<bf16, 32>, grid3, blk, y3, l3, (const bf16*)qkv, T, H, G, scale, none);
-        if (hd == 64) launch(attention_forward_kernel<bf16, 64>, grid3, blk, y3, l3, (const bf16*)qkv, T, H, G, scale, none);
-        if (hd == 128) launch(attention_forward_kernel<bf16, 128>, grid3, blk, y3, l3, (const bf16*)qkv, T, H, G, scale, none);
+        with_head_dim(hd, [&](auto HD) { launch(attention_forward_kernel<bf16, HD.value>, grid3, blk, y3, l3, (const bf16*)qkv, T, H, G, scale, none); });
     };
     v1(); v2(); v3();
     cudaCheck(cudaDeviceSynchronize());
