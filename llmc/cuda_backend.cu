@@ -408,7 +408,14 @@ struct DevModel : CudaGPT {
         // upload through pinned staging, without draining the stream: only the previous upload
         // (queued at the start of the previous forward) must have finished reading the staging
         upload.wait();
-        memcpy(stage_in, in, (size_t)BT * 4);
+        for (int i = 0; i < BT; i++) {  // as GPT::forward: an id past the vocab would read outside wte
+            if (in[i] < 0 || in[i] >= s.V) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "input token id %d at position %d is outside the vocab [0, %d)", in[i], i, s.V);
+                backend_fail("the data was made with another tokenizer, or is corrupt", msg);
+            }
+            stage_in[i] = in[i];
+        }
         h2d_async(inputs, stage_in, (size_t)BT * 4);
         have_targets = tg != nullptr;
         n_targets = 0;  // the loss is the mean over targets >= 0; backward scales by their count

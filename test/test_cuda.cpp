@@ -510,6 +510,22 @@ int main(int argc, char** argv) {
         CHECK(rc != 0 && out.find("unknown --precision 'fp16'") != std::string::npos, "bad precision: rc %d\n%s", rc, out.c_str());
     });
 
+    device_test("device forward rejects a token id outside the vocab", [] {
+        // the check is host code, the same in both builds; observing the exit needs a fork, which
+        // is unsafe once the CUDA runtime holds a context, so the emulator build runs it
+        if (std::string(cuda_backend_kind()) == "CUDA") { printf("    emulator only (fork after CUDA init)\n"); g_skip_current = true; return; }
+        GPTConfig c = small_config(ATTN_MHA, POS_ROPE, 0, true, false);
+        GPT cpu(c);
+        cpu.init_weights(1);
+        CudaGPT* d = cuda_gpt_create(cuda_spec_from(cpu, 8), CUDA_FP32, 1, 8);
+        d->set_params(cpu.params);
+        std::vector<int> in(8, 5);
+        in[6] = c.vocab_size;
+        CHECK(expect_exit_error([&] { d->forward(in.data(), nullptr, 1, 8); }, "input token id 50304 at position 6 is outside the vocab"),
+              "a token id == vocab must be refused");
+        delete d;
+    });
+
     add_test("unsupported models get a clear reason", [] {
         std::string why;
         GPTConfig c = small_config(ATTN_MHA, POS_ROPE, 0, true, false);
