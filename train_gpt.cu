@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
     if (tc.steps == 0) { printf("-x 0: settings only, nothing trained\n"); fclose(logf); return 0; }
     BackendRunner run(model, backend, precision, tc.B, tc.T);
     double peak_tflops = 0.0;
-#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+#ifdef KVGPT_CUDA_BACKEND
     if (backend == BACKEND_CUDA) {
         printf("%s", run.memory_report().c_str());
         peak_tflops = r.peak_tflops > 0 ? r.peak_tflops : cuda_peak_tflops(device_name, precision);
@@ -263,7 +263,7 @@ int main(int argc, char** argv) {
         if (vl < best_val) {
             best_val = vl;
             best_step = step;
-            run.pull();
+            run.pull_params();
             best_params.assign(model.params, model.params + model.ps.total);
             evals_without_gain = 0;
         } else {

@@ -9,6 +9,7 @@
 #include "train.h"
 #include "utils.h"
 #if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+#define KVGPT_CUDA_BACKEND 1  // the CUDA backend is linked in (on a GPU, or on the emulator in tests)
 #include "cuda_model.h"
 #endif
 
@@ -16,7 +17,7 @@ enum Backend { BACKEND_CPU, BACKEND_CUDA };
 
 // number of usable CUDA devices; *why explains a zero, *name is device 0's name
 static int cuda_probe(std::string* why, std::string* name) {
-#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+#ifdef KVGPT_CUDA_BACKEND
     return kvgpt_cuda_probe(why, name);
 #else
     *why = "this binary was built without nvcc";
@@ -33,7 +34,7 @@ static Backend choose_backend(const char* want, const GPTConfig& cfg, std::strin
         fail_hint("use -d auto, -d cpu or -d cuda", "unknown device '%s'", want);
     int n = cuda_probe(&why, &name);
     bool ok = n > 0;
-#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+#ifdef KVGPT_CUDA_BACKEND
     if (ok && !cuda_supports(cfg, &unsupported)) ok = false;
 #else
     (void)cfg;
@@ -61,40 +62,45 @@ static void choose_eval_backend(const char* want) {
 // keeps the configuration and the checkpoint state (pull() copies the device state into it)
 struct BackendRunner {
     GPT& model;
-#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+#ifdef KVGPT_CUDA_BACKEND
     std::unique_ptr<CudaTrainer> gpu;
 #endif
     BackendRunner(GPT& m, Backend b, int precision, int B, int T) : model(m) {
-#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+#ifdef KVGPT_CUDA_BACKEND
         if (b == BACKEND_CUDA) gpu.reset(new CudaTrainer(m, precision, B, T));
 #else
         (void)b; (void)precision; (void)B; (void)T;
 #endif
     }
     StepStats step(DataLoader& train, const TrainConfig& tc, int step) {
-#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+#ifdef KVGPT_CUDA_BACKEND
         if (gpu) return gpu->step(train, tc, step);
 #endif
         return train_step(model, train, tc, step);
     }
     float val(DataLoader& val, int max_batches) {
-#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+#ifdef KVGPT_CUDA_BACKEND
         if (gpu) return gpu->val_loss(val, max_batches);
 #endif
         return val_loss(model, val, max_batches);
     }
-    void pull() {  // device -> model.params, model.m, model.v
-#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+    void pull() {  // device -> model.params, model.m, model.v (for a checkpoint)
+#ifdef KVGPT_CUDA_BACKEND
         if (gpu) gpu->pull();
 #endif
     }
+    void pull_params() {  // device -> model.params (for a best-weights snapshot)
+#ifdef KVGPT_CUDA_BACKEND
+        if (gpu) gpu->dev->get_params(model.params);
+#endif
+    }
     void push_params() {  // model.params -> device
-#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+#ifdef KVGPT_CUDA_BACKEND
         if (gpu) gpu->dev->set_params(model.params);
 #endif
     }
     std::string memory_report() const {
-#if defined(KVGPT_CUDA) || defined(KVGPT_CUDA_EMU)
+#ifdef KVGPT_CUDA_BACKEND
         if (gpu) return gpu->dev->memory_report();
 #endif
         return "";
