@@ -47,6 +47,21 @@ __global__ void encoder_backward_wpe_kernel(float* dwpe, const T* dout, int B, i
 }
 
 // ---------------------------------------------------------------------------------------------
+// LayerNorm of one row by one warp, given the row's sum (this lane's part; each caller gets it
+// from its own first pass): variance, the normalised row into o, mean and rstd saved (fp32)
+template <typename T>
+__device__ __forceinline__ void layernorm_row(T* o, const T* x, float partial_sum, const T* weight, const T* bias, int C, float* mean, float* rstd) {
+    int lane = threadIdx.x % 32;
+    float m = warp_sum(partial_sum) / C;
+    float v = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        float d = to_f32(x[c]) - m;
+        v += d * d;
+    }
+    float r = rsqrtf(warp_sum(v) / C + 1e-5f);
+    for (int c = lane; c < C; c += 32) o[c] = from_f32<T>((to_f32(x[c]) - m) * r * to_f32(weight[c]) + to_f32(bias[c]));
+    if (lane == 0) { *mean = m; *rstd = r; }
+}
 // LayerNorm, one warp per row. out, inp (N,C); mean, rstd (N) fp32, saved for backward
 template <typename T>
 __global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp, const T* weight, const T* bias, int N, int C) {
@@ -55,16 +70,7 @@ __global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const
     const T* x = inp + (long)row * C;
     float s = 0.0f;
     for (int c = lane; c < C; c += 32) s += to_f32(x[c]);
-    float m = warp_sum(s) / C;
-    float v = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        float d = to_f32(x[c]) - m;
-        v += d * d;
-    }
-    float r = rsqrtf(warp_sum(v) / C + 1e-5f);
-    T* o = out + (long)row * C;
-    for (int c = lane; c < C; c += 32) o[c] = from_f32<T>((to_f32(x[c]) - m) * r * to_f32(weight[c]) + to_f32(bias[c]));
-    if (lane == 0) { mean[row] = m; rstd[row] = r; }
+    layernorm_row(out + (long)row * C, x, s, weight, bias, C, mean + row, rstd + row);
 }
 // dinp (N,C) += the input gradient; one warp per row
 template <typename T>
@@ -145,15 +151,7 @@ __global__ void residual_layernorm_forward_kernel(T* res, T* ln, float* mean, fl
         res[o + i] = xr;
         s += to_f32(xr);
     }
-    float m = warp_sum(s) / C;
-    float v = 0.0f;
-    for (int i = lane; i < C; i += 32) {
-        float d = to_f32(res[o + i]) - m;  // this lane's own writes
-        v += d * d;
-    }
-    float r = rsqrtf(warp_sum(v) / C + 1e-5f);
-    for (int i = lane; i < C; i += 32) ln[o + i] = from_f32<T>((to_f32(res[o + i]) - m) * r * to_f32(weight[i]) + to_f32(bias[i]));
-    if (lane == 0) { mean[row] = m; rstd[row] = r; }
+    layernorm_row(ln + o, res + o, s, weight, bias, C, mean + row, rstd + row);  // reads back this lane's own writes
 }
 
 // ---------------------------------------------------------------------------------------------
