@@ -147,14 +147,7 @@ struct AttnCore {
             const float* qv = q + h * q_stride;
             float mx = -INFINITY;
             for (int t2 = 0; t2 <= t; t2++) {
-                const float* k1 = cache_a(t2, g);
-                float s = 0.0f;
-                for (int i = 0; i < da; i++) s += qv[i] * k1[i];
-                if (db) {
-                    const float* k2 = cache_b(t2);
-                    for (int i = 0; i < db; i++) s += qv[da + i] * k2[i];
-                }
-                s = s * scale + bias(h, t, t2);
+                float s = score(qv, cache_a(t2, g), db ? cache_b(t2) : nullptr) + bias(h, t, t2);
                 scores[t2] = s;
                 mx = fmaxf(mx, s);
             }
