@@ -94,16 +94,10 @@ struct CudaTrainer {
         return s;
     }
     float val_loss(DataLoader& val, int max_batches) {
-        val.reset();
-        double s = 0.0;
-        int n = 0;
-        while ((max_batches <= 0 || n < max_batches) && val.next_sequential_batch()) {
+        return mean_val_loss(val, max_batches, [&] {
             dev->forward(val.inputs.data(), val.targets.data(), val.B, val.T);
-            s += dev->mean_loss();
-            n++;
-        }
-        val.reset();
-        return n ? (float)(s / n) : NAN;
+            return dev->mean_loss();
+        });
     }
     // device -> host model (parameters and AdamW moments), before checkpoints and snapshots
     void pull() {

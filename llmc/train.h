@@ -53,15 +53,20 @@ static StepStats train_step(GPT& model, DataLoader& train, const TrainConfig& tc
     return s;
 }
 
-// mean loss over up to max_batches disjoint validation windows (all of them if max_batches <= 0)
-static inline float val_loss(GPT& model, DataLoader& val, int max_batches) {
+// mean of batch_loss() over up to max_batches disjoint validation windows (all of them if
+// max_batches <= 0); batch_loss scores the batch now in val.inputs / val.targets
+template <typename F>
+static inline float mean_val_loss(DataLoader& val, int max_batches, F batch_loss) {
     val.reset();
     double s = 0.0;
     int n = 0;
     while ((max_batches <= 0 || n < max_batches) && val.next_sequential_batch()) {
-        s += model.forward(val.inputs.data(), val.targets.data(), val.B, val.T);
+        s += batch_loss();
         n++;
     }
     val.reset();
     return n ? (float)(s / n) : NAN;
+}
+static inline float val_loss(GPT& model, DataLoader& val, int max_batches) {
+    return mean_val_loss(val, max_batches, [&] { return model.forward(val.inputs.data(), val.targets.data(), val.B, val.T); });
 }
