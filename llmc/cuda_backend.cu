@@ -17,35 +17,14 @@
 #include "cuda_kernels.cuh"
 #include "cuda_matmul.cuh"
 
-// ---- device memory (or its emulated stand-in) ----------------------
+// ---- device memory, on the CUDA runtime (which the emulator, cuda_emu.h, stands in for) ------
+const char* cuda_backend_kind() {
 #ifdef KVGPT_CUDA_EMU
-const char* cuda_backend_kind() { return "CPU emulator"; }
-int kvgpt_cuda_probe(std::string* why, std::string* name) {
-    (void)why;
-    *name = "kvgpt CUDA emulator (CPU)";
-    return 1;
-}
-static void* dev_alloc(size_t bytes) {
-    void* p = malloc(bytes ? bytes : 1);
-    if (!p) backend_fail(nullptr, "emulator: out of memory");
-    memset(p, 0xff, bytes);  // NaN poison: a read of an unwritten buffer shows up in the results
-    return p;
-}
-static void dev_free(void* p) { free(p); }
-static void h2d(void* d, const void* h, size_t bytes) { memcpy(d, h, bytes); }
-static void d2h(void* h, const void* d, size_t bytes) { memcpy(h, d, bytes); }
-static void d2d(void* d, const void* s, size_t bytes) { memmove(d, s, bytes); }
-static void dev_zero(void* d, size_t bytes) { memset(d, 0, bytes); }
-static void dev_sync() {}
-static void* host_pinned_alloc(size_t bytes) { return dev_alloc(bytes); }
-static void host_pinned_free(void* p) { free(p); }
-struct UploadFence {  // the emulator's copies are synchronous: nothing to wait for
-    void record() {}
-    void wait() {}
-};
-static void h2d_async(void* d, const void* h, size_t bytes) { memcpy(d, h, bytes); }
+    return "CPU emulator";
 #else
-const char* cuda_backend_kind() { return "CUDA"; }
+    return "CUDA";
+#endif
+}
 int kvgpt_cuda_probe(std::string* why, std::string* name) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
@@ -95,10 +74,11 @@ struct UploadFence {
     void wait() {
         if (e) cudaCheck(cudaEventSynchronize(e));
     }
+    ~UploadFence() {
+        if (e) cudaCheck(cudaEventDestroy(e));
+    }
 };
 static void h2d_async(void* d, const void* h, size_t bytes) { cudaCheck(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, g_stream)); }
-
-#endif
 
 // ---- the layers: the twins of llmc/ops.h, on device pointers -------------------------------
 // scratch for the column sums' partials; sized by the model (or a test) before use, so a

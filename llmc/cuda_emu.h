@@ -95,7 +95,7 @@ static inline void resume(int i) {
         setcontext(&f.ctx);
     }
 }
-// static __shared__ arrays register here (see EMU_SHARED) so each block starts with NaN poison
+// static __shared__ arrays register here (SHARED_ARRAY) so each block starts with NaN poison
 static const int GUARD_WORDS = 64;
 static const uint32_t GUARD = 0x5AFE600Du;
 static inline void poison_shared() {
@@ -277,12 +277,14 @@ static inline float atomicAdd(float* p, float v) {  // one OS thread: nothing ca
     return old;
 }
 
-// ---- the CUDA runtime calls the dev/cuda benchmarks make, on host memory ----
-// (the backend itself uses its own dev_alloc & co.; these exist so the benchmarks' correctness
-// checks can run here at small sizes: their timings mean nothing on the emulator)
+// ---- the CUDA runtime calls the backend and the dev/cuda benchmarks make, on host memory ----
+// Copies are synchronous, so streams and events have nothing to wait for; device memory is
+// NaN-poisoned, so a read of an unwritten buffer shows up in the results. (Event times are CPU
+// times: the benchmarks' timings mean nothing here, only their checks.)
 typedef int cudaError_t;
 typedef int cudaStream_t;
 typedef int cudaMemcpyKind;
+enum { cudaEventDisableTiming = 2 };
 enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
 struct cudaDeviceProp {
     char name[256];
@@ -300,6 +302,14 @@ static inline cudaError_t cudaMalloc(P** p, size_t n) {
     return *p ? cudaSuccess : 2;
 }
 static inline cudaError_t cudaFree(void* p) { free(p); return cudaSuccess; }
+template <typename P>
+static inline cudaError_t cudaMallocHost(P** p, size_t n) { return cudaMalloc(p, n); }
+static inline cudaError_t cudaFreeHost(void* p) { free(p); return cudaSuccess; }
+static inline cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b) { *free_b = *total_b = 0; return cudaSuccess; }
+static inline cudaError_t cudaGetLastError() { return cudaSuccess; }
+static inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+static inline cudaError_t cudaStreamCreate(cudaStream_t* s) { *s = 0; return cudaSuccess; }
+static inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 static inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, int) { memmove(d, s, n); return cudaSuccess; }
 static inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, int, cudaStream_t = 0) { memmove(d, s, n); return cudaSuccess; }
 static inline cudaError_t cudaMemset(void* d, int v, size_t n) { memset(d, v, n); return cudaSuccess; }
@@ -318,6 +328,7 @@ static inline double emu_now() {
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 static inline cudaError_t cudaEventCreate(cudaEvent_t* e) { *e = new EmuEvent{0.0}; return cudaSuccess; }
+static inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, int) { return cudaEventCreate(e); }
 static inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
 static inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = 0) { e->t = emu_now(); return cudaSuccess; }
 static inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
