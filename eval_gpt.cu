@@ -4,16 +4,22 @@
 //                            (c) lm-eval WikiText: rolling per document, word / byte PPL, bits/byte
 //   position-wise PPL        buckets of positions within the window (default 0-16-32-64-96-T)
 //   length extrapolation     PPL at 1x, 2x, 4x, 8x the training length
-//   reversal curse           forward vs backward sentence PPL, their ratio and gap
+//   reversal curse           answer log-likelihood, trained vs held-out facts, forward and reversed
+//                            (Berglund et al.; data/eval_sets.py reversal documents the recipe)
 //   Q/K statistics           max / mean / std of q and k after the position encoding, per layer,
 //                            per RoPE frequency band (NeoX pairing) and pass-through dims
 //   KV-cache memory          per token and for --ctx tokens, measured from the cache buffers
-// and writes one JSON file per run (scripts/eval_report.py puts several side by side).
+// and writes one JSON file per run (scripts/eval_report.py puts several side by side). A section
+// that fails (a missing eval set, a length the model cannot run) is reported as an error in the
+// JSON and the others still run; the JSON is written whole at the end (temp file + rename), so it
+// is always valid, and the exit code is 1 when any section failed.
 //
 //   ./eval_gpt -c model.ckpt.best
 //   ./eval_gpt -c model.ckpt.best --protocols disjoint,positions --json out.json
 #include <omp.h>
 #include <fstream>
+#include <functional>
+#include <new>
 #include <sstream>
 #include "llmc/backend.h"
 #include "llmc/checkpoint.h"
@@ -24,67 +30,107 @@
 struct EvalArgs {
     std::string ckpt, val_glob, wikitext, reversal, json, protocols = "disjoint,sliding,wikitext,positions,extrap,reversal,qk,kv";
     std::string buckets = "0,16,32,64,96", extrap = "1,2,4,8", device = "auto";
-    int T = 0, B = 8, window = 0, stride = 0, ctx = 2048, max_windows = 0, max_tokens = 0, wiki_docs = 0;
+    int T = 0, B = 8, window = 0, stride = 0, ctx = 0, max_windows = 0, max_tokens = 0, wiki_docs = 0;
     bool test_only_leak = false;
 };
 
-static std::vector<int> read_all_tokens(const std::string& glob_pattern, const GPTConfig& cfg, int T) {
+static std::vector<int> read_all_tokens(const std::string& glob_pattern, const GPTConfig& cfg, int T, int* eos = nullptr) {
     DataLoader d;
     d.open(glob_pattern, 1, T, cfg.vocab_size, cfg.tokenizer_id, 1);
     std::vector<int> t;
     for (const Shard& s : d.shards)
         for (long i = 0; i < s.n_tokens; i++) t.push_back(s.token(i));
+    if (eos) *eos = d.eos_id;
     return t;
 }
 
-static std::vector<WikiDoc> read_wiki_index(const std::string& path) {
+static std::vector<WikiDoc> read_wiki_index(const std::string& path, long n_tokens) {
+    const char* hint = "make the eval sets with `make data` (or data/eval_sets.py), or pass --wikitext";
+    require_regular_file(path.c_str(), "WikiText index", hint);
     std::ifstream f(path);
-    if (!f) fail_hint("make the eval sets with `make data` (or data/eval_sets.py), or pass --wikitext", "cannot open '%s'", path.c_str());
+    if (!f) fail_hint(hint, "cannot open '%s'", path.c_str());
     std::vector<WikiDoc> docs;
     std::string line;
     std::getline(f, line);  // header
     while (std::getline(f, line)) {
         WikiDoc d;
         std::istringstream ss(line);
-        if (!(ss >> d.offset >> d.n_tokens >> d.words >> d.bytes)) fail("%s: malformed line '%s'", path.c_str(), line.c_str());
+        if (!(ss >> d.offset >> d.n_tokens >> d.words >> d.bytes) || d.offset < 0 || d.n_tokens < 1 || d.words < 1 || d.bytes < 1 ||
+            d.offset + d.n_tokens > n_tokens)
+            fail_hint(hint, "%s: malformed or out-of-range line '%s'", path.c_str(), line.c_str());
         std::getline(ss, d.title);
         docs.push_back(d);
     }
     return docs;
 }
 
-static std::vector<std::pair<std::vector<int>, std::vector<int>>> read_reversal(const std::string& path, int V) {
+static std::vector<ReversalFact> read_reversal(const std::string& path, int V) {
+    const char* hint = "make the set with `python3 data/eval_sets.py reversal --tokenizer TOK`, or pass --reversal";
+    require_regular_file(path.c_str(), "reversal set", hint);
     std::ifstream f(path);
-    if (!f) fail_hint("make the eval sets with `make data` (or data/eval_sets.py), or pass --reversal", "cannot open '%s'", path.c_str());
-    std::vector<std::pair<std::vector<int>, std::vector<int>>> out;
+    if (!f) fail_hint(hint, "cannot open '%s'", path.c_str());
+    std::vector<ReversalFact> out;
     std::string line;
     std::getline(f, line);
+    if (line.rfind("split\trelation\tforward_prompt_ids", 0) != 0)
+        fail_hint(hint, "%s is not a reversal set of this version (header '%s'): the earlier format compared two templates' PPL",
+                  path.c_str(), line.c_str());
     auto ids = [&](const std::string& s) {
         std::vector<int> v;
         std::istringstream ss(s);
-        int x;
+        long x;
         while (ss >> x) {
-            if (x < 0 || x >= V) fail("%s: token id %d is outside the model's vocab %d", path.c_str(), x, V);
-            v.push_back(x);
+            if (x < 0 || x >= V) fail_hint(hint, "%s: token id %ld is outside the model's vocab %d", path.c_str(), x, V);
+            v.push_back((int)x);
         }
+        if (v.empty()) fail_hint(hint, "%s: an empty token list in '%s'", path.c_str(), line.c_str());
         return v;
     };
     while (std::getline(f, line)) {
-        size_t a = line.find('\t'), b = line.find('\t', a + 1);
-        if (a == std::string::npos || b == std::string::npos) fail("%s: malformed line '%s'", path.c_str(), line.c_str());
-        out.push_back({ids(line.substr(a + 1, b - a - 1)), ids(line.substr(b + 1))});
+        std::vector<std::string> col;
+        std::istringstream ss(line);
+        std::string c;
+        while (std::getline(ss, c, '\t')) col.push_back(c);
+        if (col.size() != 6 || (col[0] != "trained" && col[0] != "heldout")) fail_hint(hint, "%s: malformed line '%s'", path.c_str(), line.c_str());
+        out.push_back({col[0] == "trained", ids(col[2]), ids(col[3]), ids(col[4]), ids(col[5])});
     }
     return out;
 }
 
+static const char* PROTOCOLS[] = {"disjoint", "sliding", "wikitext", "positions", "extrap", "reversal", "qk", "kv"};
 static bool wants(const EvalArgs& a, const char* p) { return ("," + a.protocols + ",").find(std::string(",") + p + ",") != std::string::npos; }
 
-int main(int argc, char** argv) {
+static std::string json_str(const std::string& s) {
+    std::string o = "\"";
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\') { o += '\\'; o += (char)c; }
+        else if (c < 0x20) { char b[8]; snprintf(b, sizeof b, "\\u%04x", c); o += b; }
+        else o += (char)c;
+    }
+    return o + "\"";
+}
+// a JSON number; NaN and Inf (not JSON) become null
+static std::string jnum(double x) {
+    if (!std::isfinite(x)) return "null";
+    char b[40];
+    snprintf(b, sizeof b, "%.6f", x);
+    return b;
+}
+static std::string fmt(const char* f, ...) {
+    char b[4096];
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(b, sizeof b, f, ap);
+    va_end(ap);
+    return b;
+}
+
+static int eval_main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);
     EvalArgs a;
     std::vector<Flag> flags = {
         {"-c", "--ckpt", F_STR, &a.ckpt, "checkpoint to evaluate (train_gpt -o writes FILE and FILE.best)"},
-        {"-j", "--val", F_STR, &a.val_glob, "validation shards glob (default: the bundled Tiny Shakespeare val shard)"},
+        {"-j", "--val", F_STR, &a.val_glob, "validation shards glob (default: the checkpoint's, else the bundled Tiny Shakespeare val shard)"},
         {"-t", "--seq-len", F_INT, &a.T, "evaluation length T (default: the training length)"},
         {"-b", "--batch", F_INT, &a.B, "windows per forward for the disjoint protocol"},
         {"", "--window", F_INT, &a.window, "sliding window length (default T)"},
@@ -96,14 +142,35 @@ int main(int argc, char** argv) {
         {"", "--reversal", F_STR, &a.reversal, "reversal-curse set (default data/eval/<tokenizer>/reversal.tsv)"},
         {"", "--buckets", F_STR, &a.buckets, "position bucket edges"},
         {"", "--extrap", F_STR, &a.extrap, "evaluation lengths as multiples of T"},
-        {"", "--ctx", F_INT, &a.ctx, "context length for the KV-cache memory figure"},
+        {"", "--ctx", F_INT, &a.ctx, "context length for the KV-cache memory figure (default 2048, or the learned table's length)"},
         {"", "--protocols", F_STR, &a.protocols, "which measurements: disjoint,sliding,wikitext,positions,extrap,reversal,qk,kv"},
         {"", "--json", F_STR, &a.json, "JSON output (default <ckpt>.eval.json)"},
         {"-d", "--device", F_STR, &a.device, "auto or cpu (evaluation runs on the CPU backend)"},
         {"", "--test-only-leak", F_BOOL, &a.test_only_leak, "TEST ONLY: make attention see one future token (the leak guard must refuse)"},
     };
-    parse_flags(argc, argv, flags, "./eval_gpt", "./eval_gpt -c model.ckpt.best");
-    if (a.ckpt.empty()) fail_hint("pass -c FILE (train_gpt -o FILE writes FILE and FILE.best)", "no checkpoint given");
+    std::set<std::string> given = parse_flags(argc, argv, flags, "./eval_gpt", "./eval_gpt -c model.ckpt.best");
+    if (a.ckpt.empty()) fail_hint("pass -c FILE (train_gpt -o writes FILE and FILE.best)", "no checkpoint given");
+    require_int("-b", a.B, 1, 1 << 16);
+    require_int("-t", a.T, 0, 1 << 22);
+    require_int("--window", a.window, 0, 1 << 22);
+    require_int("--stride", a.stride, 0, 1 << 22);
+    require_int("--max-windows", a.max_windows, 0, INT32_MAX);
+    require_int("--max-tokens", a.max_tokens, 0, INT32_MAX);
+    require_int("--wiki-docs", a.wiki_docs, 0, INT32_MAX);
+    require_int("--ctx", a.ctx, 0, 1 << 24);
+    for (const std::string& p : [&] {
+             std::vector<std::string> v;
+             std::istringstream ss(a.protocols);
+             std::string x;
+             while (std::getline(ss, x, ',')) v.push_back(x);
+             return v;
+         }()) {
+        bool known = false;
+        for (const char* q : PROTOCOLS) known |= p == q;
+        if (!known)
+            fail_hint("--protocols takes a comma-separated subset of disjoint,sliding,wikitext,positions,extrap,reversal,qk,kv",
+                      "unknown protocol '%s'", p.c_str());
+    }
     choose_eval_backend(a.device.c_str());
     CheckpointHeader h = checkpoint_read_header(a.ckpt.c_str());
     GPTConfig cfg = h.config;
@@ -115,107 +182,179 @@ int main(int argc, char** argv) {
     int T = a.T ? a.T : (h.train_T > 0 ? h.train_T : 128);
     config_validate(&cfg, T);
     std::string tok = tokenizer_name(cfg.tokenizer_id);
-    if (a.val_glob.empty()) a.val_glob = "data/tinyshakespeare/" + tok + "/val_*.bin";
+    bool val_from_ckpt = a.val_glob.empty() && h.val_data[0];
+    if (a.val_glob.empty()) a.val_glob = h.val_data[0] ? std::string(h.val_data) : "data/tinyshakespeare/" + tok + "/val_*.bin";
     if (a.wikitext.empty()) a.wikitext = "data/eval/" + tok + "/wikitext_eval";
     if (a.reversal.empty()) a.reversal = "data/eval/" + tok + "/reversal.tsv";
     if (a.json.empty()) a.json = a.ckpt + ".eval.json";
+    if (same_file(a.json, a.ckpt)) fail_hint("pass another --json path", "--json names the checkpoint '%s'", a.ckpt.c_str());
+    if (!dir_writable(a.json)) fail_hint("create the directory, or pick a writable --json path", "--json '%s' cannot be written", a.json.c_str());
     int W = a.window ? a.window : T, S = a.stride ? a.stride : std::max(1, T / 2);
     if (S < 1 || S > W) fail_hint("use 1 <= --stride <= --window", "stride %d does not fit window %d", S, W);
     std::vector<int> edges = parse_int_list(a.buckets, "--buckets"), mult = parse_int_list(a.extrap, "--extrap");
+    if (edges.empty() || edges[0] < 0) fail_hint("e.g. --buckets 0,16,32,64,96", "--buckets must start at a position >= 0");
     for (size_t i = 1; i < edges.size(); i++)
         if (edges[i] <= edges[i - 1]) fail_hint("e.g. --buckets 0,16,32,64,96", "--buckets must increase");
+    for (int m : mult)
+        if (m < 1 || m > 1024) fail_hint("e.g. --extrap 1,2,4,8", "--extrap multiple %d must be in [1, 1024]", m);
+    int eos = tokenizer_eos(cfg.tokenizer_id);
+    int ctx = a.ctx ? a.ctx : (cfg.pos == POS_LEARNED ? std::min(2048, cfg.max_seq_len) : 2048);
 
     printf("checkpoint %s: %s, %s/%s, %zu parameters, step %ld, trained at T=%d\n", a.ckpt.c_str(), cfg.preset, ATTN_NAMES[cfg.attn],
            POS_NAMES[cfg.pos], model.num_parameters(), (long)h.step, h.train_T);
-    printf("backend: cpu (fp32, OpenMP), %d threads\n", omp_get_max_threads());
+    printf("backend: cpu (fp32, OpenMP), %d threads; validation data %s%s\n", omp_get_max_threads(), a.val_glob.c_str(),
+           val_from_ckpt ? " (the checkpoint's)" : "");
 
-    // the leak guard comes first: no perplexity is printed for a model that sees the future
-    std::string why;
-    if (!leak_check(model, std::min(T, 64), 12345, &why))
-        fail_hint("this model sees the future: its perplexities would be meaningless; fix the attention mask",
-                  "leak guard: %s", why.c_str());
-    printf("leak guard: passed (later tokens never change earlier logits)\n");
-
-    FILE* js = fopenCheck(a.json.c_str(), "w");
-    fprintf(js, "{\n\"checkpoint\": \"%s\", \"preset\": \"%s\", \"attn\": \"%s\", \"pos\": \"%s\", \"params\": %zu, \"step\": %ld, \"train_T\": %d, \"eval_T\": %d,\n",
-            a.ckpt.c_str(), cfg.preset, ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos], model.num_parameters(), (long)h.step, h.train_T, T);
-    fprintf(js, "\"kv_elems_per_token_layer\": %ld, \"kv_mha_per_layer\": %ld, \"leak_guard\": \"passed\"", model.kv_elems_per_token_layer(),
-            2L * cfg.n_head * cfg.head_dim);
-    std::vector<int> val;
-    auto need_val = [&]() {
-        if (val.empty()) val = read_all_tokens(a.val_glob, cfg, T);
+    std::string js = "{\n" + fmt("\"checkpoint\": %s, \"preset\": %s, \"attn\": \"%s\", \"pos\": \"%s\", \"params\": %zu, \"step\": %ld, \"train_T\": %d, \"eval_T\": %d,\n",
+                                 json_str(a.ckpt).c_str(), json_str(cfg.preset).c_str(), ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos],
+                                 model.num_parameters(), (long)h.step, h.train_T, T);
+    js += fmt("\"val_data\": %s, \"eos_id\": %d, \"kv_elems_per_token_layer\": %ld, \"kv_mha_per_layer\": %ld", json_str(a.val_glob).c_str(), eos,
+              model.kv_elems_per_token_layer(), 2L * cfg.n_head * cfg.head_dim);
+    auto write_json = [&]() {
+        std::string tmp = a.json + ".tmp";
+        FILE* f = fopenCheck(tmp.c_str(), "w");
+        fwriteCheck(js.data(), 1, js.size(), f);
+        fwriteCheck("\n}\n", 1, 3, f);
+        fcloseCheck(f);
+        if (rename(tmp.c_str(), a.json.c_str()) != 0) fail("cannot rename '%s' to '%s': %s", tmp.c_str(), a.json.c_str(), strerror(errno));
     };
 
-    if (wants(a, "disjoint") || wants(a, "positions")) {
+    // the leak guard comes first: no perplexity is printed for a model that sees the future. It
+    // runs past two of the attention core's 64-key blocks (and as far as learned positions go).
+    int guard_T = std::min(256, cfg.pos == POS_LEARNED ? cfg.max_seq_len : 256);
+    std::string why;
+    if (!leak_check(model, guard_T, 12345, &why)) {
+        js += fmt(", \"leak_guard\": \"failed\", \"leak_guard_T\": %d, \"error\": %s", guard_T, json_str("leak guard: " + why).c_str());
+        write_json();
+        fail_hint("this model sees the future: its perplexities would be meaningless; fix the attention mask",
+                  "leak guard: %s", why.c_str());
+    }
+    printf("leak guard: passed at T=%d (later tokens never change earlier logits)\n", guard_T);
+    js += fmt(", \"leak_guard\": \"passed\", \"leak_guard_T\": %d", guard_T);
+
+    std::vector<int> val;
+    auto need_val = [&]() {
+        if (val.empty()) {
+            int val_eos = -1;
+            val = read_all_tokens(a.val_glob, cfg, T, &val_eos);
+            if (cfg.tokenizer_id == TOK_UNKNOWN) eos = val_eos;
+        }
+    };
+    // one measurement: its failure is printed and recorded, and the next one runs
+    int failed_sections = 0;
+    auto section = [&](const char* name, const std::function<void()>& body) {
+        size_t mark = js.size();
+        g_fail_throws++;
+        try {
+            body();
+        } catch (const KvgptError& e) {
+            js.resize(mark);
+            js += fmt(",\n\"%s\": {\"error\": %s}", name, json_str(e.message + (e.hint.empty() ? "" : " (HINT: " + e.hint + ")")).c_str());
+            fprintf(stderr, "Error: section %s: %s\n", name, e.message.c_str());
+            if (!e.hint.empty()) fprintf(stderr, "HINT: %s\n", e.hint.c_str());
+            failed_sections++;
+        }
+        g_fail_throws--;
+    };
+
+    if (wants(a, "disjoint") || wants(a, "positions")) section(wants(a, "disjoint") ? "disjoint" : "positions", [&] {
         need_val();
         std::vector<NLL> per_pos;
         NLL r = ppl_disjoint(model, val, T, a.B, a.max_windows, &per_pos);
+        if (r.n == 0) fail_hint("lower -t, or pass a larger validation set with -j", "the validation data (%zu tokens) holds no window of T+1 = %d", val.size(), T + 1);
         printf("\n[a] disjoint windows of %d: PPL %.3f (loss %.4f over %ld tokens)\n", T, r.ppl(), r.mean(), r.n);
-        fprintf(js, ",\n\"disjoint\": {\"T\": %d, \"ppl\": %.6f, \"loss\": %.6f, \"tokens\": %ld}", T, r.ppl(), r.mean(), r.n);
+        js += fmt(",\n\"disjoint\": {\"T\": %d, \"ppl\": %s, \"loss\": %s, \"tokens\": %ld, \"max_windows\": %d}", T, jnum(r.ppl()).c_str(),
+                  jnum(r.mean()).c_str(), r.n, a.max_windows);
         if (wants(a, "positions")) {
             std::vector<NLL> b = bucketize(per_pos, edges);
             printf("\nposition-wise PPL (window %d)\n| positions | tokens | PPL |\n|---|---|---|\n", T);
-            fprintf(js, ",\n\"positions\": [");
+            js += ",\n\"positions\": [";
             for (size_t i = 0; i < b.size(); i++) {
                 int lo = edges[i], hi = i + 1 < edges.size() ? edges[i + 1] : T;
                 if (lo >= T) break;
                 printf("| %d-%d | %ld | %.3f |\n", lo, std::min(hi, T), b[i].n, b[i].ppl());
-                fprintf(js, "%s{\"from\": %d, \"to\": %d, \"tokens\": %ld, \"ppl\": %.6f}", i ? ", " : "", lo, std::min(hi, T), b[i].n, b[i].ppl());
+                js += fmt("%s{\"from\": %d, \"to\": %d, \"tokens\": %ld, \"ppl\": %s}", i ? ", " : "", lo, std::min(hi, T), b[i].n, jnum(b[i].ppl()).c_str());
             }
-            fprintf(js, "]");
+            js += "]";
         }
-    }
-    if (wants(a, "sliding")) {
+    });
+    if (wants(a, "sliding")) section("sliding", [&] {
         need_val();
+        if ((long)val.size() < 2) fail("the validation data holds no target");
         NLL r = ppl_sliding(model, val, W, S, a.max_tokens);
         printf("\n[b] sliding window %d, stride %d: PPL %.3f (loss %.4f over %ld tokens)\n", W, S, r.ppl(), r.mean(), r.n);
-        fprintf(js, ",\n\"sliding\": {\"window\": %d, \"stride\": %d, \"ppl\": %.6f, \"loss\": %.6f, \"tokens\": %ld}", W, S, r.ppl(), r.mean(), r.n);
-    }
-    if (wants(a, "wikitext")) {
-        std::vector<WikiDoc> docs = read_wiki_index(a.wikitext + ".tsv");
-        std::vector<int> wt = read_all_tokens(a.wikitext + ".bin", cfg, 1);
-        WikiResult r = ppl_wikitext(model, wt, docs, T, 0, a.wiki_docs);
-        printf("\n[c] lm-eval WikiText (rolling windows of %d, %s docs): word PPL %.3f, byte PPL %.4f, bits/byte %.4f, token PPL %.3f\n", T,
-               a.wiki_docs ? std::to_string(a.wiki_docs).c_str() : "all", r.word_ppl(), r.byte_ppl(), r.bits_per_byte(), r.tokens.ppl());
-        fprintf(js, ",\n\"wikitext\": {\"window\": %d, \"docs\": %zu, \"word_ppl\": %.6f, \"byte_ppl\": %.6f, \"bits_per_byte\": %.6f, \"token_ppl\": %.6f, \"words\": %ld, \"bytes\": %ld, \"tokens\": %ld}",
-                T, a.wiki_docs ? std::min<size_t>(a.wiki_docs, docs.size()) : docs.size(), r.word_ppl(), r.byte_ppl(), r.bits_per_byte(), r.tokens.ppl(), r.words, r.bytes, r.tokens.n);
-    }
-    if (wants(a, "extrap")) {
+        js += fmt(",\n\"sliding\": {\"window\": %d, \"stride\": %d, \"ppl\": %s, \"loss\": %s, \"tokens\": %ld, \"max_tokens\": %d}", W, S,
+                  jnum(r.ppl()).c_str(), jnum(r.mean()).c_str(), r.n, a.max_tokens);
+    });
+    if (wants(a, "wikitext")) section("wikitext", [&] {
+        int wiki_eos = -1;
+        std::vector<int> wt = read_all_tokens(a.wikitext + ".bin", cfg, 1, &wiki_eos);
+        std::vector<WikiDoc> docs = read_wiki_index(a.wikitext + ".tsv", (long)wt.size());
+        if (cfg.tokenizer_id != TOK_UNKNOWN && wiki_eos != eos)
+            fail_hint("re-create the eval set with data/eval_sets.py", "%s.bin was made with end-of-text id %d; the %s tokenizer's is %d",
+                      a.wikitext.c_str(), wiki_eos, tok.c_str(), eos);
+        WikiResult r = ppl_wikitext(model, wt, docs, T, wiki_eos, a.wiki_docs);
+        printf("\n[c] lm-eval WikiText (rolling windows of %d, %s docs, end-of-text %d as first context): word PPL %.3f, byte PPL %.4f, bits/byte %.4f, token PPL %.3f\n", T,
+               a.wiki_docs ? std::to_string(a.wiki_docs).c_str() : "all", wiki_eos, r.word_ppl(), r.byte_ppl(), r.bits_per_byte(), r.tokens.ppl());
+        js += fmt(",\n\"wikitext\": {\"window\": %d, \"docs\": %zu, \"docs_total\": %zu, \"eos_id\": %d, \"word_ppl\": %s, \"byte_ppl\": %s, \"bits_per_byte\": %s, \"token_ppl\": %s, \"words\": %ld, \"bytes\": %ld, \"tokens\": %ld}",
+                  T, a.wiki_docs ? std::min<size_t>(a.wiki_docs, docs.size()) : docs.size(), docs.size(), wiki_eos, jnum(r.word_ppl()).c_str(),
+                  jnum(r.byte_ppl()).c_str(), jnum(r.bits_per_byte()).c_str(), jnum(r.tokens.ppl()).c_str(), r.words, r.bytes, r.tokens.n);
+    });
+    if (wants(a, "extrap")) section("extrapolation", [&] {
         need_val();
-        printf("\nlength extrapolation (disjoint windows, trained at T=%d)\n| eval length | PPL | tokens |\n|---|---|---|\n", h.train_T ? h.train_T : T);
-        fprintf(js, ",\n\"extrapolation\": [");
+        int T0 = h.train_T ? h.train_T : T;
+        printf("\nlength extrapolation (disjoint windows, trained at T=%d)\n| eval length | PPL | tokens |\n|---|---|---|\n", T0);
+        js += ",\n\"extrapolation\": [";
         bool first = true;
         for (int m : mult) {
-            int L = (h.train_T ? h.train_T : T) * m;
-            if (cfg.pos == POS_LEARNED && L > cfg.max_seq_len) {
-                printf("| %d | n/a (learned positions end at %d) | |\n", L, cfg.max_seq_len);
+            long Ll = (long)T0 * m;
+            std::string skip;
+            if (cfg.pos == POS_LEARNED && Ll > cfg.max_seq_len) skip = "learned positions end at " + std::to_string(cfg.max_seq_len);
+            else if ((long)val.size() < Ll + 1) skip = "val set too short";
+            else if (Ll > (1 << 22)) skip = "too long";
+            if (!skip.empty()) {
+                printf("| %ld | n/a (%s) | |\n", Ll, skip.c_str());
+                js += fmt("%s{\"length\": %ld, \"ppl\": null, \"skipped\": %s}", first ? "" : ", ", Ll, json_str(skip).c_str());
+                first = false;
                 continue;
             }
-            if ((long)val.size() < L + 1) { printf("| %d | n/a (val set too short) | |\n", L); continue; }
+            int L = (int)Ll;
             // the same number of tokens at every length: --max-windows counts windows of T
             long wins = a.max_windows ? std::max(1L, (long)a.max_windows * T / L) : 0;
             NLL r = ppl_disjoint(model, val, L, 1, wins, nullptr);
             printf("| %d | %.3f | %ld |\n", L, r.ppl(), r.n);
-            fprintf(js, "%s{\"length\": %d, \"ppl\": %.6f, \"tokens\": %ld}", first ? "" : ", ", L, r.ppl(), r.n);
+            js += fmt("%s{\"length\": %d, \"ppl\": %s, \"tokens\": %ld}", first ? "" : ", ", L, jnum(r.ppl()).c_str(), r.n);
             first = false;
         }
-        fprintf(js, "]");
-    }
-    if (wants(a, "reversal")) {
-        auto facts = read_reversal(a.reversal, cfg.vocab_size);
-        ReversalResult r = reversal_eval(model, facts, 0);
-        printf("\nreversal curse (%d facts): forward PPL %.2f, backward PPL %.2f, ratio %.3f, gap %.2f\n", r.n, r.fwd_ppl, r.bwd_ppl,
-               r.bwd_ppl / r.fwd_ppl, r.bwd_ppl - r.fwd_ppl);
-        fprintf(js, ",\n\"reversal\": {\"facts\": %d, \"forward_ppl\": %.6f, \"backward_ppl\": %.6f, \"ratio\": %.6f, \"gap\": %.6f, \"forward_loss\": %.6f, \"backward_loss\": %.6f}",
-                r.n, r.fwd_ppl, r.bwd_ppl, r.bwd_ppl / r.fwd_ppl, r.bwd_ppl - r.fwd_ppl, r.fwd_nll, r.bwd_nll);
-    }
-    if (wants(a, "qk")) {
+        js += "]";
+    });
+    if (wants(a, "reversal")) section("reversal", [&] {
+        if (eos < 0) need_val();  // an unknown vocabulary: the end-of-text id of its shards
+        std::vector<ReversalFact> facts = read_reversal(a.reversal, cfg.vocab_size);
+        for (const ReversalFact& f : facts) {
+            size_t n = 1 + std::max(f.fwd_prompt.size() + f.fwd_answer.size(), f.rev_prompt.size() + f.rev_answer.size());
+            if (cfg.pos == POS_LEARNED && (long)n > cfg.max_seq_len) fail("a reversal prompt (%zu tokens) is longer than the learned position table", n);
+        }
+        ReversalResult r = reversal_eval(model, facts, eos);
+        printf("\nreversal curse (Berglund et al.): mean log-likelihood of the answer entity given the prompt\n");
+        printf("| direction | trained facts (%d) | held-out facts (%d) | trained - held-out |\n|---|---|---|---|\n", r.n_trained, r.n_heldout);
+        printf("| forward (as trained) | %.3f | %.3f | %+.3f |\n", r.fwd_trained, r.fwd_heldout, r.fwd_gain());
+        printf("| reversed | %.3f | %.3f | %+.3f |\n", r.rev_trained, r.rev_heldout, r.rev_gain());
+        printf("(a reversed gain near 0 while the forward gain is large is the reversal curse; the trained facts' forward sentences\n"
+               " must be in the training data: see data/eval_sets.py and scripts/reversal_recipe.sh)\n");
+        js += fmt(",\n\"reversal\": {\"set\": %s, \"trained_facts\": %d, \"heldout_facts\": %d, \"eos_id\": %d, "
+                  "\"forward\": {\"trained_ll\": %s, \"heldout_ll\": %s, \"gain\": %s}, \"reversed\": {\"trained_ll\": %s, \"heldout_ll\": %s, \"gain\": %s}}",
+                  json_str(a.reversal).c_str(), r.n_trained, r.n_heldout, eos, jnum(r.fwd_trained).c_str(), jnum(r.fwd_heldout).c_str(),
+                  jnum(r.fwd_gain()).c_str(), jnum(r.rev_trained).c_str(), jnum(r.rev_heldout).c_str(), jnum(r.rev_gain()).c_str());
+    });
+    if (wants(a, "qk")) section("qk", [&] {
         need_val();
         int n = std::min<int>(T, (int)val.size() - 1);
+        if (n < 1) fail("the validation data is empty");
         model.forward(val.data(), nullptr, 1, n);
         printf("\nQ/K statistics after the position encoding (%d tokens)\n", n);
         printf("| layer.view | max|x| | mean|x| | std | high-band mean|x| | low-band mean|x| | pass-through mean|x| | low/high |\n|---|---|---|---|---|---|---|---|\n");
-        fprintf(js, ",\n\"qk\": [");
+        js += ",\n\"qk\": [";
         bool first = true;
         for (int l = 0; l < cfg.n_layer; l++)
             for (const QKView& v : model.layers[l].attn->qk_views()) {
@@ -223,25 +362,34 @@ int main(int argc, char** argv) {
                 double hi = s.band[BAND_HIGH].mean_abs(), lo = s.band[BAND_LOW].mean_abs();
                 printf("| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", s.layer_view.c_str(), s.all.max_abs, s.all.mean_abs(), s.all.std(), hi, lo,
                        s.band[BAND_PASS].mean_abs(), lo / hi);
-                auto num = [](double x) { return std::isnan(x) ? std::string("null") : std::to_string(x); };  // empty band: null
-                fprintf(js, "%s{\"name\": \"%s\", \"rot\": %d, \"max_abs\": %.6f, \"mean_abs\": %.6f, \"std\": %.6f, \"high_mean_abs\": %s, \"low_mean_abs\": %s, \"pass_mean_abs\": %s, \"dim_max\": [",
-                        first ? "" : ", ", s.layer_view.c_str(), v.rot, s.all.max_abs, s.all.mean_abs(), s.all.std(), num(hi).c_str(),
-                        num(lo).c_str(), num(s.band[BAND_PASS].mean_abs()).c_str());
-                for (size_t d = 0; d < s.dim_max.size(); d++) fprintf(js, "%s%.5f", d ? ", " : "", s.dim_max[d]);
-                fprintf(js, "]}");
+                js += fmt("%s{\"name\": \"%s\", \"rot\": %d, \"max_abs\": %s, \"mean_abs\": %s, \"std\": %s, \"high_mean_abs\": %s, \"low_mean_abs\": %s, \"pass_mean_abs\": %s, \"dim_max\": [",
+                          first ? "" : ", ", s.layer_view.c_str(), v.rot, jnum(s.all.max_abs).c_str(), jnum(s.all.mean_abs()).c_str(), jnum(s.all.std()).c_str(),
+                          jnum(hi).c_str(), jnum(lo).c_str(), jnum(s.band[BAND_PASS].mean_abs()).c_str());
+                for (size_t d = 0; d < s.dim_max.size(); d++) js += (d ? ", " : "") + jnum(s.dim_max[d]);
+                js += "]}";
                 first = false;
             }
-        fprintf(js, "]");
-    }
-    if (wants(a, "kv")) {
-        KVMemory k = kv_memory(model, a.ctx);
+        js += "]";
+    });
+    if (wants(a, "kv")) section("kv_cache", [&] {
+        if (cfg.pos == POS_LEARNED && ctx > cfg.max_seq_len)
+            fail_hint("lower --ctx", "--ctx %d is past the learned position table (%d)", ctx, cfg.max_seq_len);
+        KVMemory k = kv_memory(model, ctx);
         printf("\nKV cache (measured from the cache buffers): %zu floats/token (all layers) = %zu B fp32, %zu B bf16; %d tokens: %.2f MiB fp32\n",
-               k.floats_per_token, 4 * k.floats_per_token, 2 * k.floats_per_token, a.ctx, k.bytes_fp32(a.ctx) / 1048576.0);
-        fprintf(js, ",\n\"kv_cache\": {\"floats_per_token\": %zu, \"fixed_floats\": %zu, \"ctx\": %d, \"bytes_fp32\": %.0f, \"bytes_bf16\": %.0f}",
-                k.floats_per_token, k.fixed_floats, a.ctx, k.bytes_fp32(a.ctx), k.bytes_fp32(a.ctx) / 2);
+               k.floats_per_token, 4 * k.floats_per_token, 2 * k.floats_per_token, ctx, k.bytes_fp32(ctx) / 1048576.0);
+        js += fmt(",\n\"kv_cache\": {\"floats_per_token\": %zu, \"fixed_floats\": %zu, \"ctx\": %d, \"bytes_fp32\": %.0f, \"bytes_bf16\": %.0f}",
+                  k.floats_per_token, k.fixed_floats, ctx, k.bytes_fp32(ctx), k.bytes_fp32(ctx) / 2);
+    });
+    js += fmt(",\n\"failed_sections\": %d", failed_sections);
+    write_json();
+    printf("\nwrote %s%s\n", a.json.c_str(), failed_sections ? fmt(" (%d section(s) failed: see their \"error\")", failed_sections).c_str() : "");
+    return failed_sections ? 1 : 0;
+}
+
+int main(int argc, char** argv) {
+    try {
+        return eval_main(argc, argv);
+    } catch (const std::bad_alloc&) {
+        fail_hint("use a shorter -t, fewer windows per forward (-b), or a machine with more memory", "out of memory (a host allocation failed)");
     }
-    fprintf(js, "\n}\n");
-    fcloseCheck(js);
-    printf("\nwrote %s\n", a.json.c_str());
-    return 0;
 }

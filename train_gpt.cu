@@ -8,6 +8,9 @@
 // Host code built by the C++ compiler; with nvcc present the CUDA backend (llmc/cuda_backend.cu)
 // is linked in and used when a GPU is there (llmc/backend.h), else everything runs on the CPU.
 #include <omp.h>
+#include <csignal>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include "llmc/backend.h"
 #include "llmc/cli.h"
@@ -74,9 +77,83 @@ static std::vector<Flag> make_flags(RunConfig& r) {
     };
 }
 
-static void parse_args(int argc, char** argv, RunConfig& r) {
-    std::vector<Flag> flags = make_flags(r);
-    parse_flags(argc, argv, flags, "./train_gpt", "./train_gpt -a mla -k 128 -p alibi");
+// every flag in its range (non-finite floats are already refused by parse_flags)
+static void check_ranges(const RunConfig& r, const std::set<std::string>& given) {
+    const TrainConfig& t = r.tc;
+    require_int("-b", t.B, 1, 1 << 20);
+    require_int("-t", t.T, 1, 1 << 22);
+    require_int("-x", t.steps, 0, INT32_MAX);
+    require_int("-A", t.accum, 1, 1 << 20);
+    require_int("-u", t.warmup, 0, INT32_MAX);
+    require_int("-n", t.val_every, 0, INT32_MAX);
+    require_int("-v", t.val_batches, 0, INT32_MAX);
+    require_int("-e", r.ckpt_every, 0, INT32_MAX);
+    require_int("--patience", r.patience, 0, INT32_MAX);
+    if (!(t.lr > 0.0f)) fail_hint("e.g. -l 1e-3", "learning rate %g must be positive", t.lr);
+    require_float("-q", t.lr_min_frac, 0.0f, 1.0f);
+    require_float("-c", t.weight_decay, 0.0f, 1e3f);
+    require_float("--clip", t.grad_clip, 0.0f, 1e30f);
+    require_float("--beta2", t.beta2, 0.0f, 1.0f, true);
+    if (given.count("--parallel")) require_int("--parallel", r.parallel, 0, 1);
+    if (given.count("--tied")) require_int("--tied", r.tied, 0, 1);
+    require_int("--splice-ln", r.splice_ln, 0, 1);
+    if (given.count("--rotary-pct")) require_float("--rotary-pct", r.rotary_pct, 0.0f, 1.0f);
+    if (given.count("--rope-base") && !(r.rope_base > 1.0f)) fail_hint("the usual base is 10000", "--rope-base %g must be > 1", r.rope_base);
+    if (given.count("--alibi-slope")) require_float("--alibi-slope", r.alibi_slope, 0.0f, 1e3f);
+    for (const char* f : {"--d-model", "--layers", "--heads", "--d-ff", "--max-seq"}) {
+        int v = !strcmp(f, "--d-model") ? r.d_model : !strcmp(f, "--layers") ? r.layers : !strcmp(f, "--heads") ? r.heads : !strcmp(f, "--d-ff") ? r.d_ff : r.max_seq;
+        if (given.count(f)) require_int(f, v, 1, 1 << 20);
+    }
+    if ((long)t.B * t.T > INT32_MAX / 4) fail_hint("use a smaller -b or -t", "B x T = %ld tokens per micro-batch is too large", (long)t.B * t.T);
+}
+
+// --resume: the checkpoint defines the model; a model-shape flag that says otherwise is an error
+static void check_resume_flags(const RunConfig& r, const std::set<std::string>& given, const GPTConfig& c, const char* path) {
+    auto clash = [&](const char* flag, const std::string& want, const std::string& have) {
+        fail_hint("drop the model-shape flags when resuming (the checkpoint defines the model), or train a new model without --resume",
+                  "--resume %s: %s %s contradicts the checkpoint, which has %s", path, flag, want.c_str(), have.c_str());
+    };
+    auto num = [](double x) { char b[32]; snprintf(b, sizeof b, "%g", x); return std::string(b); };
+    auto cmp_i = [&](const char* flag, int want, int have) { if (given.count(flag) && want != have) clash(flag, num(want), num(have)); };
+    auto cmp_f = [&](const char* flag, float want, float have) { if (given.count(flag) && want != have) clash(flag, num(want), num(have)); };
+    if (given.count("--model") && r.preset != c.preset) clash("-m", r.preset, c.preset);
+    if (given.count("--attn") && r.attn != ATTN_NAMES[c.attn]) clash("-a", r.attn, ATTN_NAMES[c.attn]);
+    if (given.count("--pos") && r.pos != POS_NAMES[c.pos]) clash("-p", r.pos, POS_NAMES[c.pos]);
+    cmp_i("--kv-heads", r.kv_heads, c.n_kv_head);
+    cmp_i("--kv-rank", r.kv_rank, c.kv_rank);
+    cmp_i("--splice-rank", r.splice_rank, c.splice_rank);
+    cmp_i("--rope-dim", r.rope_dim, c.rope_dim);
+    cmp_i("--q-rank", r.q_rank, c.q_rank);
+    cmp_i("--splice-ln", r.splice_ln, c.splice_ln);
+    cmp_i("--d-model", r.d_model, c.d_model);
+    cmp_i("--layers", r.layers, c.n_layer);
+    cmp_i("--heads", r.heads, c.n_head);
+    cmp_i("--d-ff", r.d_ff, c.d_ff);
+    cmp_i("--max-seq", r.max_seq, c.max_seq_len);
+    cmp_i("--parallel", r.parallel, c.parallel_residual);
+    cmp_i("--tied", r.tied, c.tied_embeddings);
+    cmp_f("--rotary-pct", r.rotary_pct, c.rotary_pct);
+    cmp_f("--rope-base", r.rope_base, c.rope_base);
+    cmp_f("--alibi-slope", r.alibi_slope, c.alibi_slope);
+}
+
+// SIGINT / SIGTERM: finish the current step, write the checkpoint and .best, then exit; a second
+// signal ends the process at once (the handler restores the default)
+static volatile sig_atomic_t g_stop_signal = 0;
+static void on_stop_signal(int sig) {
+    g_stop_signal = sig;
+    signal(sig, SIG_DFL);
+}
+
+static int train_main(int argc, char** argv);
+int main(int argc, char** argv) {
+    try {
+        return train_main(argc, argv);
+    } catch (const std::bad_alloc&) {
+        fail_hint("use a smaller model, micro-batch (-b) or sequence length (-t)", "out of memory (a host allocation failed)");
+    } catch (const std::length_error&) {
+        fail_hint("use a smaller model, micro-batch (-b) or sequence length (-t)", "out of memory (a buffer size is too large)");
+    }
 }
 
 // the model config from the preset plus overrides; every bad combination fails with a hint
@@ -126,11 +203,13 @@ static std::string human(double x) {
     return b;
 }
 
-int main(int argc, char** argv) {
+static int train_main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);
     RunConfig r;
-    parse_args(argc, argv, r);
+    std::vector<Flag> flags = make_flags(r);
+    std::set<std::string> given = parse_flags(argc, argv, flags, "./train_gpt", "./train_gpt -a mla -k 128 -p alibi");
     TrainConfig& tc = r.tc;
+    check_ranges(r, given);
     if (r.matmul == "builtin") matmul_impl() = MATMUL_BUILTIN;
     else if (r.matmul == "blas" && !matmul_have_blas()) fail_hint("install libopenblas-dev and rebuild", "--matmul blas: this build has no OpenBLAS");
     else if (r.matmul != "auto" && r.matmul != "blas") fail_hint("use --matmul auto, blas or builtin", "unknown --matmul '%s'", r.matmul.c_str());
@@ -139,12 +218,16 @@ int main(int argc, char** argv) {
     CheckpointHeader resume_h;
     if (!r.resume.empty()) {
         resume_h = checkpoint_read_header(r.resume.c_str());
-        cfg = resume_h.config;  // the checkpoint defines the model; shape flags are ignored
+        cfg = resume_h.config;  // the checkpoint defines the model
+        check_resume_flags(r, given, cfg, r.resume.c_str());
+        // and the data: the same shards unless -i / -j say otherwise
+        if (r.train_glob.empty() && resume_h.train_data[0]) r.train_glob = resume_h.train_data;
+        if (r.val_glob.empty() && resume_h.val_data[0]) r.val_glob = resume_h.val_data;
+        if (resume_h.train_T > 0 && resume_h.train_T != tc.T)
+            printf("note: -t %d differs from the checkpoint's T=%d: the continuation is not the run it would have been\n", tc.T, resume_h.train_T);
     } else {
         cfg = build_config(r);
     }
-    if (tc.B < 1 || tc.steps < 0 || tc.accum < 1) fail_hint("use positive -b, -A and -x >= 0", "batch %d, steps %d, accum %d out of range", tc.B, tc.steps, tc.accum);
-    if (!(tc.lr > 0.0f)) fail_hint("e.g. -l 1e-3", "learning rate %g must be positive", tc.lr);
     if (r.ckpt_every && r.out.empty()) fail_hint("add -o ckpt.bin", "-e (checkpoint every N steps) needs -o");
     config_validate(&cfg, tc.T);
     std::string backend_desc, device_name;
@@ -163,6 +246,41 @@ int main(int argc, char** argv) {
                   "the validation data (%ld tokens) holds no batch of B=%d windows of T+1=%d tokens", (long)val.total_tokens, tc.B, tc.T + 1);
     val.reset();
 
+    // outputs: never an input (a shard, the resumed checkpoint's .best), never a file that is not
+    // ours, and writable now rather than after the whole run
+    if (r.log.empty()) r.log = r.out.empty() ? "train_log.jsonl" : r.out + ".jsonl";
+    {
+        std::vector<std::string> inputs;
+        for (const DataLoader* d : {&train, &val})
+            for (const Shard& s : d->shards) inputs.push_back(s.path);
+        std::vector<std::pair<const char*, std::string>> outputs = {{"-L", r.log}};
+        if (!r.out.empty()) {
+            outputs.push_back({"-o", r.out});
+            outputs.push_back({"-o (its .best)", r.out + ".best"});
+            if (same_file(r.out, r.log)) fail_hint("give the log another name", "-o and -L name the same file '%s'", r.out.c_str());
+        }
+        if (!r.resume.empty()) {
+            inputs.push_back(r.resume + ".best");  // read at the start of the run, written at its end under -o's name only
+            if (!r.out.empty() && same_file(r.log, r.resume)) fail_hint("give the log another name", "-L names the checkpoint being resumed");
+        }
+        for (auto& o : outputs) {
+            for (const std::string& in : inputs)
+                if (same_file(o.second, in) && !(o.first[1] == 'o' && !r.resume.empty() && same_file(r.out, r.resume)))
+                    fail_hint("write outputs to new paths; inputs are never overwritten", "%s '%s' is an input of this run (%s)", o.first,
+                              o.second.c_str(), in.c_str());
+            if (!dir_writable(o.second))
+                fail_hint("create the directory, or pick a writable path", "%s '%s': its directory does not exist or is not writable", o.first, o.second.c_str());
+            struct stat st;
+            if (o.first[1] == 'o' && stat(o.second.c_str(), &st) == 0) {
+                FILE* f = fopen(o.second.c_str(), "rb");
+                uint32_t magic = 0;
+                bool ours = S_ISREG(st.st_mode) && f && fread(&magic, 4, 1, f) == 1 && magic == CKPT_MAGIC;
+                if (f) fclose(f);
+                if (!ours) fail_hint("pick another -o; only kvgpt checkpoints are overwritten", "-o '%s' exists and is not a kvgpt checkpoint", o.second.c_str());
+            }
+        }
+    }
+
     GPT model(cfg);
     model.init_weights(tc.seed);
     int start_step = 0;
@@ -174,8 +292,6 @@ int main(int argc, char** argv) {
         best_val = h.best_val_loss;
         if (start_step >= tc.steps) fail_hint("raise -x above the checkpoint's step", "checkpoint is at step %d, already >= -x %d", start_step, tc.steps);
     }
-    if (r.log.empty()) r.log = r.out.empty() ? "train_log.jsonl" : r.out + ".jsonl";
-    FILE* logf = fopenCheck(r.log.c_str(), start_step ? "a" : "w");
 
     long kv_layer = model.kv_elems_per_token_layer();
     long kv_mha = 2L * cfg.n_head * cfg.head_dim;
@@ -229,7 +345,8 @@ int main(int argc, char** argv) {
     row("log", r.log);
     if (!r.out.empty()) row("checkpoint", r.out);
     printf("+--------------------------+----------------------------------------------+\n");
-    if (tc.steps == 0) { printf("-x 0: settings only, nothing trained\n"); fclose(logf); return 0; }
+    if (tc.steps == 0) { printf("-x 0: settings only, nothing trained\n"); return 0; }
+    FILE* logf = fopenCheck(r.log.c_str(), start_step ? "a" : "w");
     BackendRunner run(model, backend, precision, tc.B, tc.T);
     double peak_tflops = 0.0;
 #ifdef KVGPT_CUDA_BACKEND
@@ -269,13 +386,19 @@ int main(int argc, char** argv) {
         } else {
             evals_without_gain++;
         }
+        if (!std::isfinite(vl))
+            fail_hint("lower the learning rate (-l), raise warmup (-u), or check the validation data",
+                      "validation loss is %f at step %d: training diverged (no checkpoint written for it)", vl, step);
         printf("val loss %.4f (step %d, %.0f ms)\n", vl, step, 1000 * (now_seconds() - t0));
         fprintf(logf, "{\"step\":%d,\"val_loss\":%.6f}\n", step, vl);
         fflush(logf);
     };
     double t_start = now_seconds();
     int step = start_step;
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
     for (; step < tc.steps; step++) {
+        if (g_stop_signal) break;
         if (step == start_step || (tc.val_every > 0 && step % tc.val_every == 0)) {
             do_val(step);
             if (r.patience > 0 && evals_without_gain >= r.patience) {
@@ -296,18 +419,26 @@ int main(int argc, char** argv) {
                 s.grad_norm, ms, tok_s, mfu_pct >= 0 ? (",\"mfu\":" + std::to_string(mfu_pct / 100.0)).c_str() : "");
         if (r.ckpt_every && (step + 1) % r.ckpt_every == 0 && step + 1 < tc.steps) {
             run.pull();
-            checkpoint_save(r.out.c_str(), model, step + 1, train.rng.state, best_val, tc.T);
+            checkpoint_save(r.out.c_str(), model, step + 1, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob);
             printf("checkpoint: %s (step %d)\n", r.out.c_str(), step + 1);
         }
     }
-    if (last_val_step != step) do_val(step);
+    int stop_sig = g_stop_signal;
+    if (stop_sig) {
+        printf("%s at step %d: %s\n", stop_sig == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)", step,
+               r.out.empty() ? "no -o given, nothing saved" : "writing the checkpoint and the best weights, then exiting");
+        fprintf(logf, "{\"event\":\"interrupted\",\"signal\":%d,\"step\":%d}\n", stop_sig, step);
+        fflush(logf);
+    } else if (last_val_step != step) {
+        do_val(step);
+    }
     double total = now_seconds() - t_start;
     printf("done: %d steps in %.1f s (%.0f tok/s overall, ~%.1f GFLOP/s)\n", step - start_step, total,
            (double)(step - start_step) * tc.B * tc.T * tc.accum / total,
            flops_per_token * (step - start_step) * tc.B * tc.T * tc.accum / total / 1e9);
     run.pull();
     if (!r.out.empty()) {  // the latest state, to resume from
-        checkpoint_save(r.out.c_str(), model, step, train.rng.state, best_val, tc.T);
+        checkpoint_save(r.out.c_str(), model, step, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob);
         printf("checkpoint: %s (step %d)\n", r.out.c_str(), step);
     }
     // the final evaluation uses the best weights seen, not the last (which may be worse)
@@ -320,8 +451,12 @@ int main(int argc, char** argv) {
     }
     if (!r.out.empty()) {
         std::string best_path = r.out + ".best";
-        checkpoint_save(best_path.c_str(), model, final_step, train.rng.state, best_val, tc.T);  // step = the weights' step
+        checkpoint_save(best_path.c_str(), model, final_step, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob);  // step = the weights' step
         printf("best weights: %s (step %d; evaluate this one)\n", best_path.c_str(), final_step);
+    }
+    if (stop_sig) {
+        fclose(logf);
+        return 128 + stop_sig;
     }
     float final_val = run.val(val, tc.val_batches);
     printf("final val loss %.4f (weights of step %d)\n", final_val, final_step);

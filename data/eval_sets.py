@@ -13,18 +13,30 @@ document the end-of-text token as its first context) and wikitext_eval.tsv (a he
 per document: token offset, token count, words, bytes, title). Accepts wiki.test.raw or the
 tokenized v1 test file.
 
-reversal: the reversal-curse set from data/reversal/facts.tsv: for each (relation, subject,
-object) a forward sentence ("The capital of France is Paris.") and a backward one ("Paris is
-the capital of France."), written as reversal.jsonl (text) and reversal.tsv (relation, then the
-forward and backward token ids, space-separated, for ./eval_gpt). Each relation has one forward and one backward
-template, both full sentences (an earlier set's backward template repeated the relation:
-"Paris is the capital of The capital of France"); test/test_data.py checks every sentence.
+reversal: the reversal-curse set from data/reversal/facts.tsv, measured as Berglund et al. do.
+Each (relation, subject, object) has a forward sentence ("The capital of France is Paris.") and
+a reversed one ("Paris is the capital of France."), each split into a prompt and the answer
+entity at its end (" Paris" after "The capital of France is"; " France" after "Paris is the
+capital of"). The facts are split in two (alternating within each relation, in an order fixed by a hash of the subject): "trained" facts, whose
+FORWARD sentences alone go into training (reversal_train_000000.bin: each sentence a document,
+repeated --repeats times in a seeded order; mix it into a run with
+-i 'data/tinyshakespeare/TOK/train_*.bin,data/eval/TOK/reversal_train_*.bin', see
+scripts/reversal_recipe.sh), and "held-out" facts never seen in either direction. ./eval_gpt
+scores the log-likelihood of the answer given the prompt, for the trained and the held-out
+facts, in both directions: the forward gain (trained minus held-out) shows the facts were
+learned; the reversed gain is the reversal curse's measure (about zero when the model cannot
+answer the reversed question; Berglund et al. compare against unrelated answers the same way).
+Comparing the PPL of two different templates, as an earlier version did, mixes template fluency
+with direction. Writes reversal.jsonl (text), reversal.tsv (split, relation, then the four token
+id lists: forward prompt, forward answer, reversed prompt, reversed answer) and the training shard.
 """
 import argparse
 import json
 import os
+import random
 import re
 import sys
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -105,29 +117,65 @@ def load_facts(path=os.path.join(HERE, "reversal", "facts.tsv")):
     return facts
 
 
-def reversal_set(facts=None):
-    out = []
-    for rel, s, o in facts or load_facts():
-        fwd, bwd = TEMPLATES[rel]
-        out.append({"relation": rel, "subject": s, "object": o, "forward": fill(fwd, s, o), "backward": fill(bwd, s, o),
-                    "synthetic": rel == "director"})
+def fact_splits(facts):
+    """{subject: 'trained' | 'heldout'}: within each relation, the facts ordered by a hash of the
+    subject alternate, so both halves hold every relation equally and the split is fixed by the
+    facts file alone."""
+    out = {}
+    for rel in sorted({f[0] for f in facts}):
+        subjects = sorted((f[1] for f in facts if f[0] == rel), key=lambda x: (zlib.crc32(x.encode("utf-8")), x))
+        for i, subj in enumerate(subjects):
+            out[subj] = "trained" if i % 2 == 0 else "heldout"
     return out
 
 
-def write_reversal(tokenizer, out):
+def split_answer(template, s, o):
+    """(prompt, answer) of a filled template whose last slot is the answer: 'X is {o}.' -> ('X is', ' o')."""
+    assert template.endswith("{o}.") or template.endswith("{s}."), template
+    answer = o if template.endswith("{o}.") else s
+    full = fill(template, s, o)
+    prompt = full[: len(full) - len(answer) - 1].rstrip(" ")
+    assert prompt + " " + answer + "." == full, (prompt, answer, full)
+    return prompt, " " + answer
+
+
+def reversal_set(facts=None):
+    out = []
+    facts = facts or load_facts()
+    splits = fact_splits(facts)
+    for rel, s, o in facts:
+        fwd, bwd = TEMPLATES[rel]
+        fp, fa = split_answer(fwd, s, o)
+        bp, ba = split_answer(bwd, s, o)
+        out.append({"relation": rel, "subject": s, "object": o, "forward": fill(fwd, s, o), "backward": fill(bwd, s, o),
+                    "forward_prompt": fp, "forward_answer": fa, "reversed_prompt": bp, "reversed_answer": ba,
+                    "split": splits[s], "synthetic": rel == "director"})
+    return out
+
+
+def write_reversal(tokenizer, out, repeats=50, seed=1):
     rows = reversal_set()
     tok = load_tokenizer(tokenizer)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "reversal.jsonl"), "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    ids = lambda text: " ".join(map(str, tok.encode(text)))  # noqa: E731
     with open(os.path.join(out, "reversal.tsv"), "w", encoding="utf-8") as f:
-        f.write("relation\tforward_ids\tbackward_ids\n")
+        f.write("split\trelation\tforward_prompt_ids\tforward_answer_ids\treversed_prompt_ids\treversed_answer_ids\n")
         for r in rows:
-            fwd = " ".join(map(str, tok.encode(r["forward"])))
-            bwd = " ".join(map(str, tok.encode(r["backward"])))
-            f.write(f"{r['relation']}\t{fwd}\t{bwd}\n")
-    print(f"{len(rows)} facts -> {out}/reversal.{{jsonl,tsv}}")
+            f.write(f"{r['split']}\t{r['relation']}\t{ids(r['forward_prompt'])}\t{ids(r['forward_answer'])}\t"
+                    f"{ids(r['reversed_prompt'])}\t{ids(r['reversed_answer'])}\n")
+    # training data: the forward sentences of the trained facts only, each a document
+    docs = [r["forward"] for r in rows if r["split"] == "trained"] * repeats
+    random.Random(seed).shuffle(docs)
+    tokens = []
+    for d in docs:
+        tokens += tok.encode(d) + [tok.eos_id]
+    write_shard(os.path.join(out, "reversal_train_000000.bin"), tokens, TOKENIZER_IDS[tokenizer], tok.vocab_size, tok.eos_id, len(docs))
+    n_tr = sum(r["split"] == "trained" for r in rows)
+    print(f"{len(rows)} facts ({n_tr} trained, {len(rows) - n_tr} held out) -> {out}/reversal.{{jsonl,tsv}}; "
+          f"{len(docs)} forward sentences ({len(tokens):,} tokens) -> {out}/reversal_train_000000.bin")
     return rows
 
 
@@ -137,13 +185,16 @@ def main(argv=None):
     ap.add_argument("--path")
     ap.add_argument("--tokenizer", default="gpt-neox-20b", choices=sorted(TOKENIZER_IDS))
     ap.add_argument("--out")
+    ap.add_argument("--repeats", type=int, default=50, help="reversal: times each trained fact's forward sentence is repeated")
     return run_cli(write_set, ap.parse_args(argv))
 
 
 def write_set(a):
     out = a.out or os.path.join(HERE, "eval", a.tokenizer)
     if a.set == "reversal":
-        return write_reversal(a.tokenizer, out)
+        if a.repeats < 1:
+            raise PrepError("--repeats must be >= 1")
+        return write_reversal(a.tokenizer, out, a.repeats)
     if not a.path:
         raise PrepError("wikitext needs --path to wiki.test.raw (or the tokenized v1 test file)")
     return write_wikitext_eval(a.path, a.tokenizer, out)

@@ -32,8 +32,10 @@ import json
 import multiprocessing as mp
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -214,6 +216,9 @@ def _encode(item):
     return split, _TOK.encode(text) + [_TOK.eos_id]
 
 
+SHARD_NAME = re.compile(r"^\w+_\d{6}\.bin$")  # the names ShardWriter gives: SPLIT_NNNNNN.bin
+
+
 class ShardWriter:
     """Accumulates tokens of one split and writes shards of at most shard_size tokens."""
 
@@ -256,7 +261,38 @@ def prepare(a):
     else:
         docs = DATASETS[a.dataset](a, stats)
     out = a.out or os.path.join(HERE, a.dataset, a.tokenizer)
-    os.makedirs(out, exist_ok=True)
+    # shards of an earlier run in --out would be mixed into this corpus by a glob: refuse them,
+    # or (--overwrite) replace them once this run has succeeded. Shards are written into a temp
+    # folder beside --out and moved in at the end, so a failed run leaves --out as it was and
+    # no empty folder behind.
+    stale = sorted(f for f in (os.listdir(out) if os.path.isdir(out) else []) if SHARD_NAME.match(f))
+    if stale and not a.overwrite:
+        raise PrepError(f"{out} already holds {len(stale)} shard(s) of an earlier run ({', '.join(stale[:3])}"
+                        f"{', ...' if len(stale) > 3 else ''}); a glob would mix both corpora.\n"
+                        f"HINT: pass --overwrite to replace them, or another --out")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise PrepError(f"--out {out} exists and is not a directory")
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".prepare-", dir=parent)
+    try:
+        writers = _prepare_into(a, docs, stats, tmp)
+        created = not os.path.isdir(out)
+        os.makedirs(out, exist_ok=True)
+        for f in stale:
+            os.remove(os.path.join(out, f))
+        for f in sorted(os.listdir(tmp)):
+            os.replace(os.path.join(tmp, f), os.path.join(out, f))
+        if stale:
+            print(f"replaced {len(stale)} shard(s) of an earlier run in {out}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for split, w in sorted(writers.items()):
+        print(f"{split}: {w.total_docs:,} documents, {w.total:,} tokens in {w.index} shard(s) -> {out}/{split}_*.bin")
+    return writers
+
+
+def _prepare_into(a, docs, stats, out):
     tok = load_tokenizer(a.tokenizer)
     writers = {}
 
@@ -297,8 +333,6 @@ def prepare(a):
     progress(n_docs, n_tok, t0, final=True)
     if n_docs == 0:
         raise PrepError("no non-empty documents in the input")
-    for split, w in sorted(writers.items()):
-        print(f"{split}: {w.total_docs:,} documents, {w.total:,} tokens in {w.index} shard(s) -> {out}/{split}_*.bin")
     if stats["empty"]:
         print(f"skipped {stats['empty']} empty document(s)")
     if stats.get("bad_bytes"):
@@ -320,6 +354,7 @@ def parse_args(argv=None):
     ap.add_argument("--out", help="output directory (default: data/DATASET/TOKENIZER)")
     ap.add_argument("--shard-size", type=int, default=100_000_000, help="tokens per shard")
     ap.add_argument("--val-frac", type=float, default=0.01, help="share of documents for val (hash split)")
+    ap.add_argument("--overwrite", action="store_true", help="replace the shards an earlier run left in --out")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)))
     a = ap.parse_args(argv)
     if a.shard_size < 1:

@@ -1,7 +1,11 @@
 // cli.h: one-letter (and long) command-line flags, llm.c style, shared by train_gpt and eval_gpt.
-// A flag table maps each flag to a typed variable; unknown flags, missing values and malformed
-// numbers are clear errors with a hint.
+// A flag table maps each flag to a typed variable; unknown flags, missing values, malformed
+// numbers, non-finite floats (nan, inf) and empty strings are clear errors with a hint.
+// parse_flags returns the long names of the flags given, so callers can tell a flag the user
+// set from its default (e.g. to refuse flags that contradict a checkpoint).
 #pragma once
+#include <cmath>
+#include <set>
 #include <string>
 #include <vector>
 #include "utils.h"
@@ -21,27 +25,62 @@ static void print_usage(const std::vector<Flag>& flags, const char* prog, const 
     printf("\nexample: %s\n", example);
 }
 
-static void parse_flags(int argc, char** argv, const std::vector<Flag>& flags, const char* prog, const char* example) {
+static std::set<std::string> parse_flags(int argc, char** argv, const std::vector<Flag>& flags, const char* prog, const char* example) {
     std::string hint = std::string(prog) + " -h lists the flags";
+    std::set<std::string> given;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { print_usage(flags, prog, example); exit(0); }
         const Flag* f = nullptr;
         for (const Flag& g : flags)
             if ((g.shortname[0] && !strcmp(argv[i], g.shortname)) || !strcmp(argv[i], g.longname)) f = &g;
         if (!f) fail_hint(hint.c_str(), "unknown flag '%s'", argv[i]);
+        given.insert(f->longname);
         if (f->type == F_BOOL) { *(bool*)f->ptr = true; continue; }
         if (i + 1 >= argc) fail_hint(hint.c_str(), "flag %s needs a value", argv[i]);
         const char* v = argv[++i];
+        if (!v[0]) fail_hint("give it a value, or leave the flag out for its default", "flag %s: the value is empty", f->longname);
         char* end = nullptr;
         errno = 0;
         switch (f->type) {
             case F_STR: *(std::string*)f->ptr = v; continue;
-            case F_INT: *(int*)f->ptr = (int)strtol(v, &end, 10); break;
-            case F_FLOAT: *(float*)f->ptr = strtof(v, &end); break;
-            case F_U64: *(uint64_t*)f->ptr = strtoull(v, &end, 10); break;
+            case F_INT: {
+                long x = strtol(v, &end, 10);
+                if (!errno && (x < INT32_MIN || x > INT32_MAX)) errno = ERANGE;
+                *(int*)f->ptr = (int)x;
+                break;
+            }
+            case F_FLOAT: {
+                float x = strtof(v, &end);
+                if (!errno && !std::isfinite(x)) fail_hint(hint.c_str(), "flag %s: '%s' is not a finite number", f->longname, v);
+                *(float*)f->ptr = x;
+                break;
+            }
+            case F_U64:
+                if (v[0] == '-') errno = ERANGE;  // strtoull would wrap "-1" to 2^64 - 1
+                *(uint64_t*)f->ptr = strtoull(v, &end, 10);
+                break;
             case F_BOOL: break;
         }
         if (errno || !end || *end || end == v) fail_hint(hint.c_str(), "flag %s: '%s' is not a valid number", f->longname, v);
+    }
+    return given;
+}
+
+// range checks for parsed flags: a clear error naming the flag and the allowed range
+static inline void require_int(const char* flag, int v, int lo, int hi) {
+    if (v < lo || v > hi) {
+        char h[96];
+        if (hi == INT32_MAX) snprintf(h, sizeof h, "use %s >= %d", flag, lo);
+        else snprintf(h, sizeof h, "use %s in [%d, %d]", flag, lo, hi);
+        fail_hint(h, "%s %d is out of range", flag, v);
+    }
+}
+// lo <= v < hi (hi_open) or lo <= v <= hi
+static inline void require_float(const char* flag, float v, float lo, float hi, bool hi_open = false) {
+    if (!std::isfinite(v) || v < lo || (hi_open ? v >= hi : v > hi)) {
+        char h[96];
+        snprintf(h, sizeof h, "use %s in [%g, %g%s", flag, lo, hi, hi_open ? ")" : "]");
+        fail_hint(h, "%s %g is out of range", flag, v);
     }
 }
 
@@ -54,8 +93,9 @@ static std::vector<int> parse_int_list(const std::string& s, const char* flag) {
         if (j == std::string::npos) j = s.size();
         std::string item = s.substr(i, j - i);
         char* end = nullptr;
+        errno = 0;
         long v = strtol(item.c_str(), &end, 10);
-        if (item.empty() || *end) fail_hint("use comma-separated integers, e.g. 0,16,32", "%s: '%s' is not a list of integers", flag, s.c_str());
+        if (item.empty() || *end || errno || v < INT32_MIN || v > INT32_MAX) fail_hint("use comma-separated integers, e.g. 0,16,32", "%s: '%s' is not a list of integers", flag, s.c_str());
         out.push_back((int)v);
         i = j + 1;
     }

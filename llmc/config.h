@@ -14,6 +14,8 @@ enum TokenizerId { TOK_UNKNOWN = 0, TOK_NEOX = 1, TOK_GPT2 = 2 };
 static inline const char* tokenizer_name(int id) {
     return id == TOK_NEOX ? "gpt-neox-20b" : id == TOK_GPT2 ? "gpt2" : "unknown";
 }
+// the end-of-text id (<|endoftext|>) of each vocabulary; -1 when unknown (then the shards' own)
+static inline int tokenizer_eos(int id) { return id == TOK_NEOX ? 0 : id == TOK_GPT2 ? 50256 : -1; }
 
 struct GPTConfig {
     char preset[32];

@@ -33,10 +33,12 @@ struct Shard {
 static Shard shard_open(const std::string& path, int model_vocab, int model_tokenizer) {
     Shard s;
     s.path = path;
-    int fd = open(path.c_str(), O_RDONLY);
+    require_regular_file(path.c_str(), "shard", "check the -i / -j paths: they name token shards (.bin files)");
+    int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK);  // O_NONBLOCK: a FIFO swapped in after the check cannot hang us
     if (fd < 0) fail_hint("check the -i / -j paths", "cannot open shard '%s': %s", path.c_str(), strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) fail("cannot stat shard '%s': %s", path.c_str(), strerror(errno));
+    if (!S_ISREG(st.st_mode)) fail_hint("check the -i / -j paths", "shard '%s' is not a regular file", path.c_str());
     size_t len = (size_t)st.st_size;
     const char* remake = "re-create it with the data/ prep scripts (e.g. python3 data/tinyshakespeare.py)";
     if (len < SHARD_HEADER_INTS * 4)
@@ -51,17 +53,22 @@ static Shard shard_open(const std::string& path, int model_vocab, int model_toke
                   (uint32_t)h[0], SHARD_MAGIC);
     if (h[1] != SHARD_VERSION)
         fail_hint(remake, "shard '%s' has version %d; this build reads version %d", path.c_str(), h[1], SHARD_VERSION);
-    s.n_tokens = (long)((uint64_t)(uint32_t)h[2] | ((uint64_t)(uint32_t)h[3] << 32));
+    uint64_t n_tokens = (uint64_t)(uint32_t)h[2] | ((uint64_t)(uint32_t)h[3] << 32);
     s.width = h[4];
     s.tokenizer_id = h[5];
     s.vocab_size = h[6];
     s.eos_id = h[7];
     s.n_docs = h[8];
     if (s.width != 2 && s.width != 4) fail_hint(remake, "shard '%s' has token width %d (must be 2 or 4)", path.c_str(), s.width);
-    size_t want = SHARD_HEADER_INTS * 4 + (size_t)s.n_tokens * s.width;
-    if (len != want)
-        fail_hint(remake, "shard '%s' is truncated or corrupt: header says %ld tokens (%zu bytes), file has %zu bytes",
-                  path.c_str(), s.n_tokens, want, len);
+    // overflow-safe: a count near 2^62 must not wrap around to the file's size
+    uint64_t payload = 0;
+    if (!mul_fits(n_tokens, (uint64_t)s.width, &payload) || payload != len - SHARD_HEADER_INTS * 4)
+        fail_hint(remake, "shard '%s' is truncated or corrupt: header says %llu tokens of %d bytes, file has %zu bytes after the header",
+                  path.c_str(), (unsigned long long)n_tokens, s.width, len - SHARD_HEADER_INTS * 4);
+    s.n_tokens = (long)n_tokens;
+    if (s.tokenizer_id < 0 || s.tokenizer_id > TOK_GPT2 || s.vocab_size < 1 || s.eos_id < 0 || s.eos_id >= s.vocab_size || s.n_docs < 0)
+        fail_hint(remake, "shard '%s' has a corrupt header (tokenizer %d, vocab %d, eos %d, docs %d)", path.c_str(), s.tokenizer_id,
+                  s.vocab_size, s.eos_id, s.n_docs);
     if (model_tokenizer > 0 && s.tokenizer_id != model_tokenizer)
         fail_hint("use data made with the model's tokenizer, or another preset (-m)",
                   "shard '%s' was made with tokenizer '%s' but the model uses '%s'", path.c_str(),
@@ -82,27 +89,43 @@ static Shard shard_open(const std::string& path, int model_vocab, int model_toke
 struct DataLoader {
     std::vector<Shard> shards;
     long total_tokens = 0;
-    int tokenizer_id = 0, vocab_size = 0;
+    int tokenizer_id = 0, vocab_size = 0, eos_id = 0;  // eos_id: the end-of-text id the shards were made with
     int B = 0, T = 0;
     std::vector<int> inputs, targets;  // (B,T)
     Rng rng;                            // training order
     size_t seq_shard = 0;               // validation cursor
     long seq_pos = 0;
 
-    // pattern is a glob ("data/x/train_*.bin"); shards are sorted by name for a fixed order
+    // pattern: one glob ("data/x/train_*.bin") or several joined by commas (a mixture: windows are
+    // drawn uniformly over all of their tokens); shards are sorted by name within each glob
     void open(const std::string& pattern, int B_, int T_, int model_vocab, int model_tokenizer, uint64_t seed) {
         B = B_;
         T = T_;
-        glob_t g;
-        int rc = glob(pattern.c_str(), 0, nullptr, &g);
-        if (rc != 0 || g.gl_pathc == 0) {
+        if (pattern.empty()) fail_hint("pass the shards' glob with -i / -j", "the data path is empty");
+        std::vector<std::string> paths;
+        for (size_t i = 0; i <= pattern.size();) {
+            size_t j = pattern.find(',', i);
+            if (j == std::string::npos) j = pattern.size();
+            std::string one = pattern.substr(i, j - i);
+            i = j + 1;
+            if (one.empty()) fail_hint("separate globs with single commas", "data path '%s' has an empty glob", pattern.c_str());
+            glob_t g;
+            int rc = glob(one.c_str(), 0, nullptr, &g);
+            if (rc != 0 || g.gl_pathc == 0) {
+                globfree(&g);
+                fail_hint("the default data paths are relative to the repository root: run from there (or `make data` to rebuild the "
+                          "bundled shards), or pass the shards' glob (-i/-j)",
+                          "no token shards match '%s'", one.c_str());
+            }
+            for (size_t k = 0; k < g.gl_pathc; k++) {
+                for (const std::string& q : paths)
+                    if (same_file(q, g.gl_pathv[k])) fail_hint("each shard may appear once", "shard '%s' is matched twice by '%s'", g.gl_pathv[k], pattern.c_str());
+                paths.push_back(g.gl_pathv[k]);
+            }
             globfree(&g);
-            fail_hint("the default data paths are relative to the repository root: run from there (or `make data` to rebuild the "
-                      "bundled shards), or pass the shards' glob (-i/-j)",
-                      "no token shards match '%s'", pattern.c_str());
         }
-        for (size_t i = 0; i < g.gl_pathc; i++) {
-            shards.push_back(shard_open(g.gl_pathv[i], model_vocab, model_tokenizer));
+        for (size_t i = 0; i < paths.size(); i++) {
+            shards.push_back(shard_open(paths[i], model_vocab, model_tokenizer));
             const Shard& s = shards.back();
             if (i > 0 && s.tokenizer_id != shards[0].tokenizer_id)
                 fail("shards '%s' and '%s' use different tokenizers", shards[0].path.c_str(), s.path.c_str());
@@ -112,8 +135,8 @@ struct DataLoader {
             total_tokens += s.n_tokens;
             vocab_size = std::max(vocab_size, s.vocab_size);
         }
-        globfree(&g);
         tokenizer_id = shards[0].tokenizer_id;
+        eos_id = shards[0].eos_id;
         inputs.assign((size_t)B * T, 0);
         targets.assign((size_t)B * T, 0);
         rng.seed_with(seed);

@@ -4,7 +4,7 @@
 //    new tokens of each window are scored), (c) lm-eval rolling windows per document with
 //    word / byte perplexity and bits per byte
 //  - position-wise NLL buckets and the length-extrapolation curve
-//  - the reversal-curse score, Q/K statistics with RoPE frequency bands, KV-cache memory
+//  - the reversal curse (Berglund et al.'s answer log-likelihoods), Q/K statistics with RoPE frequency bands, KV-cache memory
 // All NLLs are natural-log sums in double; PPL = exp(sum / count).
 #pragma once
 #include <cmath>
@@ -22,7 +22,8 @@ struct NLL {
 
 // ---------------------------------------------------------------------------------------------
 // leak guard: random tokens; for several cut points, change every token after the cut and
-// demand bitwise-identical logits up to the cut. Returns true when the model is causal.
+// demand bitwise-identical logits up to the cut. Returns true when the model is causal. The cut
+// points sit on both sides of the attention core's 64-key block edges, so T > 128 crosses two.
 static bool leak_check(GPT& m, int T, uint64_t seed, std::string* why) {
     Rng rng(seed);
     int V = m.cfg.vocab_size, Vp = m.cfg.padded_vocab_size;
@@ -30,7 +31,7 @@ static bool leak_check(GPT& m, int T, uint64_t seed, std::string* why) {
     for (int& t : tok) t = (int)rng.below(V);
     m.forward(tok.data(), nullptr, 1, T);
     std::vector<float> ref(m.logits, m.logits + (size_t)T * Vp);
-    for (int cut : {0, T / 3, T / 2, T - 2}) {
+    for (int cut : {0, T / 3, T / 2, 63, 64, 127, 128, T - 2}) {
         if (cut < 0 || cut >= T - 1) continue;
         t2 = tok;
         for (int t = cut + 1; t < T; t++) t2[t] = (tok[t] + 1 + (int)rng.below(V - 1)) % V;
@@ -167,40 +168,44 @@ static std::vector<NLL> bucketize(const std::vector<NLL>& per_pos, const std::ve
 }
 
 // ---------------------------------------------------------------------------------------------
-// reversal curse: mean PPL of each sentence given the end-of-text token as context
-struct ReversalResult {
-    double fwd_ppl = 0, bwd_ppl = 0;  // means over facts of per-sentence PPL
-    double fwd_nll = 0, bwd_nll = 0;  // mean per-token NLL
-    int n = 0;
+// reversal curse, as Berglund et al. measure it: the log-likelihood of the answer entity given a
+// prompt, for facts whose forward sentences were trained on and for held-out facts, in the
+// trained (forward) direction and reversed. The same prompts and answers are scored for both
+// groups, so template fluency cancels out of the trained - held-out gains.
+struct ReversalFact {
+    bool trained;
+    std::vector<int> fwd_prompt, fwd_answer, rev_prompt, rev_answer;
 };
-static double sentence_nll(GPT& m, const std::vector<int>& ids, int eos, long* ntok) {
-    std::vector<int> in(ids.size()), tg(ids.size());
-    in[0] = eos;
-    for (size_t i = 0; i < ids.size(); i++) {
-        if (i > 0) in[i] = ids[i - 1];
-        tg[i] = ids[i];
-    }
-    m.forward(in.data(), tg.data(), 1, (int)ids.size());
-    double s = 0;
-    for (size_t i = 0; i < ids.size(); i++) s += m.losses[i];
-    *ntok = (long)ids.size();
+// log p(answer | [eos] + prompt), natural log, summed over the answer's tokens
+static double answer_loglik(GPT& m, const std::vector<int>& prompt, const std::vector<int>& answer, int eos) {
+    std::vector<int> in = {eos}, tg;
+    in.insert(in.end(), prompt.begin(), prompt.end());
+    in.insert(in.end(), answer.begin(), answer.end() - 1);
+    tg.assign(in.size(), -1);
+    for (size_t i = 0; i < answer.size(); i++) tg[prompt.size() + i] = answer[i];
+    m.forward(in.data(), tg.data(), 1, (int)in.size());
+    double s = 0.0;
+    for (size_t i = 0; i < answer.size(); i++) s -= m.losses[prompt.size() + i];
     return s;
 }
-static ReversalResult reversal_eval(GPT& m, const std::vector<std::pair<std::vector<int>, std::vector<int>>>& facts, int eos) {
+struct ReversalResult {
+    int n_trained = 0, n_heldout = 0;
+    // mean over facts of the answer's log-likelihood
+    double fwd_trained = 0, fwd_heldout = 0, rev_trained = 0, rev_heldout = 0;
+    double fwd_gain() const { return fwd_trained - fwd_heldout; }
+    double rev_gain() const { return rev_trained - rev_heldout; }
+};
+static ReversalResult reversal_eval(GPT& m, const std::vector<ReversalFact>& facts, int eos) {
     ReversalResult r;
-    NLL f, b;
-    for (const auto& fb : facts) {
-        long nf, nb;
-        double sf = sentence_nll(m, fb.first, eos, &nf), sb = sentence_nll(m, fb.second, eos, &nb);
-        r.fwd_ppl += exp(sf / nf);
-        r.bwd_ppl += exp(sb / nb);
-        f.sum += sf; f.n += nf;
-        b.sum += sb; b.n += nb;
-        r.n++;
+    for (const ReversalFact& f : facts) {
+        double lf = answer_loglik(m, f.fwd_prompt, f.fwd_answer, eos), lr = answer_loglik(m, f.rev_prompt, f.rev_answer, eos);
+        if (f.trained) { r.fwd_trained += lf; r.rev_trained += lr; r.n_trained++; }
+        else { r.fwd_heldout += lf; r.rev_heldout += lr; r.n_heldout++; }
     }
-    if (r.n) { r.fwd_ppl /= r.n; r.bwd_ppl /= r.n; }
-    r.fwd_nll = f.mean();
-    r.bwd_nll = b.mean();
+    r.fwd_trained = r.n_trained ? r.fwd_trained / r.n_trained : NAN;
+    r.rev_trained = r.n_trained ? r.rev_trained / r.n_trained : NAN;
+    r.fwd_heldout = r.n_heldout ? r.fwd_heldout / r.n_heldout : NAN;
+    r.rev_heldout = r.n_heldout ? r.rev_heldout / r.n_heldout : NAN;
     return r;
 }
 

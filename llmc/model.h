@@ -35,7 +35,9 @@ struct GPT {
     // AdamW state
     float *m = nullptr, *v = nullptr;
 
-    explicit GPT(const GPTConfig& c) : cfg(c) {
+    // allocate = false builds the parameter layout only (ps.total without the buffers): how a
+    // checkpoint's size is checked against its config before anything large is allocated
+    explicit GPT(const GPTConfig& c, bool allocate = true) : cfg(c) {
         int C = cfg.d_model, L = cfg.n_layer;
         ps.n_layer = L;
         wte = ps.add("wte", cfg.padded_vocab_size, C, INIT_NORMAL, cfg.vocab_size);
@@ -58,6 +60,7 @@ struct GPT {
         lnf_w = ps.add("lnf.w", 1, C, INIT_ONE);
         lnf_b = ps.add("lnf.b", 1, C, INIT_ZERO);
         w_out = cfg.tied_embeddings ? wte : ps.add("w_out", cfg.padded_vocab_size, C, INIT_NORMAL, cfg.vocab_size);
+        if (!allocate) return;
         params = alloc_floats<float>(ps.total);
         grads = alloc_floats<float>(ps.total);
     }

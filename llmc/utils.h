@@ -2,6 +2,9 @@
 // Every IO/alloc call goes through a xxxCheck() macro that names the file and line, and every
 // user-facing error says what is wrong and, with a HINT line, how to fix it (llm.c style).
 #pragma once
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cerrno>
 #include <cstdarg>
 #include <ctime>
@@ -12,19 +15,77 @@
 #include <string>
 #include <vector>
 
+// The error a failed check raises while g_fail_throws is set (see fail_hint).
+struct KvgptError {
+    std::string message, hint;
+};
+// When > 0, fail_hint throws KvgptError instead of exiting: the evaluator sets it around each
+// section so one failing measurement is reported in its JSON and the others still run. Only
+// serial code may fail while it is set (an exception must not leave an OpenMP region).
+static int g_fail_throws = 0;
+
 // fail(): print "Error: ..." (+ optional HINT) to stderr and exit(1). Never returns.
 [[noreturn]] static inline void fail_hint(const char* hint, const char* fmt, ...) {
+    char msg[4096];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "Error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (g_fail_throws > 0) throw KvgptError{msg, hint ? hint : ""};
+    fprintf(stderr, "Error: %s\n", msg);
     if (hint && hint[0]) fprintf(stderr, "HINT: %s\n", hint);
     fflush(stderr);
     exit(1);
 }
 #define fail(...) fail_hint(nullptr, __VA_ARGS__)
+
+// A path the programs read as a file must be a regular file: a FIFO would block the open (or
+// the read) forever and a directory reads as garbage. stat() never blocks.
+static inline void require_regular_file(const char* path, const char* what, const char* hint) {
+    struct stat st;
+    if (path == nullptr || !path[0]) fail_hint(hint, "%s: the path is empty", what);
+    if (stat(path, &st) != 0) fail_hint(hint, "cannot open %s '%s': %s", what, path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        fail_hint(hint, "%s '%s' is a %s, not a regular file", what, path,
+                  S_ISDIR(st.st_mode) ? "directory" : S_ISFIFO(st.st_mode) ? "FIFO (named pipe)" : "special file");
+}
+
+// CRC32C (Castagnoli), the checksum of checkpoints: the SSE4.2 instruction when the build has
+// it, else a table. crc32c(0, "123456789", 9) == 0xE3069283 (tested).
+static inline uint32_t crc32c_update(uint32_t crc, const void* data, size_t n) {
+    const uint8_t* p = (const uint8_t*)data;
+    crc = ~crc;
+#if defined(__SSE4_2__)
+    uint64_t c = crc;
+    for (; n >= 8; n -= 8, p += 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = __builtin_ia32_crc32di(c, w);
+    }
+    crc = (uint32_t)c;
+    for (; n; n--, p++) crc = __builtin_ia32_crc32qi(crc, *p);
+#else
+    static uint32_t table[256];
+    static bool ready = false;
+    if (!ready) {
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+            table[i] = c;
+        }
+        ready = true;
+    }
+    for (; n; n--, p++) crc = table[(crc ^ *p) & 0xFF] ^ (crc >> 8);
+#endif
+    return ~crc;
+}
+
+// a * b, or false when it would overflow (sizes read from files are never trusted)
+static inline bool mul_fits(uint64_t a, uint64_t b, uint64_t* out) {
+    if (a != 0 && b > UINT64_MAX / a) return false;
+    *out = a * b;
+    return true;
+}
 
 static inline FILE* fopen_check(const char* path, const char* mode, const char* file, int line) {
     FILE* fp = fopen(path, mode);
@@ -95,4 +156,28 @@ static inline double deterministic_sum(size_t n, F f) {
     double s = 0.0;
     for (int c = 0; c < NCHUNK; c++) s += part[c];
     return s;
+}
+
+// true when a and b name the same file: by inode when both exist, else by their resolved paths
+// (a file that does not exist yet is named by its resolved directory plus its name)
+static inline std::string resolved_path(const std::string& p) {
+    char buf[PATH_MAX];
+    if (realpath(p.c_str(), buf)) return buf;
+    size_t slash = p.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : p.substr(0, slash + 1), name = slash == std::string::npos ? p : p.substr(slash + 1);
+    if (realpath(dir.c_str(), buf)) return std::string(buf) + "/" + name;
+    return p;
+}
+static inline bool same_file(const std::string& a, const std::string& b) {
+    struct stat sa, sb;
+    if (stat(a.c_str(), &sa) == 0 && stat(b.c_str(), &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    return resolved_path(a) == resolved_path(b);
+}
+// the directory a file would be written to exists and is writable (checked before a long run)
+static inline bool dir_writable(const std::string& p) {
+    if (access(p.c_str(), F_OK) == 0) return access(p.c_str(), W_OK) == 0;
+    size_t slash = p.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : p.substr(0, slash);
+    struct stat st;
+    return stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && access(dir.c_str(), W_OK) == 0;
 }

@@ -400,7 +400,7 @@ int main(int argc, char** argv) {
             for (int s = 0; s < tc.steps; s++) {
                 StepStats a = train_step(cpu, d1, tc, s), b = gpu.step(d2, tc, s);
                 double e = fabs(a.loss - b.loss) / ((bf ? 2e-3 : 1e-5) * fabs(a.loss));
-                worst = std::max(worst, e);
+                worst = std::isnan(worst) || std::isnan(e) ? NAN : std::max(worst, e);  // NaN-aware
                 printf("    step %2d loss cpu %.5f gpu %.5f | norm cpu %.5f gpu %.5f\n", s + 1, a.loss, b.loss, a.grad_norm, b.grad_norm);
                 CHECK(fabs(a.grad_norm - b.grad_norm) <= (bf ? 2e-2 : 1e-3) * a.grad_norm, "grad norm at step %d", s + 1);
             }

@@ -17,6 +17,7 @@ import glob  # noqa: E402
 import io  # noqa: E402
 import re  # noqa: E402
 import subprocess  # noqa: E402
+from tokenizer import load_tokenizer  # noqa: E402
 
 TESTS = []
 
@@ -247,6 +248,68 @@ def reversal_sentences_are_well_formed():
         assert r["backward"].startswith(r["object"]), r["backward"]
     bad = eval_sets.reversal_set([("capital", "France", "Paris")])[0]
     assert bad["backward"] == "Paris is the capital of France."
+    # Berglund et al.'s protocol: prompt + answer entity is the sentence; both halves hold every relation
+    for r in rows:
+        assert r["forward_prompt"] + r["forward_answer"] + "." == r["forward"], r
+        assert r["reversed_prompt"] + r["reversed_answer"] + "." == r["backward"], r
+        assert r["forward_answer"] == " " + r["object"] and r["reversed_answer"] == " " + r["subject"], r
+    for rel in eval_sets.TEMPLATES:
+        n = [sum(1 for r in rows if r["relation"] == rel and r["split"] == sp) for sp in ("trained", "heldout")]
+        assert abs(n[0] - n[1]) <= 1 and min(n) >= 1, (rel, n)
+
+
+@test
+def reversal_training_shard_holds_only_trained_forward_sentences():
+    rows = eval_sets.reversal_set()
+    for name in ("gpt-neox-20b", "gpt2"):
+        tok = load_tokenizer(name)
+        with tempfile.TemporaryDirectory() as d:
+            with contextlib.redirect_stdout(io.StringIO()):
+                eval_sets.write_reversal(name, d, repeats=3)
+            docs = [tok.decode(x) for x in read_docs(d, "reversal_train", tok.eos_id)]
+            trained = {r["forward"] for r in rows if r["split"] == "trained"}
+            assert len(docs) == 3 * len(trained) and set(docs) == trained, (len(docs), len(trained))
+            lines = open(os.path.join(d, "reversal.tsv"), encoding="utf-8").read().splitlines()
+            assert lines[0].split("\t")[:3] == ["split", "relation", "forward_prompt_ids"] and len(lines) == len(rows) + 1
+            for r, line in zip(rows, lines[1:]):
+                c = line.split("\t")
+                assert c[0] == r["split"] and tok.decode([int(x) for x in c[2].split()] + [int(x) for x in c[3].split()]) == r["forward"][:-1]
+                assert tok.decode([int(x) for x in c[4].split()] + [int(x) for x in c[5].split()]) == r["backward"][:-1]
+            # the committed sets are these
+            committed = os.path.join(ROOT, "data", "eval", name)
+            assert open(os.path.join(committed, "reversal.tsv"), encoding="utf-8").read().splitlines() == lines
+
+
+@test
+def prepare_refuses_stale_shards_and_leaves_nothing_on_failure():
+    docs = [f"Document {i}: " + "words and more words " * (i % 5 + 1) for i in range(40)]
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "pile.jsonl")
+        with open(src, "w") as f:
+            for t in docs:
+                f.write(json.dumps({"text": t}) + "\n")
+        out = os.path.join(d, "out")
+        rc, _, se = run_prepare(["pile", "--path", src, "--out", out, "--workers", "1", "--shard-size", "200"])
+        assert rc == 0, se
+        first = sorted(os.listdir(out))
+        assert len([f for f in first if f.startswith("train_")]) > 1, first
+        rc, _, se = run_prepare(["pile", "--path", src, "--out", out, "--workers", "1"])
+        assert rc == 1 and "already holds" in se and "--overwrite" in se, se
+        assert sorted(os.listdir(out)) == first  # refused: nothing touched
+        rc, so, se = run_prepare(["pile", "--path", src, "--out", out, "--workers", "1", "--overwrite"])
+        assert rc == 0, se
+        now = sorted(os.listdir(out))
+        assert "train_000000.bin" in now and all(f.endswith("_000000.bin") for f in now), now  # the earlier run's extra shards are gone
+        # a failed run leaves no folder (and no temp folder) behind
+        new = os.path.join(d, "never")
+        rc, _, se = run_prepare(["pile", "--path", os.path.join(d, "missing.jsonl"), "--out", new, "--workers", "1"])
+        assert rc == 1 and not os.path.exists(new), se
+        bad = os.path.join(d, "bad.jsonl")
+        with open(bad, "w") as f:
+            f.write('{"text": "fine"}\n{not json\n')
+        rc, _, se = run_prepare(["pile", "--path", bad, "--out", new, "--workers", "1"])
+        assert rc == 1 and not os.path.exists(new), se
+        assert not [f for f in os.listdir(d) if f.startswith(".prepare-")], os.listdir(d)
 
 
 def main():
