@@ -120,10 +120,13 @@ static inline void fclose_check(FILE* fp, const char* file, int line) {
 #define fcloseCheck(fp) fclose_check(fp, __FILE__, __LINE__)
 
 // 64-byte aligned, zeroed allocation; out of memory is a clear error, not a crash.
+// A request larger than the machine's physical memory is refused up front: with overcommit it
+// could be granted and then get the process killed while it is being zeroed.
 static inline void* malloc_check(size_t bytes, const char* file, int line) {
     if (bytes == 0) bytes = 64;
     void* p = nullptr;
-    if (posix_memalign(&p, 64, (bytes + 63) / 64 * 64) != 0 || !p) {
+    static const double phys = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if ((phys > 0 && (double)bytes > phys) || bytes > SIZE_MAX - 64 || posix_memalign(&p, 64, (bytes + 63) / 64 * 64) != 0 || !p) {
         fail_hint("use a smaller model, micro-batch (-b) or sequence length (-t)",
                   "out of memory allocating %.1f MiB\n  at %s:%d", bytes / 1048576.0, file, line);
     }

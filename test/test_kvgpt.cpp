@@ -7,6 +7,8 @@
 //  - every bad input gives its documented error (in-process, and through ./train_gpt)
 // Usage: test_kvgpt [name-filter]. Ends with "N passed, N failed".
 #include <omp.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include "../llmc/checkpoint.h"
 #include "../llmc/eval.h"
@@ -377,6 +379,16 @@ static void write_shard(const std::string& path, const std::vector<int>& tok, in
     FILE* f = fopenCheck(path.c_str(), "wb");
     fwriteCheck(bytes.data(), 1, bytes.size(), f);
     fcloseCheck(f);
+}
+
+static std::string slurp_file(const std::string& p) {
+    FILE* f = fopenCheck(p.c_str(), "rb");
+    std::string b;
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) b.append(buf, n);
+    fclose(f);
+    return b;
 }
 
 static std::vector<int> random_tokens(size_t n, int vocab, uint64_t seed) {
@@ -945,6 +957,235 @@ static void register_tests() {
         CHECK(expect_exit_error([&] { GPT m2(other); checkpoint_load(ck.c_str(), m2); }, "does not match"), "mismatched checkpoint");
         CHECK(expect_exit_error([&] { std::vector<int> t(4, 61); m.forward(t.data(), nullptr, 1, 4); }, "outside the vocab"), "token id >= vocab at forward");
         CHECK(expect_exit_error([] { mallocCheck((size_t)1 << 60); }, "out of memory"), "out of memory");
+        CHECK(expect_exit_error([] { mallocCheck((size_t)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE) + 4096); }, "out of memory"),
+              "more than the physical memory is refused before it is touched");
+    });
+
+    add_test("CRC32C: the standard check value and incremental updates", [] {
+        CHECK(crc32c_update(0, "123456789", 9) == 0xE3069283u, "crc32c('123456789') = 0x%08x, want 0xE3069283", crc32c_update(0, "123456789", 9));
+        std::string s(1000, '\0');
+        for (size_t i = 0; i < s.size(); i++) s[i] = (char)(i * 7 + 3);
+        uint32_t whole = crc32c_update(0, s.data(), s.size()), parts = crc32c_update(crc32c_update(0, s.data(), 333), s.data() + 333, 667);
+        CHECK(whole == parts, "incremental %08x vs whole %08x", parts, whole);
+        CHECK(crc32c_update(0, "", 0) == 0, "empty input");
+    });
+
+    add_test("checkpoints: corrupt payloads, edited or impossible headers, v1 files, failed writes", [] {
+        std::string d = tmpdir(), ck = d + "/c.ckpt";
+        GPTConfig cfg = test_config(ATTN_MLA, POS_ROPE);
+        GPT m(cfg);
+        m.init_weights(3);
+        checkpoint_save(ck.c_str(), m, 7, 99, 2.5f, 16, "data/x_*.bin", "/abs/val_*.bin");
+        std::string good;
+        {
+            FILE* f = fopenCheck(ck.c_str(), "rb");
+            fseeko(f, 0, SEEK_END);
+            good.resize(ftello(f));
+            fseeko(f, 0, SEEK_SET);
+            freadCheck(&good[0], 1, good.size(), f);
+            fclose(f);
+        }
+        auto put = [&](const std::string& bytes) {
+            FILE* f = fopenCheck(ck.c_str(), "wb");
+            fwriteCheck(bytes.data(), 1, bytes.size(), f);
+            fcloseCheck(f);
+        };
+        auto load = [&] {
+            CheckpointHeader h = checkpoint_read_header(ck.c_str());
+            GPT x(h.config);
+            checkpoint_load(ck.c_str(), x);
+        };
+        CheckpointHeader h0 = checkpoint_read_header(ck.c_str());
+        CHECK(h0.step == 7 && h0.data_rng == 99 && h0.train_T == 16 && std::string(h0.val_data) == "/abs/val_*.bin" &&
+                  std::string(h0.train_data).find("/data/x_*.bin") != std::string::npos && h0.train_data[0] == '/',
+              "header round trip (train data '%s')", h0.train_data);
+        const size_t H = sizeof(CheckpointHeader), P = m.ps.total * sizeof(float);
+        float nan = NAN;
+        struct Bad { const char* name; std::function<std::string()> make; const char* needle; };
+        std::vector<Bad> bad = {
+            {"NaN in the parameters", [&] { std::string b = good; memcpy(&b[H + 40 * 4], &nan, 4); return b; }, "parameters fail their checksum"},
+            {"a flipped bit in the parameters", [&] { std::string b = good; b[H + P / 2] ^= 0x10; return b; }, "parameters fail their checksum"},
+            {"4 KB of garbage in the moments", [&] { std::string b = good; for (size_t i = 0; i < 4096; i++) b[H + P + 100 + i] = (char)(i * 31); return b; }, "moments fail their checksum"},
+            {"a flipped bit in the config (pos)", [&] { std::string b = good; CheckpointHeader h; memcpy(&h, b.data(), H); h.config.pos ^= 1; memcpy(&b[0], &h, H); return b; }, "header checksum mismatch"},
+            {"rotary_pct edited", [&] { std::string b = good; CheckpointHeader h; memcpy(&h, b.data(), H); h.config.rotary_pct = 0.75f; memcpy(&b[0], &h, H); return b; }, "header checksum mismatch"},
+            {"parallel residual edited", [&] { std::string b = good; CheckpointHeader h; memcpy(&h, b.data(), H); h.config.parallel_residual = 0; memcpy(&b[0], &h, H); return b; }, "header checksum mismatch"},
+            {"appended bytes", [&] { return good + "xx"; }, "its header implies"},
+            {"truncated payload", [&] { return good.substr(0, good.size() - 4); }, "its header implies"},
+            {"truncated header", [&] { return good.substr(0, 100); }, "shorter than its"},
+            {"version 9", [&] { std::string b = good; b[4] = 9; return b; }, "has version 9"},
+        };
+        // impossible values with a recomputed header checksum: the field checks must catch them
+        auto edit = [&](std::function<void(CheckpointHeader&)> f) {
+            return [=] { std::string b = good; CheckpointHeader h; memcpy(&h, b.data(), H); f(h); h.header_crc = checkpoint_header_crc(h); memcpy(&b[0], &h, H); return b; };
+        };
+        bad.push_back({"n_kv_head = 0", edit([](CheckpointHeader& h) { h.config.n_kv_head = 0; }), "n_kv_head = 0 is out of range"});
+        bad.push_back({"negative vocab", edit([](CheckpointHeader& h) { h.config.vocab_size = -5; }), "vocab_size = -5 is out of range"});
+        bad.push_back({"n_layer = -1", edit([](CheckpointHeader& h) { h.config.n_layer = -1; }), "n_layer = -1 is out of range"});
+        bad.push_back({"n_layer = 1e8", edit([](CheckpointHeader& h) { h.config.n_layer = 100000000; }), "n_layer = 1e+08 is out of range"});
+        bad.push_back({"d_model 20x (a 20 GB model)", edit([](CheckpointHeader& h) { h.config.d_model *= 20; h.config.head_dim *= 20; }), "floats per tensor set"});
+        bad.push_back({"a derived field", edit([](CheckpointHeader& h) { h.config.padded_vocab_size += 64; }), "derived config fields"});
+        bad.push_back({"pos out of range", edit([](CheckpointHeader& h) { h.config.pos = 9; }), "pos = 9 is out of range"});
+        bad.push_back({"NaN rope base", edit([](CheckpointHeader& h) { h.config.rope_base = NAN; }), "rope_base = nan is out of range"});
+        bad.push_back({"negative step", edit([](CheckpointHeader& h) { h.step = -3; }), "header fields out of range"});
+        for (Bad& b : bad) {
+            put(b.make());
+            CHECK(expect_exit_error(load, b.needle), "%s must give '%s'", b.name, b.needle);
+        }
+        // a version 1 file (no checksums) still loads, with a warning
+        {
+            CheckpointHeaderV1 o;
+            memset(&o, 0, sizeof o);
+            o.magic = CKPT_MAGIC; o.version = 1; o.config_bytes = sizeof(GPTConfig); o.config = cfg; o.step = 4; o.data_rng = 5;
+            o.n_floats = m.ps.total; o.best_val_loss = 3.0f; o.train_T = 8;
+            put(std::string((const char*)&o, sizeof o) + good.substr(H));
+            std::string out;
+            bool ok = expect_exit_error([&] { load(); printf("LOADED\n"); exit(3); }, "LOADED", &out);
+            CHECK(ok && out.find("version 1: it has no checksums") != std::string::npos, "v1 checkpoint: %s", out.c_str());
+            GPT x(cfg);
+            CheckpointHeader h = checkpoint_load(ck.c_str(), x);
+            CHECK(h.step == 4 && memcmp(x.params, m.params, P) == 0, "v1 parameters");
+        }
+        // a failed write (file size limit) removes its temp file and keeps the earlier checkpoint
+        put(good);
+        CHECK(expect_exit_error([&] {
+                  struct rlimit rl = {4096, 4096};
+                  signal(SIGXFSZ, SIG_IGN);
+                  setrlimit(RLIMIT_FSIZE, &rl);
+                  checkpoint_save(ck.c_str(), m, 8, 1, 1.0f);
+              }, "cannot write checkpoint"), "a failed write is an error");
+        struct stat st;
+        CHECK(stat((ck + ".tmp").c_str(), &st) != 0, "the temp file of a failed write must be removed");
+        CHECK(checkpoint_read_header(ck.c_str()).step == 7, "the earlier checkpoint must be intact");
+        // a diverged model is never written
+        m.params[5] = INFINITY;
+        CHECK(expect_exit_error([&] { checkpoint_save(ck.c_str(), m, 9, 1, 1.0f); }, "refusing to write a checkpoint of a diverged model"), "inf params");
+        CHECK(checkpoint_read_header(ck.c_str()).step == 7, "the earlier checkpoint must be intact");
+        // a FIFO or a directory is refused (a FIFO would block the open forever)
+        std::string fifo = d + "/fifo.ckpt";
+        mkfifo(fifo.c_str(), 0600);
+        CHECK(expect_exit_error([&] { alarm(10); checkpoint_read_header(fifo.c_str()); }, "FIFO"), "FIFO checkpoint");
+        CHECK(expect_exit_error([&] { alarm(10); checkpoint_read_header(d.c_str()); }, "is a directory"), "directory checkpoint");
+    });
+
+    add_test("shards: a count near 2^62 does not wrap the size check; FIFOs and directories are refused", [] {
+        std::string d = tmpdir(), p = d + "/huge.bin";
+        std::vector<int> tok = random_tokens(64, 61, 2);
+        write_shard(p, tok, 61, TOK_NEOX, 4);
+        // n_tokens = 2^62 + 64 with width 4: n * 4 wraps around to 256, the real payload's bytes
+        FILE* f = fopenCheck(p.c_str(), "r+b");
+        int32_t lo = 64, hi = 1 << 30;
+        fseeko(f, 8, SEEK_SET);
+        fwriteCheck(&lo, 4, 1, f);
+        fwriteCheck(&hi, 4, 1, f);
+        fcloseCheck(f);
+        CHECK(expect_exit_error([&] { shard_open(p, 61, TOK_NEOX); }, "truncated or corrupt"), "2^62 token count");
+        std::string fifo = d + "/fifo_000.bin";
+        mkfifo(fifo.c_str(), 0600);
+        CHECK(expect_exit_error([&] { alarm(10); shard_open(fifo, 61, TOK_NEOX); }, "FIFO"), "FIFO shard");
+        CHECK(expect_exit_error([&] { alarm(10); DataLoader l; l.open(d + "/fifo_*.bin", 1, 8, 61, 1, 1); }, "FIFO"), "FIFO through a glob");
+        mkdir((d + "/dir_000.bin").c_str(), 0700);
+        CHECK(expect_exit_error([&] { DataLoader l; l.open(d + "/dir_*.bin", 1, 8, 61, 1, 1); }, "is a directory"), "directory shard");
+        CHECK(expect_exit_error([&] { DataLoader l; l.open("", 1, 8, 61, 1, 1); }, "empty"), "empty glob");
+        // several globs joined by commas: a mixture, each shard once
+        write_shard(d + "/mixa_000.bin", random_tokens(50, 61, 3), 61);
+        write_shard(d + "/mixb_000.bin", random_tokens(70, 61, 4), 61);
+        DataLoader l;
+        l.open(d + "/mixa_*.bin," + d + "/mixb_*.bin", 1, 8, 61, TOK_NEOX, 1);
+        CHECK(l.shards.size() == 2 && l.total_tokens == 120, "mixture: %zu shards, %ld tokens", l.shards.size(), l.total_tokens);
+        CHECK(expect_exit_error([&] { DataLoader x; x.open(d + "/mixa_*.bin," + d + "/mix*_000.bin", 1, 8, 61, 1, 1); }, "matched twice"), "duplicate shard");
+    });
+
+    add_test("fuzz: mutated shard and checkpoint headers give a clean error or a correct run, never a signal", [] {
+        std::string d = tmpdir(), sp = d + "/fuzz.bin", cp = d + "/fuzz.ckpt";
+        std::vector<int> tok = random_tokens(300, 61, 5);
+        write_shard(sp, tok, 61, TOK_NEOX, 2);
+        std::string shard2 = slurp_file(sp);
+        write_shard(sp, tok, 61, TOK_NEOX, 4);
+        std::string shard4 = slurp_file(sp);
+        GPTConfig cfg = test_config(ATTN_GQA, POS_ALIBI);
+        GPT m(cfg);
+        m.init_weights(1);
+        checkpoint_save(cp.c_str(), m, 3, 4, 1.0f, 8);
+        const std::string ckpt0 = slurp_file(cp);
+        Rng rng(2024);
+        const int64_t interesting[] = {0, 1, -1, 2, 3, 4, 7, 61, 62, 255, 1024, 65535, INT32_MAX, INT32_MIN, (int64_t)1 << 31};
+        int runs = 0, clean_errors = 0, ok_runs = 0;
+        auto mutate = [&](std::string b, size_t header, bool is_ckpt) {
+            int kind = (int)rng.below(5);
+            if (kind == 0) {  // one 32-bit header field set to an interesting value
+                size_t at = 4 * rng.below(header / 4);
+                int32_t v = (int32_t)interesting[rng.below(sizeof interesting / sizeof interesting[0])];
+                memcpy(&b[at], &v, 4);
+            } else if (kind == 1) {  // bit flips in the header
+                for (int k = 0; k < 1 + (int)rng.below(4); k++) b[rng.below(header)] ^= (char)(1 << rng.below(8));
+            } else if (kind == 2) {  // truncation
+                b.resize(rng.below(b.size()));
+            } else if (kind == 3) {  // a random 64-bit token count (shard) / float count (checkpoint)
+                uint64_t v = ((uint64_t)rng.below(1u << 31) << 33) ^ rng.below(1u << 31);
+                if (rng.below(2)) v = ((uint64_t)1 << (60 + rng.below(4))) + rng.below(64);
+                int32_t width;
+                memcpy(&width, &b[16], 4);
+                if (!is_ckpt && width == 4 && rng.below(2)) v = ((uint64_t)1 << 62) + 300;  // 4 * v wraps around to the real 1200 bytes
+                memcpy(&b[is_ckpt ? offsetof(CheckpointHeader, n_floats) : 8], &v, 8);
+            } else {  // garbage in the payload
+                for (int k = 0; k < 16; k++) b[header + rng.below(b.size() - header)] = (char)rng.below(256);
+            }
+            if (is_ckpt && b.size() >= sizeof(CheckpointHeader) && rng.below(2)) {  // often with a valid header checksum
+                CheckpointHeader h;
+                memcpy(&h, b.data(), sizeof h);
+                h.header_crc = checkpoint_header_crc(h);
+                memcpy(&b[0], &h, sizeof h);
+            }
+            return b;
+        };
+        auto run_one = [&](const std::string& path, const std::string& bytes, std::function<void()> use) {
+            FILE* f = fopenCheck(path.c_str(), "wb");
+            fwriteCheck(bytes.data(), 1, bytes.size(), f);
+            fcloseCheck(f);
+            int p[2];
+            if (pipe(p) != 0) return;
+            fflush(stdout);
+            pid_t pid = fork();
+            if (pid == 0) {
+                dup2(p[1], 1); dup2(p[1], 2); close(p[0]);
+                alarm(20);  // a hang is a failure too (SIGALRM)
+                use();
+                _exit(0);
+            }
+            close(p[1]);
+            std::string out;
+            char buf[4096];
+            ssize_t n;
+            while ((n = read(p[0], buf, sizeof buf)) > 0) out.append(buf, n);
+            close(p[0]);
+            int st = 0;
+            waitpid(pid, &st, 0);
+            runs++;
+            bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 1 && out.find("Error: ") != std::string::npos;
+            bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+            clean_errors += clean;
+            ok_runs += ok;
+            CHECK(clean || ok, "%s: status %d (signal %d), output: %s", path.c_str(), st, WIFSIGNALED(st) ? WTERMSIG(st) : 0, out.c_str());
+        };
+        for (int i = 0; i < 200; i++)
+            run_one(sp, mutate(i % 2 ? shard4 : shard2, SHARD_HEADER_INTS * 4, false), [&] {
+                DataLoader l;
+                l.open(sp, 2, 8, 61, TOK_NEOX, 1);
+                struct stat st;
+                stat(sp.c_str(), &st);  // a run that succeeds must have read exactly what the file holds
+                if ((uint64_t)l.shards[0].n_tokens * l.shards[0].width + SHARD_HEADER_INTS * 4 != (uint64_t)st.st_size) exit(2);
+                for (int k = 0; k < 20; k++) l.next_random_batch();
+                long s = 0;
+                for (int x : l.inputs) s += x;
+                if (s < 0) exit(2);
+            });
+        for (int i = 0; i < 200; i++)
+            run_one(cp, mutate(ckpt0, sizeof(CheckpointHeader), true), [&] {
+                CheckpointHeader h = checkpoint_read_header(cp.c_str());
+                GPT x(h.config);
+                checkpoint_load(cp.c_str(), x);
+            });
+        printf("    %d mutated files: %d clean errors, %d correct runs, %d other\n", runs, clean_errors, ok_runs, runs - clean_errors - ok_runs);
     });
 }
 
