@@ -158,13 +158,7 @@ static int eval_main(int argc, char** argv) {
     require_int("--max-tokens", a.max_tokens, 0, INT32_MAX);
     require_int("--wiki-docs", a.wiki_docs, 0, INT32_MAX);
     require_int("--ctx", a.ctx, 0, 1 << 24);
-    for (const std::string& p : [&] {
-             std::vector<std::string> v;
-             std::istringstream ss(a.protocols);
-             std::string x;
-             while (std::getline(ss, x, ',')) v.push_back(x);
-             return v;
-         }()) {
+    for (const std::string& p : split_list(a.protocols)) {
         bool known = false;
         for (const char* q : PROTOCOLS) known |= p == q;
         if (!known)

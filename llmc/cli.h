@@ -87,17 +87,13 @@ static inline void require_float(const char* flag, float v, float lo, float hi, 
 // "0,16,32" -> {0, 16, 32}; a clear error for anything else
 static std::vector<int> parse_int_list(const std::string& s, const char* flag) {
     std::vector<int> out;
-    size_t i = 0;
-    while (i <= s.size()) {
-        size_t j = s.find(',', i);
-        if (j == std::string::npos) j = s.size();
-        std::string item = s.substr(i, j - i);
+    for (const std::string& item : split_list(s)) {
         char* end = nullptr;
         errno = 0;
         long v = strtol(item.c_str(), &end, 10);
-        if (item.empty() || *end || errno || v < INT32_MIN || v > INT32_MAX) fail_hint("use comma-separated integers, e.g. 0,16,32", "%s: '%s' is not a list of integers", flag, s.c_str());
+        if (item.empty() || *end || errno || v < INT32_MIN || v > INT32_MAX)
+            fail_hint("use comma-separated integers, e.g. 0,16,32", "%s: '%s' is not a list of integers", flag, s.c_str());
         out.push_back((int)v);
-        i = j + 1;
     }
     return out;
 }

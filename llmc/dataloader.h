@@ -103,11 +103,7 @@ struct DataLoader {
         T = T_;
         if (pattern.empty()) fail_hint("pass the shards' glob with -i / -j", "the data path is empty");
         std::vector<std::string> paths;
-        for (size_t i = 0; i <= pattern.size();) {
-            size_t j = pattern.find(',', i);
-            if (j == std::string::npos) j = pattern.size();
-            std::string one = pattern.substr(i, j - i);
-            i = j + 1;
+        for (const std::string& one : split_list(pattern)) {
             if (one.empty()) fail_hint("separate globs with single commas", "data path '%s' has an empty glob", pattern.c_str());
             glob_t g;
             int rc = glob(one.c_str(), 0, nullptr, &g);

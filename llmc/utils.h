@@ -184,3 +184,16 @@ static inline bool dir_writable(const std::string& p) {
     struct stat st;
     return stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && access(dir.c_str(), W_OK) == 0;
 }
+
+// "a,b,,c" -> {"a", "b", "", "c"}: every comma separates two items, so an empty one shows
+static std::vector<std::string> split_list(const std::string& s) {
+    std::vector<std::string> out;
+    for (size_t i = 0; i <= s.size();) {
+        size_t j = s.find(',', i);
+        if (j == std::string::npos) j = s.size();
+        out.push_back(s.substr(i, j - i));
+        i = j + 1;
+    }
+    return out;
+}
+

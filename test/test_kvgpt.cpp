@@ -9,7 +9,9 @@
 #include <omp.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <fstream>
 #include "../llmc/checkpoint.h"
 #include "../llmc/eval.h"
 #include "../llmc/train.h"
@@ -1221,11 +1223,39 @@ static void register_cli_tests(const std::string& bin) {
             {"-e 5", "needs -o"},
             {"-b 16 -t 2048 -x 1", "holds no batch of B=16 windows"},
             {"-l 1e30 -x 20" + small, "diverged"},
+            {"-l 1e30 -n 1 -x 5 --d-model 32 --layers 1 --heads 2 -b 1 -t 16 -v 1", "validation loss is"},
+            {"-l inf", "'inf' is not a finite number"},
+            {"-p alibi --alibi-slope nan", "'nan' is not a finite number"},
+            {"--rope-base inf", "'inf' is not a finite number"},
+            {"--rope-base 0.5", "--rope-base 0.5 must be > 1"},
+            {"-q -0.5", "-q -0.5 is out of range"},
+            {"--beta2 1", "--beta2 1 is out of range"},
+            {"-c -1", "-c -1 is out of range"},
+            {"--clip -1", "--clip -1 is out of range"},
+            {"--parallel 5", "--parallel 5 is out of range"},
+            {"--tied 9", "--tied 9 is out of range"},
+            {"--splice-ln 2", "--splice-ln 2 is out of range"},
+            {"-b 0", "-b 0 is out of range"},
+            {"-t -5", "-t -5 is out of range"},
+            {"-b 99999999999", "not a valid number"},
+            {"-s -1", "not a valid number"},
+            {"-b 1000000 -t 100000", "too large"},
+            {"-t 4000000", "fewer than one window"},
+            {"-i ''", "the value is empty"},
+            {"--resume ''", "the value is empty"},
+            {"-o ''", "the value is empty"},
+            {"-o data/tinyshakespeare/gpt-neox-20b/train_000000.bin", "is an input of this run"},
+            {"-L data/tinyshakespeare/gpt-neox-20b/val_000000.bin", "is an input of this run"},
+            {"-o /nonexistent_dir/x.ckpt -L /tmp/x.jsonl", "its directory does not exist"},
+            {"-o README.md", "exists and is not a kvgpt checkpoint"},
+            {"-o /tmp/kvgpt_same.ckpt -L /tmp/kvgpt_same.ckpt", "-o and -L name the same file"},
+            {"-i data", "is a directory"},
         };
         for (const Case& c : cases) {
             std::string out;
             // -x 0 first: a case that wrongly passes validation prints its settings and stops
-            int rc = run_command(bin + " -x 0 -L /dev/null " + c.args, &out);
+            bool own_log = c.args.find("-L ") != std::string::npos;
+            int rc = run_command(bin + " -x 0 " + (own_log ? "" : "-L /dev/null ") + c.args, &out);
             bool ok = rc != 0 && out.find(c.needle) != std::string::npos && out.find("Error:") != std::string::npos;
             CHECK(ok, "'%s' should fail with '%s'; rc %d, output tail: %s", c.args.c_str(), c.needle, rc,
                   out.substr(out.size() > 400 ? out.size() - 400 : 0).c_str());
@@ -1278,7 +1308,134 @@ static void register_cli_tests(const std::string& bin) {
     });
 }
 
+static void register_resume_cli_tests(const std::string& bin) {
+    add_test("train_gpt --resume: contradicting flags refused, the checkpoint's data reused, no file of the user's touched", [bin] {
+        std::string d = tmpdir(), ck = d + "/r.ckpt", tr = d + "/own_train_000.bin", va = d + "/own_val_000.bin";
+        write_shard(tr, random_tokens(3000, 50277, 1), 50277);
+        write_shard(va, random_tokens(1000, 50277, 2), 50277);
+        std::string small = " --d-model 32 --layers 1 --heads 2 -b 2 -t 16 -n 0 -v 1 -o " + ck;
+        std::string out;
+        int rc = run_command(bin + small + " -x 2 -i " + tr + " -j " + va, &out);
+        CHECK(rc == 0, "training failed: %s", out.c_str());
+        for (const char* bad : {"-a mla -k 64", "-m gpt2-124m", "--d-model 64", "-p alibi", "--layers 2", "--rotary-pct 0.5"}) {
+            rc = run_command(bin + " -x 4 --resume " + ck + " -o " + ck + " " + bad, &out);
+            CHECK(rc != 0 && out.find("contradicts the checkpoint") != std::string::npos, "'%s' must be refused: rc %d %s", bad, rc, out.c_str());
+        }
+        // the same values are not a contradiction; without -i / -j the run continues on its own data
+        rc = run_command(bin + small + " -x 4 --resume " + ck, &out);
+        CHECK(rc == 0 && out.find(tr) != std::string::npos && out.find(va) != std::string::npos && out.find("step     3/4") != std::string::npos,
+              "resume must reuse the checkpoint's data: rc %d %s", rc, out.c_str());
+        std::string ev = bin.substr(0, bin.rfind('/') + 1) + "eval_gpt";
+        rc = run_command(ev + " -c " + ck + ".best --protocols disjoint --max-windows 2 --json " + d + "/r.json", &out);
+        CHECK(rc == 0 && out.find(va) != std::string::npos && out.find("(the checkpoint's)") != std::string::npos,
+              "eval_gpt must default to the checkpoint's validation data: rc %d %s", rc, out.c_str());
+        // -x 0 never truncates an existing log
+        std::string before = slurp_file(ck + ".jsonl");
+        rc = run_command(bin + small + " -x 0", &out);
+        CHECK(rc == 0 && slurp_file(ck + ".jsonl") == before && !before.empty(), "-x 0 changed the log");
+    });
+
+    add_test("train_gpt: SIGINT and SIGTERM write the checkpoint and .best, and the run resumes from them", [bin] {
+        for (const char* sig : {"INT", "TERM"}) {
+            std::string d = tmpdir(), ck = d + "/sig" + sig + ".ckpt", log = d + "/sig" + sig + ".out";
+            std::string cmd = bin + " --d-model 32 --layers 1 --heads 2 -b 2 -t 16 -n 5 -v 1 -x 1000000 -o " + ck;
+            // start it, wait for 12 step lines, signal it, and wait for it (all bounded in time)
+            std::string script = "(" + cmd + " > " + log + " 2>&1 & p=$!; for i in $(seq 1 600); do [ $(grep -c '^step' " + log +
+                                 " 2>/dev/null || echo 0) -ge 12 ] && break; sleep 0.05; done; kill -" + sig + " $p; wait $p; echo rc=$?)";
+            std::string out, sh = d + "/sig" + sig + ".sh";
+            FILE* f = fopenCheck(sh.c_str(), "w");
+            fprintf(f, "%s\n", script.c_str());
+            fcloseCheck(f);
+            run_command("timeout 120 bash " + sh, &out);
+            std::string o = slurp_file(log);
+            int want = 128 + (sig[0] == 'I' ? SIGINT : SIGTERM);
+            CHECK(out.find("rc=" + std::to_string(want)) != std::string::npos, "SIG%s: exit status (want %d): %s", sig, want, out.c_str());
+            CHECK(o.find("writing the checkpoint and the best weights") != std::string::npos, "SIG%s output: %s", sig, o.c_str());
+            struct stat st;
+            CHECK(stat(ck.c_str(), &st) == 0 && stat((ck + ".best").c_str(), &st) == 0 && stat((ck + ".tmp").c_str(), &st) != 0,
+                  "SIG%s: checkpoint and .best must exist, the temp file must not", sig);
+            if (stat(ck.c_str(), &st) != 0) continue;
+            CheckpointHeader h = checkpoint_read_header(ck.c_str());
+            CHECK(h.step >= 12 && h.step < 1000000, "SIG%s: checkpoint at step %ld", sig, (long)h.step);
+            int rc = run_command(bin + " --d-model 32 --layers 1 --heads 2 -b 2 -t 16 -n 5 -v 1 -o " + ck + " --resume " + ck + " -x " +
+                                     std::to_string(h.step + 2), &out);
+            char want_line[32];
+            snprintf(want_line, sizeof want_line, "step %5d/", (int)h.step + 1);
+            CHECK(rc == 0 && out.find(want_line) != std::string::npos,
+                  "SIG%s: resume from step %ld: rc %d %s", sig, (long)h.step, rc, out.c_str());
+        }
+    });
+}
+
 static void register_eval_cli_tests(const std::string& bin) {
+    add_test("eval_gpt: bad flags are errors; a learned-position model evaluates with the defaults; a failing section spares the others", [bin] {
+        std::string d = tmpdir(), ck = d + "/learned.ckpt";
+        std::string train = bin.substr(0, bin.rfind('/') + 1) + "train_gpt";
+        std::string out;
+        int rc = run_command(train + " -p learned --d-model 32 --layers 1 --heads 2 -b 2 -t 32 -x 2 -n 0 -v 1 -L /dev/null -o " + ck, &out);
+        CHECK(rc == 0, "training failed: %s", out.c_str());
+        std::string caps = " --wiki-docs 1 --max-windows 2 --max-tokens 100 --json " + d + "/l.json";
+        struct Case { std::string args; const char* needle; };
+        for (const Case& c : std::vector<Case>{{"-b 0", "-b 0 is out of range"}, {"-b -1", "-b -1 is out of range"},
+                                               {"--extrap 0", "--extrap multiple 0"}, {"--extrap -1", "--extrap multiple -1"},
+                                               {"--extrap 1,x", "not a list of integers"}, {"--protocols foo", "unknown protocol 'foo'"},
+                                               {"--protocols disjoint,", "unknown protocol ''"}, {"--ctx -5", "--ctx -5 is out of range"},
+                                               {"--buckets -4,8", "must start at a position >= 0"}, {"-t -1", "-t -1 is out of range"},
+                                               {"--json " + ck, "names the checkpoint"}, {"-j ''", "the value is empty"}}) {
+            rc = run_command(bin + " -c " + ck + caps + " " + c.args, &out);
+            CHECK(rc == 1 && out.find(c.needle) != std::string::npos && out.find("Error:") != std::string::npos, "'%s': rc %d %s", c.args.c_str(), rc, out.c_str());
+        }
+        auto json_ok = [&](const std::string& path, const char* key) {
+            std::string js;
+            int r = run_command("python3 -c \"import json; d=json.load(open('" + path + "')); print(sorted(d)); print(d['" + key + "'])\"", &js);
+            return r == 0 ? js : std::string("INVALID ") + js;
+        };
+        rc = run_command(bin + " -c " + ck + caps, &out);  // --ctx defaults to the learned table's 1024, not 2048
+        std::string js = json_ok(d + "/l.json", "kv_cache");
+        CHECK(rc == 0 && js.find("'ctx': 1024") != std::string::npos && js.find("INVALID") == std::string::npos, "learned defaults: rc %d %s %s", rc, out.c_str(), js.c_str());
+        rc = run_command(bin + " -c " + ck + caps + " --reversal " + d + "/missing.tsv --ctx 4096", &out);
+        js = json_ok(d + "/l.json", "reversal");
+        CHECK(rc == 1 && js.find("INVALID") == std::string::npos && js.find("'error'") != std::string::npos && js.find("'wikitext'") != std::string::npos &&
+                  js.find("'qk'") != std::string::npos && out.find("section reversal") != std::string::npos && out.find("section kv_cache") != std::string::npos,
+              "a failing section must not abort the others: rc %d %s %s", rc, out.c_str(), js.c_str());
+    });
+
+    add_test("eval_gpt: end-of-text is the tokenizer's (gpt2: 50256), taken from the eval shards", [bin] {
+        std::string d = tmpdir(), ck = d + "/g2.ckpt";
+        std::string train = bin.substr(0, bin.rfind('/') + 1) + "train_gpt";
+        std::string out;
+        int rc = run_command(train + " -m gpt2-124m --d-model 32 --layers 1 --heads 2 -b 2 -t 32 -x 3 -n 0 -v 1 -l 3e-3 -L /dev/null -o " + ck, &out);
+        CHECK(rc == 0, "training failed: %s", out.c_str());
+        rc = run_command(bin + " -c " + ck + " --protocols wikitext,reversal --wiki-docs 2 --json " + d + "/g2.json", &out);
+        std::string js = slurp_file(d + "/g2.json");
+        CHECK(rc == 0 && js.find("\"eos_id\": 50256") != std::string::npos && out.find("end-of-text 50256") != std::string::npos, "rc %d %s %s", rc, out.c_str(), js.c_str());
+        // the printed WikiText figure is the one computed with 50256 as the first context, not with 0 ("!")
+        CheckpointHeader h = checkpoint_read_header(ck.c_str());
+        GPT m(h.config);
+        int64_t step;
+        checkpoint_read_params(ck.c_str(), m, m.params, &step);
+        Shard s = shard_open("data/eval/gpt2/wikitext_eval.bin", m.cfg.vocab_size, TOK_GPT2);
+        CHECK(s.eos_id == 50256, "the gpt2 WikiText shard's eos is %d", s.eos_id);
+        std::vector<int> toks;
+        for (long i = 0; i < s.n_tokens; i++) toks.push_back(s.token(i));
+        munmap(s.map, s.map_len);
+        std::vector<WikiDoc> docs;
+        std::ifstream f("data/eval/gpt2/wikitext_eval.tsv");
+        std::string line;
+        std::getline(f, line);
+        for (int i = 0; i < 2 && std::getline(f, line); i++) {
+            WikiDoc w;
+            sscanf(line.c_str(), "%ld %ld %ld %ld", &w.offset, &w.n_tokens, &w.words, &w.bytes);
+            docs.push_back(w);
+        }
+        double want = ppl_wikitext(m, toks, docs, 32, 50256, 0).tokens.ppl(), wrong = ppl_wikitext(m, toks, docs, 32, 0, 0).tokens.ppl();
+        double got = -1;
+        size_t at = js.find("\"token_ppl\": ");
+        if (at != std::string::npos) got = atof(js.c_str() + at + 13);
+        CHECK(fabs(got - want) <= 1e-4 * want && fabs(want - wrong) > 1e-6 * want, "token PPL %.6f, with eos 50256 %.6f, with 0 %.6f", got, want, wrong);
+    });
+
+
     add_test("eval_gpt: every section on a fresh checkpoint, JSON output, the leak guard refuses", [bin] {
         std::string d = tmpdir(), ck = d + "/ev.ckpt";
         std::string train = bin.substr(0, bin.rfind('/') + 1) + "train_gpt";
@@ -1288,7 +1445,7 @@ static void register_eval_cli_tests(const std::string& bin) {
         std::string caps = " --wiki-docs 1 --max-windows 4 --max-tokens 300 --extrap 1,2 --json " + d + "/ev.json";
         rc = run_command(bin + " -c " + ck + ".best" + caps, &out);
         const char* sections[] = {"leak guard: passed", "[a] disjoint windows of 32", "position-wise PPL", "[b] sliding window 32, stride 16",
-                                  "[c] lm-eval WikiText", "word PPL", "bits/byte", "length extrapolation", "| 64 |", "reversal curse (61 facts)",
+                                  "[c] lm-eval WikiText", "word PPL", "bits/byte", "length extrapolation", "| 64 |", "reversal curse (Berglund", "trained facts (31) | held-out facts (30)",
                                   "Q/K statistics", "| L0.q |", "KV cache (measured"};
         for (const char* sct : sections) CHECK(rc == 0 && out.find(sct) != std::string::npos, "missing '%s' (rc %d): %s", sct, rc, out.c_str());
         std::string js;
@@ -1306,6 +1463,7 @@ int main(int argc, char** argv) {
     const char* bin = getenv("KVGPT_TRAIN_BIN");
     register_tests();
     register_cli_tests(bin ? bin : "./train_gpt");
+    register_resume_cli_tests(bin ? bin : "./train_gpt");
     const char* ebin = getenv("KVGPT_EVAL_BIN");
     register_eval_cli_tests(ebin ? ebin : "./eval_gpt");
     printf("kvgpt CPU tests (%d OpenMP threads)\n", omp_get_max_threads());
