@@ -92,7 +92,7 @@ static std::vector<ReversalFact> read_reversal(const std::string& path, int V) {
         std::string c;
         while (std::getline(ss, c, '\t')) col.push_back(c);
         if (col.size() != 6 || (col[0] != "trained" && col[0] != "heldout")) fail_hint(hint, "%s: malformed line '%s'", path.c_str(), line.c_str());
-        out.push_back({col[0] == "trained", ids(col[2]), ids(col[3]), ids(col[4]), ids(col[5])});
+        out.push_back({col[0] == "trained", col[1], ids(col[2]), ids(col[3]), ids(col[4]), ids(col[5])});
     }
     return out;
 }
@@ -330,16 +330,24 @@ static int eval_main(int argc, char** argv) {
             if (cfg.pos == POS_LEARNED && (long)n > cfg.max_seq_len) fail("a reversal prompt (%zu tokens) is longer than the learned position table", n);
         }
         ReversalResult r = reversal_eval(model, facts, eos);
-        printf("\nreversal curse (Berglund et al.): mean log-likelihood of the answer entity given the prompt\n");
-        printf("| direction | trained facts (%d) | held-out facts (%d) | trained - held-out |\n|---|---|---|---|\n", r.n_trained, r.n_heldout);
-        printf("| forward (as trained) | %.3f | %.3f | %+.3f |\n", r.fwd_trained, r.fwd_heldout, r.fwd_gain());
-        printf("| reversed | %.3f | %.3f | %+.3f |\n", r.rev_trained, r.rev_heldout, r.rev_gain());
-        printf("(a reversed gain near 0 while the forward gain is large is the reversal curse; the trained facts' forward sentences\n"
-               " must be in the training data: see data/eval_sets.py and scripts/reversal_recipe.sh)\n");
-        js += fmt(",\n\"reversal\": {\"set\": %s, \"trained_facts\": %d, \"heldout_facts\": %d, \"eos_id\": %d, "
-                  "\"forward\": {\"trained_ll\": %s, \"heldout_ll\": %s, \"gain\": %s}, \"reversed\": {\"trained_ll\": %s, \"heldout_ll\": %s, \"gain\": %s}}",
-                  json_str(a.reversal).c_str(), r.n_trained, r.n_heldout, eos, jnum(r.fwd_trained).c_str(), jnum(r.fwd_heldout).c_str(),
-                  jnum(r.fwd_gain()).c_str(), jnum(r.rev_trained).c_str(), jnum(r.rev_heldout).c_str(), jnum(r.rev_gain()).c_str());
+        printf("\nreversal curse (Berglund et al.): log-likelihood of the correct answer, and its margin over the other answers of the\n"
+               "same relation in the same half (entities seen as often); accuracy: the correct answer beats them all\n");
+        printf("| direction | trained: LL | trained: margin | trained: accuracy | held-out: margin | held-out: accuracy | gain (margin) |\n"
+               "|---|---|---|---|---|---|---|\n");
+        const ReversalScore* rows[2][2] = {{&r.fwd[1], &r.fwd[0]}, {&r.rev[1], &r.rev[0]}};
+        for (int dir = 0; dir < 2; dir++)
+            printf("| %s | %.3f | %+.3f | %.0f%% | %+.3f | %.0f%% | %+.3f |\n", dir ? "reversed" : "forward (as trained)", rows[dir][0]->ll,
+                   rows[dir][0]->margin, 100 * rows[dir][0]->accuracy, rows[dir][1]->margin, 100 * rows[dir][1]->accuracy,
+                   dir ? r.rev_gain() : r.fwd_gain());
+        printf("(%d trained, %d held-out facts. The curse: a large forward gain with a reversed gain near 0. The trained facts' forward\n"
+               " sentences must be in the training data: data/eval_sets.py reversal, scripts/reversal_recipe.sh)\n", r.fwd[1].n, r.fwd[0].n);
+        auto score = [&](const ReversalScore& x) {
+            return fmt("{\"facts\": %d, \"ll\": %s, \"margin\": %s, \"accuracy\": %s}", x.n, jnum(x.ll).c_str(), jnum(x.margin).c_str(), jnum(x.accuracy).c_str());
+        };
+        js += fmt(",\n\"reversal\": {\"set\": %s, \"eos_id\": %d, \"forward\": {\"trained\": %s, \"heldout\": %s, \"gain\": %s}, "
+                  "\"reversed\": {\"trained\": %s, \"heldout\": %s, \"gain\": %s}}",
+                  json_str(a.reversal).c_str(), eos, score(r.fwd[1]).c_str(), score(r.fwd[0]).c_str(), jnum(r.fwd_gain()).c_str(),
+                  score(r.rev[1]).c_str(), score(r.rev[0]).c_str(), jnum(r.rev_gain()).c_str());
     });
     if (wants(a, "qk")) section("qk", [&] {
         need_val();

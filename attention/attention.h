@@ -37,12 +37,16 @@ struct Attention {
                           int T) = 0;
     // KV-cache elements per token per layer, by formula
     virtual long kv_elems_per_token() const = 0;
-    // incremental decoding of one sequence: decode_begin sizes the cache for max_T tokens (and
-    // prepares any absorbed weights); decode_step takes x (C) at position t = 0, 1, 2, ... in
-    // order, appends to the cache and writes out (C).
-    virtual void decode_begin(const float* params, int max_T) = 0;
-    virtual void decode_step(const float* params, const float* x, int t, float* out) = 0;
-    // floats per token the cache buffers really hold (measured, to check against the formula)
+    // incremental decoding of n_seq sequences at once with the KV cache. decode_begin sizes the
+    // cache for n_seq sequences of up to max_T tokens, allocated once (and prepares any absorbed
+    // weights). decode_step takes n rows x (n, C): row i is the token of sequence seq[i] at
+    // position pos[i]; the rows of one sequence are consecutive positions in order, starting at
+    // its current length. Every row's keys and values are appended first, then row i attends to
+    // its sequence's positions <= pos[i], so one call prefills a whole prompt (n = its length)
+    // and B sequences decode together (n = B, one row each). Writes out (n, C).
+    virtual void decode_begin(const float* params, int n_seq, int max_T) = 0;
+    virtual void decode_step(const float* params, const float* x, const int* seq, const int* pos, int n, float* out) = 0;
+    // floats per token per sequence the cache buffers really hold (measured, to check against the formula)
     virtual size_t cache_floats_per_token() const = 0;
     // floats the cache holds per sequence regardless of length (e.g. MKA's running sum)
     virtual size_t cache_floats_fixed() const { return 0; }

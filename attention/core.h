@@ -135,32 +135,42 @@ struct AttnCore {
             }
     }
 
-    // one query row against a cache of n keys (decoding): q (H, da+db) rows of q_stride;
-    // cache_a(t2, g), cache_b(t2), cache_v(t2, g) give key/value rows. y is (H, dv); lse_out (H),
-    // when given, gets each head's log-sum-exp.
+    // decoding: n query rows, row i at position pos[i] of its own sequence, against the cache
+    // of that sequence: q rows (H heads of q_head floats) q_row floats apart; cache_a(i, t2, g),
+    // cache_b(i, t2), cache_v(i, t2, g) give row i's key / value rows for positions t2 <= pos[i].
+    // y (n, H, dv) rows y_row apart, heads y_head apart; lse_out (n, H), when given, gets each
+    // head's log-sum-exp. Parallel over (row, head): one row at long context uses every core.
     template <typename KA, typename KB, typename VV>
-    void decode(int t, const float* q, long q_stride, KA cache_a, KB cache_b, VV cache_v, float* y, long y_stride,
-                std::vector<float>& scores, float* lse_out = nullptr) const {
-        scores.resize(t + 1);
-        for (int h = 0; h < H; h++) {
-            int g = h / group;
-            const float* qv = q + h * q_stride;
-            float mx = -INFINITY;
-            for (int t2 = 0; t2 <= t; t2++) {
-                float s = score(qv, cache_a(t2, g), db ? cache_b(t2) : nullptr) + bias(h, t, t2);
-                scores[t2] = s;
-                mx = fmaxf(mx, s);
-            }
-            float sum = 0.0f;
-            for (int t2 = 0; t2 <= t; t2++) { scores[t2] = expf(scores[t2] - mx); sum += scores[t2]; }
-            if (lse_out) lse_out[h] = mx + logf(sum);
-            float* yv = y + h * y_stride;
-            for (int i = 0; i < dv; i++) yv[i] = 0.0f;
-            for (int t2 = 0; t2 <= t; t2++) {
-                float a = scores[t2] / sum;
-                const float* vv = cache_v(t2, g);
-                for (int i = 0; i < dv; i++) yv[i] += a * vv[i];
-            }
+    void decode_rows(int n, const int* pos, const float* q, long q_row, long q_head, KA cache_a, KB cache_b, VV cache_v, float* y,
+                     long y_row, long y_head, float* lse_out = nullptr) const {
+        ProfScope prof(PROF_ATTENTION);
+        #pragma omp parallel
+        {
+            std::vector<float> sc;
+            #pragma omp for collapse(2) schedule(dynamic, 1)
+            for (int i = 0; i < n; i++)
+                for (int h = 0; h < H; h++) {
+                    const int t = pos[i], g = h / group;
+                    sc.resize(t + 1);
+                    const float* qv = q + i * q_row + h * q_head;
+                    float mx = -INFINITY;
+                    for (int t2 = 0; t2 <= t; t2++) {
+                        float s = score(qv, cache_a(i, t2, g), db ? cache_b(i, t2) : nullptr) + bias(h, t, t2);
+                        sc[t2] = s;
+                        mx = fmaxf(mx, s);
+                    }
+                    float sum = 0.0f;
+                    for (int t2 = 0; t2 <= t; t2++) { sc[t2] = expf(sc[t2] - mx); sum += sc[t2]; }
+                    if (lse_out) lse_out[(long)i * H + h] = mx + logf(sum);
+                    float* yv = y + i * y_row + h * y_head;
+                    for (int k = 0; k < dv; k++) yv[k] = 0.0f;
+                    const float inv = 1.0f / sum;
+                    for (int t2 = 0; t2 <= t; t2++) {
+                        const float a = sc[t2] * inv;
+                        const float* vv = cache_v(i, t2, g);
+                        for (int k = 0; k < dv; k++) yv[k] += a * vv[k];
+                    }
+                }
         }
     }
 };

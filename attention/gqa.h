@@ -22,9 +22,9 @@ struct GQAAttention : Attention {
     float *qkv, *lse, *y;
     // scratch: dy (B,T,H*hd), dqkv (B,T,qkv_dim)
     float *dy, *dqkv;
-    // decode cache: k and v of every past token, (max_T, G, hd) each
-    std::vector<float> cache_k, cache_v, dec_qkv, dec_y, dec_scores;
-    int dec_T = 0;
+    // decode cache: k and v of every past token of every sequence, (n_seq, max_T, G, hd) each
+    std::vector<float> cache_k, cache_v, dec_qkv, dec_y;
+    int dec_T = 0, dec_S = 0;  // cache: dec_S sequences of up to dec_T tokens
 
     explicit GQAAttention(const GPTConfig& c) : cfg(c) {
         H = c.n_head;
@@ -84,27 +84,33 @@ struct GQAAttention : Attention {
         matmul_backward(dx, grads + w_qkv, grads + b_qkv, dqkv, x, params + w_qkv, B * T, C, qkv_dim);
     }
 
-    void decode_begin(const float*, int max_T) override {
+    void decode_begin(const float*, int n_seq, int max_T) override {
         rope.ensure(max_T);
         dec_T = max_T;
-        cache_k.assign((size_t)max_T * G * hd, 0.0f);
-        cache_v.assign((size_t)max_T * G * hd, 0.0f);
-        dec_qkv.resize(qkv_dim);
-        dec_y.resize(H * hd);
+        dec_S = n_seq;
+        cache_k.assign((size_t)n_seq * max_T * G * hd, 0.0f);
+        cache_v.assign((size_t)n_seq * max_T * G * hd, 0.0f);
     }
-    size_t cache_floats_per_token() const override { return dec_T ? (cache_k.size() + cache_v.size()) / dec_T : 0; }
-    void decode_step(const float* params, const float* x, int t, float* out) override {
+    size_t cache_floats_per_token() const override { return dec_T ? (cache_k.size() + cache_v.size()) / ((size_t)dec_T * dec_S) : 0; }
+    void decode_step(const float* params, const float* x, const int* seq, const int* pos, int n, float* out) override {
+        dec_qkv.resize((size_t)n * qkv_dim);
+        dec_y.resize((size_t)n * H * hd);
         float* qkv1 = dec_qkv.data();
-        matmul_forward(qkv1, x, params + w_qkv, params + b_qkv, 1, C, qkv_dim);
-        if (rope.rot)
-            for (int h = 0; h < H + G; h++) rope.apply(qkv1 + h * hd, t);
-        memcpy(&cache_k[(size_t)t * G * hd], qkv1 + H * hd, sizeof(float) * G * hd);
-        memcpy(&cache_v[(size_t)t * G * hd], qkv1 + (H + G) * hd, sizeof(float) * G * hd);
+        matmul_forward(qkv1, x, params + w_qkv, params + b_qkv, n, C, qkv_dim);
+        const long Gh = (long)G * hd, per_seq = (long)dec_T * Gh;
+        for (int i = 0; i < n; i++) {
+            float* r = qkv1 + (size_t)i * qkv_dim;
+            if (rope.rot)
+                for (int h = 0; h < H + G; h++) rope.apply(r + h * hd, pos[i]);
+            memcpy(&cache_k[seq[i] * per_seq + (size_t)pos[i] * Gh], r + H * hd, sizeof(float) * Gh);
+            memcpy(&cache_v[seq[i] * per_seq + (size_t)pos[i] * Gh], r + (H + G) * hd, sizeof(float) * Gh);
+        }
         const float* ck = cache_k.data();
         const float* cv = cache_v.data();
-        int Gh = G * hd, hd_ = hd;
-        core.decode(t, qkv1, hd, [=](int t2, int g) { return ck + (size_t)t2 * Gh + g * hd_; }, [](int) { return (const float*)nullptr; },
-                    [=](int t2, int g) { return cv + (size_t)t2 * Gh + g * hd_; }, dec_y.data(), hd, dec_scores);
-        matmul_forward(out, dec_y.data(), params + w_o, params + b_o, 1, H * hd, C);
+        const int hd_ = hd;
+        core.decode_rows(n, pos, qkv1, qkv_dim, hd, [=](int i, int t2, int g) { return ck + seq[i] * per_seq + t2 * Gh + g * hd_; },
+                         [](int, int) { return (const float*)nullptr; }, [=](int i, int t2, int g) { return cv + seq[i] * per_seq + t2 * Gh + g * hd_; },
+                         dec_y.data(), (long)H * hd, hd);
+        matmul_forward(out, dec_y.data(), params + w_o, params + b_o, n, H * hd, C);
     }
 };

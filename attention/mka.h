@@ -40,8 +40,8 @@ struct MKAAttention : Attention {
     // scratch: dy, dy1 (N,D); dqk (N,2D); dqkv (N,3D); ds (N,C); dmkv (M,3D); dp3 (N,H,M); drg, dr1 (N,R); drw (N,3); dmem (M,C)
     float *dy, *dyl, *dqk, *dqkv, *ds, *dmkv, *dp3, *drg, *dr1, *drw, *dmem;
     // decode
-    std::vector<float> cache_k, cache_v, run_sum, dec_mkv, dec_buf, dec_scores;
-    int dec_T = 0;
+    std::vector<float> cache_k, cache_v, run_sum, dec_mkv, dec_buf;
+    int dec_T = 0, dec_S = 0;  // cache: dec_S sequences of up to dec_T tokens
     // fmka: kv2 (N,2D) session key and value; lse2, lse3 (N,H); wts (N,H,3) mixing weights;
     // scratch dkv2 (N,2D), dlse1 (B,H,T), dlse2, dlse3 (N,H)
     bool fast = false;
@@ -332,53 +332,71 @@ struct MKAAttention : Attention {
     }
 
     // ---- decoding ----
-    void decode_begin(const float* params, int max_T) override {
+    void decode_begin(const float* params, int n_seq, int max_T) override {
         rope.ensure(max_T);
         dec_T = max_T;
-        cache_k.assign((size_t)max_T * D, 0.0f);
-        cache_v.assign((size_t)max_T * D, 0.0f);
-        run_sum.assign(C + 1, 0.0f);  // sum of x, then the count
+        dec_S = n_seq;
+        cache_k.assign((size_t)n_seq * max_T * D, 0.0f);
+        cache_v.assign((size_t)n_seq * max_T * D, 0.0f);
+        run_sum.assign((size_t)n_seq * (C + 1), 0.0f);  // per sequence: the sum of x, then the count
         dec_mkv.resize((size_t)M * 3 * D);
         matmul_forward(dec_mkv.data(), params + mem, params + w_qkv, params + b_qkv, M, C, 3 * D);
     }
-    size_t cache_floats_per_token() const override { return dec_T ? (cache_k.size() + cache_v.size()) / dec_T : 0; }
-    size_t cache_floats_fixed() const override { return run_sum.size(); }
-    void decode_step(const float* params, const float* x, int t, float* out) override {
-        dec_buf.resize(3 * D + D * 4 + C + H * M + 2 * R + 3 + 2 * D + 6 * H);
+    size_t cache_floats_per_token() const override { return dec_T ? (cache_k.size() + cache_v.size()) / ((size_t)dec_T * dec_S) : 0; }
+    size_t cache_floats_fixed() const override { return dec_S ? run_sum.size() / dec_S : 0; }
+    void decode_step(const float* params, const float* x, const int* seq, const int* pos, int n, float* out) override {
+        const size_t per_row = 3 * D + D * 4 + C + H * M + 2 * R + 3 + 2 * D + 6 * H;
+        dec_buf.resize((size_t)n * per_row);
         float* p = dec_buf.data();
-        auto take = [&](size_t n) { float* r = p; p += n; return r; };
+        auto take = [&](size_t k) { float* r = p; p += (size_t)n * k; return r; };
         float *q3 = take(3 * D), *ya = take(D), *yb = take(D), *yc = take(D), *ym = take(D), *sv = take(C), *pp = take(H * M),
               *h1 = take(R), *h2 = take(R), *rl = take(3), *kvs = take(2 * D), *l1 = take(H), *l2 = take(H), *l3 = take(H), *w = take(3 * H);
-        matmul_forward(q3, x, params + w_qkv, params + b_qkv, 1, C, 3 * D);
-        slots_attend(q3, dec_mkv.data(), pp, yc, l3);  // level 3 with the unrotated q
-        // level 2 (before q is rotated: fmka scores the session key with the unrotated q)
-        run_sum[C] += 1.0f;
-        for (int c = 0; c < C; c++) { run_sum[c] += x[c]; sv[c] = run_sum[c] / run_sum[C]; }
-        if (!fast) {
-            matmul_forward(yb, sv, params + w_qkv + (size_t)2 * D * C, params + b_qkv + 2 * D, 1, C, D);
-        } else {
-            matmul_forward(kvs, sv, params + w_qkv + (size_t)D * C, params + b_qkv + D, 1, C, 2 * D);
-            memcpy(yb, kvs + D, sizeof(float) * D);
-            for (int h = 0; h < H; h++) l2[h] = core.scale * dotf(q3 + h * hd, kvs + h * hd, hd);
+        matmul_forward(q3, x, params + w_qkv, params + b_qkv, n, C, 3 * D);
+        #pragma omp parallel for schedule(static)
+        for (int i = 0; i < n; i++)  // level 3 with the unrotated q
+            slots_attend(q3 + (size_t)i * 3 * D, dec_mkv.data(), pp + (size_t)i * H * M, yc + (size_t)i * D, l3 + (size_t)i * H);
+        // level 2 (before q is rotated: fmka scores the session key with the unrotated q); the
+        // running sums advance row by row, so the rows of one sequence see their own prefixes
+        for (int i = 0; i < n; i++) {
+            float* rs = &run_sum[(size_t)seq[i] * (C + 1)];
+            rs[C] += 1.0f;
+            for (int c = 0; c < C; c++) { rs[c] += x[(size_t)i * C + c]; sv[(size_t)i * C + c] = rs[c] / rs[C]; }
         }
-        if (rope.rot)
-            for (int h = 0; h < 2 * H; h++) rope.apply(q3 + h * hd, t);
-        memcpy(&cache_k[(size_t)t * D], q3 + D, sizeof(float) * D);
-        memcpy(&cache_v[(size_t)t * D], q3 + 2 * D, sizeof(float) * D);
+        if (!fast) {
+            matmul_forward(yb, sv, params + w_qkv + (size_t)2 * D * C, params + b_qkv + 2 * D, n, C, D);
+        } else {
+            matmul_forward(kvs, sv, params + w_qkv + (size_t)D * C, params + b_qkv + D, n, C, 2 * D);
+            for (int i = 0; i < n; i++) {
+                memcpy(yb + (size_t)i * D, kvs + (size_t)i * 2 * D + D, sizeof(float) * D);
+                for (int h = 0; h < H; h++) l2[(size_t)i * H + h] = core.scale * dotf(q3 + (size_t)i * 3 * D + h * hd, kvs + (size_t)i * 2 * D + h * hd, hd);
+            }
+        }
+        const long per_seq = (long)dec_T * D;
+        for (int i = 0; i < n; i++) {
+            float* r = q3 + (size_t)i * 3 * D;
+            if (rope.rot)
+                for (int h = 0; h < 2 * H; h++) rope.apply(r + h * hd, pos[i]);
+            memcpy(&cache_k[seq[i] * per_seq + (size_t)pos[i] * D], r + D, sizeof(float) * D);
+            memcpy(&cache_v[seq[i] * per_seq + (size_t)pos[i] * D], r + 2 * D, sizeof(float) * D);
+        }
         const float* ck = cache_k.data();
         const float* cv = cache_v.data();
-        int D_ = D, hd_ = hd;
-        core.decode(t, q3, hd, [=](int t2, int g) { return ck + (size_t)t2 * D_ + g * hd_; }, [](int) { return (const float*)nullptr; },
-                    [=](int t2, int g) { return cv + (size_t)t2 * D_ + g * hd_; }, ya, hd, dec_scores, l1);
-        matmul_forward(h1, x, params + w_r1, params + b_r1, 1, C, R);
-        gelu_forward(h2, h1, R, true);
-        matmul_forward(rl, h2, params + w_r2, params + b_r2, 1, R, 3);
-        if (fast) {
-            fast_mix(rl, l1, 1, l2, l3, ya, yb, yc, w, ym);
-        } else {
-            softmax3(rl, rl);
-            for (int i = 0; i < D; i++) ym[i] = rl[0] * ya[i] + rl[1] * yb[i] + rl[2] * yc[i];
+        const int D_ = D, hd_ = hd;
+        core.decode_rows(n, pos, q3, 3L * D, hd, [=](int i, int t2, int g) { return ck + seq[i] * per_seq + (long)t2 * D_ + g * hd_; },
+                         [](int, int) { return (const float*)nullptr; }, [=](int i, int t2, int g) { return cv + seq[i] * per_seq + (long)t2 * D_ + g * hd_; },
+                         ya, D, hd, l1);
+        matmul_forward(h1, x, params + w_r1, params + b_r1, n, C, R);
+        gelu_forward(h2, h1, (long)n * R, true);
+        matmul_forward(rl, h2, params + w_r2, params + b_r2, n, R, 3);
+        for (int i = 0; i < n; i++) {
+            float *z = rl + (size_t)i * 3, *a = ya + (size_t)i * D, *b = yb + (size_t)i * D, *c = yc + (size_t)i * D, *m = ym + (size_t)i * D;
+            if (fast) {
+                fast_mix(z, l1 + (size_t)i * H, 1, l2 + (size_t)i * H, l3 + (size_t)i * H, a, b, c, w + (size_t)i * 3 * H, m);
+            } else {
+                softmax3(z, z);
+                for (int k = 0; k < D; k++) m[k] = z[0] * a[k] + z[1] * b[k] + z[2] * c[k];
+            }
         }
-        matmul_forward(out, ym, params + w_o, params + b_o, 1, D, C);
+        matmul_forward(out, ym, params + w_o, params + b_o, n, D, C);
     }
 };

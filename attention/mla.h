@@ -40,8 +40,8 @@ struct MLAAttention : Attention {
     // scratch
     float *dy, *dqf, *dkvb, *ddkv, *dlat, *dcn, *dcqn, *dcq, *dsplice;
     // decode: cached latent (max_T, L) and rope key (max_T, dR); absorbed weights
-    std::vector<float> cache_lat, cache_kr, w_uk_abs, w_ov, dec_buf, dec_scores;
-    int dec_T = 0;
+    std::vector<float> cache_lat, cache_kr, w_uk_abs, w_ov, dec_buf;
+    int dec_T = 0, dec_S = 0;  // cache: dec_S sequences of up to dec_T tokens
     AttnCore dec_core;
 
     explicit MLAAttention(const GPTConfig& c) : cfg(c) {
@@ -161,11 +161,12 @@ struct MLAAttention : Attention {
     }
 
     // ---- decoding, absorbed form ----
-    void decode_begin(const float* params, int max_T) override {
+    void decode_begin(const float* params, int n_seq, int max_T) override {
         rope.ensure(max_T);
         dec_T = max_T;
-        cache_lat.assign((size_t)max_T * L, 0.0f);
-        cache_kr.assign((size_t)max_T * dR, 0.0f);
+        dec_S = n_seq;
+        cache_lat.assign((size_t)n_seq * max_T * L, 0.0f);
+        cache_kr.assign((size_t)n_seq * max_T * dR, 0.0f);
         // per head: K_h = W_UK_h (hd x dc), V_h = W_UV_h; with KVSplice both times W_e (dc x r)
         std::vector<float> up((size_t)H * 2 * hd * L);
         if (splice_on) {
@@ -194,51 +195,58 @@ struct MLAAttention : Attention {
                     for (int j = 0; j < L; j++) dst[j] += wo * v[j];
                 }
     }
-    size_t cache_floats_per_token() const override { return dec_T ? (cache_lat.size() + cache_kr.size()) / dec_T : 0; }
+    size_t cache_floats_per_token() const override { return dec_T ? (cache_lat.size() + cache_kr.size()) / ((size_t)dec_T * dec_S) : 0; }
 
-    void decode_step(const float* params, const float* x, int t, float* out) override {
-        // scratch: dkv1 (dc+dR), c (dc), q (qdim), cq, cqn (qr), qa (H*(L+dR)), ctx (H*L), splice acts
-        dec_buf.resize((dc + dR) + dc + 1 + qdim() + 2 * qr + 1 + H * (L + dR) + H * L + splice.act_per_token() + 4);
+    void decode_step(const float* params, const float* x, const int* seq, const int* pos, int n, float* out) override {
+        // scratch per row: dkv1 (dc+dR), c (dc), rms (1), q (qdim), cq, cqn (qr), rms (1), qa (H*(L+dR)), ctx (H*L), splice acts
+        const size_t per_row = (dc + dR) + dc + 1 + qdim() + 2 * qr + 1 + H * (L + dR) + H * L + splice.act_per_token();
+        dec_buf.resize((size_t)n * per_row + 4);
         float* p = dec_buf.data();
-        auto take = [&](size_t n) { float* r = p; p += n; return r; };
+        auto take = [&](size_t k) { float* r = p; p += (size_t)n * k; return r; };
         float *dkv1 = take(dc + dR), *c1 = take(dc), *r1 = take(1), *q1 = take(qdim()), *cq1 = take(qr), *cqn1 = take(qr),
               *qr1 = take(1), *qa = take(H * (L + dR)), *ctx = take(H * L);
-        matmul_forward(dkv1, x, params + w_dkv, nullptr, 1, C, dc + dR);
-        rmsnorm_forward(c1, r1, dkv1, dc + dR, params + kv_norm, 1, dc);
-        if (dR) rope.apply(dkv1 + dc, t);
-        float* lat = &cache_lat[(size_t)t * L];
+        matmul_forward(dkv1, x, params + w_dkv, nullptr, n, C, dc + dR);
+        rmsnorm_forward(c1, r1, dkv1, dc + dR, params + kv_norm, n, dc);
+        const float* lat_rows = c1;
         if (splice_on) {
-            Splice::Acts a = splice.carve(take(splice.act_per_token()), 1);
-            splice.compress(params, c1, a, 1);
-            memcpy(lat, a.zl, sizeof(float) * L);
-        } else {
-            memcpy(lat, c1, sizeof(float) * L);
+            Splice::Acts a = splice.carve(take(splice.act_per_token()), n);
+            splice.compress(params, c1, a, n);
+            lat_rows = a.zl;
         }
-        if (dR) memcpy(&cache_kr[(size_t)t * dR], dkv1 + dc, sizeof(float) * dR);
+        const long lat_seq = (long)dec_T * L, kr_seq = (long)dec_T * dR;
+        for (int i = 0; i < n; i++) {
+            float* kr = dkv1 + (size_t)i * (dc + dR) + dc;
+            if (dR) rope.apply(kr, pos[i]);
+            memcpy(&cache_lat[seq[i] * lat_seq + (size_t)pos[i] * L], lat_rows + (size_t)i * L, sizeof(float) * L);
+            if (dR) memcpy(&cache_kr[seq[i] * kr_seq + (size_t)pos[i] * dR], kr, sizeof(float) * dR);
+        }
         if (qr) {
-            matmul_forward(cq1, x, params + w_dq, nullptr, 1, C, qr);
-            rmsnorm_forward(cqn1, qr1, cq1, qr, params + q_norm, 1, qr);
-            matmul_forward(q1, cqn1, params + w_uq, nullptr, 1, qr, qdim());
+            matmul_forward(cq1, x, params + w_dq, nullptr, n, C, qr);
+            rmsnorm_forward(cqn1, qr1, cq1, qr, params + q_norm, n, qr);
+            matmul_forward(q1, cqn1, params + w_uq, nullptr, n, qr, qdim());
         } else {
-            matmul_forward(q1, x, params + w_q, nullptr, 1, C, qdim());
+            matmul_forward(q1, x, params + w_q, nullptr, n, C, qdim());
         }
-        for (int h = 0; h < H; h++) {
-            float* qh = q1 + h * (hd + dR);
-            if (dR) rope.apply(qh + hd, t);
-            float* a = qa + h * (L + dR);  // [q_abs (L) | q_rope (dR)]
-            for (int j = 0; j < L; j++) a[j] = 0.0f;
-            for (int i = 0; i < hd; i++) {
-                const float* k = &w_uk_abs[((size_t)h * hd + i) * L];
-                for (int j = 0; j < L; j++) a[j] += qh[i] * k[j];
+        // absorbed query per head: [q_abs = W_UK_h^T q_nope (L) | q_rope (dR)]
+        #pragma omp parallel for collapse(2) schedule(static)
+        for (int i = 0; i < n; i++)
+            for (int h = 0; h < H; h++) {
+                float* qh = q1 + (size_t)i * qdim() + h * (hd + dR);
+                if (dR) rope.apply(qh + hd, pos[i]);
+                float* a = qa + ((size_t)i * H + h) * (L + dR);
+                for (int j = 0; j < L; j++) a[j] = 0.0f;
+                for (int k = 0; k < hd; k++) {
+                    const float* w = &w_uk_abs[((size_t)h * hd + k) * L];
+                    for (int j = 0; j < L; j++) a[j] += qh[k] * w[j];
+                }
+                for (int k = 0; k < dR; k++) a[L + k] = qh[hd + k];
             }
-            for (int i = 0; i < dR; i++) a[L + i] = qh[hd + i];
-        }
         const float* cl = cache_lat.data();
         const float* ck = cache_kr.data();
-        int L_ = L, dR_ = dR;
-        dec_core.decode(t, qa, L + dR, [=](int t2, int) { return cl + (size_t)t2 * L_; },
-                        [=](int t2) { return ck + (size_t)t2 * dR_; }, [=](int t2, int) { return cl + (size_t)t2 * L_; }, ctx, L,
-                        dec_scores);
-        matmul_forward(out, ctx, w_ov.data(), params + b_o, 1, H * L, C);
+        const int L_ = L, dR_ = dR;
+        dec_core.decode_rows(n, pos, qa, (long)H * (L + dR), L + dR, [=](int i, int t2, int) { return cl + seq[i] * lat_seq + (long)t2 * L_; },
+                             [=](int i, int t2) { return ck + seq[i] * kr_seq + (long)t2 * dR_; },
+                             [=](int i, int t2, int) { return cl + seq[i] * lat_seq + (long)t2 * L_; }, ctx, (long)H * L, L);
+        matmul_forward(out, ctx, w_ov.data(), params + b_o, n, H * L, C);
     }
 };

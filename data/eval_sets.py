@@ -22,10 +22,11 @@ FORWARD sentences alone go into training (reversal_train_000000.bin: each senten
 repeated --repeats times in a seeded order; mix it into a run with
 -i 'data/tinyshakespeare/TOK/train_*.bin,data/eval/TOK/reversal_train_*.bin', see
 scripts/reversal_recipe.sh), and "held-out" facts never seen in either direction. ./eval_gpt
-scores the log-likelihood of the answer given the prompt, for the trained and the held-out
-facts, in both directions: the forward gain (trained minus held-out) shows the facts were
-learned; the reversed gain is the reversal curse's measure (about zero when the model cannot
-answer the reversed question; Berglund et al. compare against unrelated answers the same way).
+scores the log-likelihood of the correct answer given the prompt against the other answers of
+the same relation in the same half (its margin over them, and whether it beats them all), for
+the trained and the held-out facts, in both directions: the forward gain (trained minus
+held-out margin) shows the facts were learned; the reversed gain is the reversal curse's
+measure (about zero when the model cannot answer the reversed question).
 Comparing the PPL of two different templates, as an earlier version did, mixes template fluency
 with direction. Writes reversal.jsonl (text), reversal.tsv (split, relation, then the four token
 id lists: forward prompt, forward answer, reversed prompt, reversed answer) and the training shard.

@@ -168,12 +168,17 @@ static std::vector<NLL> bucketize(const std::vector<NLL>& per_pos, const std::ve
 }
 
 // ---------------------------------------------------------------------------------------------
-// reversal curse, as Berglund et al. measure it: the log-likelihood of the answer entity given a
-// prompt, for facts whose forward sentences were trained on and for held-out facts, in the
-// trained (forward) direction and reversed. The same prompts and answers are scored for both
-// groups, so template fluency cancels out of the trained - held-out gains.
+// reversal curse, as Berglund et al. measure it: the log-likelihood of the correct answer
+// entity given a prompt, against the same for the other answers of its relation in its own half
+// (entities the model saw as often: an unseen entity would lose anyway, so comparing with
+// held-out facts' answers alone measures exposure, not knowledge). margin = LL(correct) - the
+// mean LL of those distractors; accuracy = the share of facts whose correct answer beats every
+// distractor. For the trained facts (forward sentences in the training data) and the held-out
+// ones, forward and reversed: the forward gain (trained - held-out margin) shows the facts were
+// learned; the reversed gain is the curse's measure (about 0 when the model cannot reverse).
 struct ReversalFact {
     bool trained;
+    std::string relation;
     std::vector<int> fwd_prompt, fwd_answer, rev_prompt, rev_answer;
 };
 // log p(answer | [eos] + prompt), natural log, summed over the answer's tokens
@@ -188,24 +193,41 @@ static double answer_loglik(GPT& m, const std::vector<int>& prompt, const std::v
     for (size_t i = 0; i < answer.size(); i++) s -= m.losses[prompt.size() + i];
     return s;
 }
+struct ReversalScore {  // one half (trained or held-out) in one direction; means over its facts
+    int n = 0;
+    double ll = 0, margin = 0, accuracy = 0;
+};
 struct ReversalResult {
-    int n_trained = 0, n_heldout = 0;
-    // mean over facts of the answer's log-likelihood
-    double fwd_trained = 0, fwd_heldout = 0, rev_trained = 0, rev_heldout = 0;
-    double fwd_gain() const { return fwd_trained - fwd_heldout; }
-    double rev_gain() const { return rev_trained - rev_heldout; }
+    ReversalScore fwd[2], rev[2];  // [1]: trained, [0]: held out
+    double fwd_gain() const { return fwd[1].margin - fwd[0].margin; }
+    double rev_gain() const { return rev[1].margin - rev[0].margin; }
 };
 static ReversalResult reversal_eval(GPT& m, const std::vector<ReversalFact>& facts, int eos) {
     ReversalResult r;
-    for (const ReversalFact& f : facts) {
-        double lf = answer_loglik(m, f.fwd_prompt, f.fwd_answer, eos), lr = answer_loglik(m, f.rev_prompt, f.rev_answer, eos);
-        if (f.trained) { r.fwd_trained += lf; r.rev_trained += lr; r.n_trained++; }
-        else { r.fwd_heldout += lf; r.rev_heldout += lr; r.n_heldout++; }
-    }
-    r.fwd_trained = r.n_trained ? r.fwd_trained / r.n_trained : NAN;
-    r.rev_trained = r.n_trained ? r.rev_trained / r.n_trained : NAN;
-    r.fwd_heldout = r.n_heldout ? r.fwd_heldout / r.n_heldout : NAN;
-    r.rev_heldout = r.n_heldout ? r.rev_heldout / r.n_heldout : NAN;
+    for (int dir = 0; dir < 2; dir++)
+        for (size_t i = 0; i < facts.size(); i++) {
+            const ReversalFact& f = facts[i];
+            const std::vector<int>& prompt = dir ? f.rev_prompt : f.fwd_prompt;
+            double correct = answer_loglik(m, prompt, dir ? f.rev_answer : f.fwd_answer, eos), others = 0.0;
+            int n_other = 0;
+            bool best = true;
+            for (size_t j = 0; j < facts.size(); j++) {
+                const ReversalFact& g = facts[j];
+                if (j == i || g.trained != f.trained || g.relation != f.relation) continue;
+                double l = answer_loglik(m, prompt, dir ? g.rev_answer : g.fwd_answer, eos);
+                others += l;
+                n_other++;
+                best &= correct > l;
+            }
+            ReversalScore& s = (dir ? r.rev : r.fwd)[f.trained ? 1 : 0];
+            s.ll += correct;
+            s.margin += n_other ? correct - others / n_other : 0.0;
+            s.accuracy += best ? 1.0 : 0.0;
+            s.n++;
+        }
+    for (ReversalScore* s : {&r.fwd[0], &r.fwd[1], &r.rev[0], &r.rev[1]})
+        if (s->n) { s->ll /= s->n; s->margin /= s->n; s->accuracy /= s->n; }
+        else s->ll = s->margin = s->accuracy = NAN;
     return r;
 }
 

@@ -198,46 +198,93 @@ struct GPT {
         encoder_backward(Gr + wte, cfg.pos == POS_LEARNED ? Gr + wpe : nullptr, dres, inputs, B, T, C);
     }
 
-    // ---- incremental decoding of one sequence (batch 1) with each layer's KV cache ----
-    std::vector<float> dec_buf;
+    // ---- inference with each layer's KV cache: n_seq sequences, batched prefill and decode ----
+    // decode_begin allocates the caches once, for n_seq sequences of up to max_T tokens. decode()
+    // feeds n tokens: tokens[i] goes to sequence seq[i] at that sequence's next position (rows of
+    // one sequence in order), so a whole prompt is prefilled by one call and B sequences decode
+    // together with one row each. Long calls run in chunks of DECODE_CHUNK rows (exact: the rows
+    // of a sequence stay in order). It returns the logits (Vp per row) of the rows with want[i]
+    // set (every row when want is null), in row order.
+    static const int DECODE_CHUNK = 256;
+    std::vector<float> dec_buf, dec_logits;
+    std::vector<int> dec_len;  // tokens held per sequence
     int dec_T = 0;
-    void decode_begin(int max_T) {
+    void decode_begin(int n_seq, int max_T) {
+        if (n_seq < 1) fail("decode_begin: %d sequences", n_seq);
         config_validate(&cfg, max_T);
-        for (Layer& y : layers) y.attn->decode_begin(params, max_T);
-        int C = cfg.d_model;
-        dec_buf.assign((size_t)8 * C + 2 * cfg.d_ff + cfg.padded_vocab_size + 8, 0.0f);
+        for (Layer& y : layers) y.attn->decode_begin(params, n_seq, max_T);
+        dec_len.assign(n_seq, 0);
         dec_T = max_T;
     }
-    // feeds token at position t (0, 1, 2, ... in order); returns its logits (Vp)
+    void decode_begin(int max_T) { decode_begin(1, max_T); }
+    int decode_len(int s) const { return dec_len[s]; }
+    const float* decode(const int* tokens, const int* seq, int n, const bool* want = nullptr) {
+        int n_out = 0;
+        for (int i = 0; i < n; i++) {
+            if (seq[i] < 0 || seq[i] >= (int)dec_len.size()) fail("decode: sequence %d is not one of the %zu sequences of decode_begin", seq[i], dec_len.size());
+            if (tokens[i] < 0 || tokens[i] >= cfg.vocab_size) fail("decode: token id %d is outside the vocab [0, %d)", tokens[i], cfg.vocab_size);
+            n_out += !want || want[i];
+        }
+        dec_logits.resize((size_t)std::max(1, n_out) * cfg.padded_vocab_size);
+        float* lg_out = dec_logits.data();
+        for (int c0 = 0; c0 < n; c0 += DECODE_CHUNK) {
+            int m = std::min(DECODE_CHUNK, n - c0);
+            std::vector<int> pos(m);
+            for (int i = 0; i < m; i++) {
+                int s = seq[c0 + i];
+                if (dec_len[s] >= dec_T)
+                    fail_hint(cfg.pos == POS_LEARNED ? "learned positions end at the table's length: generate fewer tokens or use a shorter prompt"
+                                                     : "call decode_begin with a larger context",
+                              "decode: sequence %d is full (%d tokens, the cache holds %d)", s, dec_len[s], dec_T);
+                pos[i] = dec_len[s]++;
+            }
+            int kept = 0;
+            for (int i = 0; i < m; i++) kept += !want || want[c0 + i];
+            decode_chunk(tokens + c0, seq + c0, pos.data(), m, want ? want + c0 : nullptr, kept, lg_out);
+            lg_out += (size_t)kept * cfg.padded_vocab_size;
+        }
+        return dec_logits.data();
+    }
+    // one sequence, one token at position t (== the tokens fed so far); its logits
     const float* decode_step(int token, int t) {
-        if (t >= dec_T) fail("decode_step: position %d is past the cache (%d); call decode_begin with a larger max_T", t, dec_T);
-        if (token < 0 || token >= cfg.vocab_size) fail("decode_step: token id %d is outside the vocab [0, %d)", token, cfg.vocab_size);
-        const int C = cfg.d_model, F = cfg.d_ff;
+        if (dec_len.empty() || t != dec_len[0]) fail("decode_step: position %d is not the next one (%d)", t, dec_len.empty() ? -1 : dec_len[0]);
+        int s = 0;
+        return decode(&token, &s, 1);
+    }
+    void decode_chunk(const int* tokens, const int* seq, const int* pos, int n, const bool* want, int n_out, float* logits_out) {
+        const int C = cfg.d_model, F = cfg.d_ff, Vp = cfg.padded_vocab_size;
         const float* P = params;
+        dec_buf.resize((size_t)n * (8 * C + 2 * F + 4));
         float* p = dec_buf.data();
-        auto take = [&](size_t n) { float* r = p; p += n; return r; };
-        float *x = take(C), *ln1 = take(C), *a = take(C), *mid = take(C), *ln2 = take(C), *h = take(F), *g = take(F), *m = take(C),
-              *lnf_ = take(C), *stats = take(8), *lg = take(cfg.padded_vocab_size);
-        for (int c = 0; c < C; c++) x[c] = P[wte + (size_t)token * C + c] + (cfg.pos == POS_LEARNED ? P[wpe + (size_t)t * C + c] : 0.0f);
+        auto take = [&](size_t k) { float* r = p; p += (size_t)n * k; return r; };
+        float *x = take(C), *ln1 = take(C), *a = take(C), *mid = take(C), *ln2 = take(C), *h = take(F), *g = take(F), *mm = take(C),
+              *lnf_ = take(C), *stats = take(4);
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < C; c++)
+                x[(size_t)i * C + c] = P[wte + (size_t)tokens[i] * C + c] + (cfg.pos == POS_LEARNED ? P[wpe + (size_t)pos[i] * C + c] : 0.0f);
         for (int l = 0; l < cfg.n_layer; l++) {
             Layer& y = layers[l];
-            layernorm_forward(ln1, stats, stats + 1, x, P + y.ln1_w, P + y.ln1_b, 1, C);
-            y.attn->decode_step(P, ln1, t, a);
+            layernorm_forward(ln1, stats, stats + n, x, P + y.ln1_w, P + y.ln1_b, n, C);
+            y.attn->decode_step(P, ln1, seq, pos, n, a);
             const float* mlp_in = x;
             if (!cfg.parallel_residual) {
-                residual_forward(mid, x, a, nullptr, C);
+                residual_forward(mid, x, a, nullptr, (long)n * C);
                 mlp_in = mid;
             }
-            layernorm_forward(ln2, stats + 2, stats + 3, mlp_in, P + y.ln2_w, P + y.ln2_b, 1, C);
-            matmul_forward(h, ln2, P + y.fc_w, P + y.fc_b, 1, C, F);
-            gelu_forward(g, h, F, cfg.gelu_exact);
-            matmul_forward(m, g, P + y.proj_w, P + y.proj_b, 1, F, C);
-            if (cfg.parallel_residual) residual_forward(x, x, a, m, C);
-            else residual_forward(x, mid, m, nullptr, C);
+            layernorm_forward(ln2, stats + 2 * n, stats + 3 * n, mlp_in, P + y.ln2_w, P + y.ln2_b, n, C);
+            matmul_forward(h, ln2, P + y.fc_w, P + y.fc_b, n, C, F);
+            gelu_forward(g, h, (long)n * F, cfg.gelu_exact);
+            matmul_forward(mm, g, P + y.proj_w, P + y.proj_b, n, F, C);
+            if (cfg.parallel_residual) residual_forward(x, x, a, mm, (long)n * C);
+            else residual_forward(x, mid, mm, nullptr, (long)n * C);
         }
-        layernorm_forward(lnf_, stats + 4, stats + 5, x, P + lnf_w, P + lnf_b, 1, C);
-        matmul_forward(lg, lnf_, P + w_out, nullptr, 1, C, cfg.padded_vocab_size);
-        return lg;
+        // the classifier only for the rows whose logits are wanted (a prompt needs its last row's)
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if (!want || want[i]) memmove(x + (size_t)k++ * C, x + (size_t)i * C, sizeof(float) * C);
+        if (n_out == 0) return;
+        layernorm_forward(lnf_, stats, stats + n, x, P + lnf_w, P + lnf_b, n_out, C);
+        matmul_forward(logits_out, lnf_, P + w_out, nullptr, n_out, C, Vp);
     }
     // KV-cache floats per token over all layers, measured from the cache buffers (after decode_begin)
     size_t kv_cache_floats_per_token() const {

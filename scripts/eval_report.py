@@ -19,16 +19,30 @@ def fmt(x, spec=".3f"):
 
 def report(runs):
     out = ["# kvgpt evaluation report", ""]
-    out.append("Every checkpoint below passed the leak guard (later tokens never change earlier logits).")
+    out.append("Every checkpoint in the tables passed the leak guard (later tokens never change earlier logits).")
     out.append("")
-    out.append("| run | attention | position | params | step | KV elems/token/layer | KV vs MHA | PPL (disjoint) | PPL (sliding) | WikiText word PPL | bits/byte | reversal bwd/fwd |")
+    refused = [r for r in runs if r.get("leak_guard") != "passed"]
+    if refused:
+        out.append("Refused by the leak guard (they see the future; no figure of theirs is shown): " + ", ".join(name(r) for r in refused))
+        out.append("")
+    runs = [r for r in runs if r.get("leak_guard") == "passed"]
+    failed = [(name(r), k, v["error"]) for r in runs for k, v in r.items() if isinstance(v, dict) and "error" in v]
+    for n, k, e in failed:
+        out.append(f"- {n}: section `{k}` failed: {e}")
+    if failed:
+        out.append("")
+    out.append("Reversal gains (Berglund et al.): the correct answer's log-likelihood margin over the other answers of its relation, trained minus held-out facts, forward / reversed; "
+               "a reversed gain near 0 beside a large forward gain is the reversal curse.")
+    out.append("")
+    out.append("| run | attention | position | params | step | KV elems/token/layer | KV vs MHA | PPL (disjoint) | PPL (sliding) | WikiText word PPL | bits/byte | reversal gain fwd / rev |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
+        rev = r.get("reversal", {})
         red = 100 * (1 - r["kv_elems_per_token_layer"] / r["kv_mha_per_layer"])
         out.append(f"| {name(r)} | {r['attn']} | {r['pos']} | {r['params'] / 1e6:.2f}M | {r['step']} | {r['kv_elems_per_token_layer']} | "
                    f"{red:.1f}% less | {fmt(r.get('disjoint', {}).get('ppl'))} | {fmt(r.get('sliding', {}).get('ppl'))} | "
                    f"{fmt(r.get('wikitext', {}).get('word_ppl'), '.1f')} | {fmt(r.get('wikitext', {}).get('bits_per_byte'), '.4f')} | "
-                   f"{fmt(r.get('reversal', {}).get('ratio'))} |")
+                   f"{fmt(rev.get('forward', {}).get('gain'), '+.2f')} / {fmt(rev.get('reversed', {}).get('gain'), '+.2f')} |")
     if any("positions" in r for r in runs):
         out += ["", "## PPL by position", ""]
         spans = sorted({(b["from"], b["to"]) for r in runs for b in r.get("positions", [])})

@@ -14,6 +14,8 @@
 #include <fstream>
 #include "../llmc/checkpoint.h"
 #include "../llmc/eval.h"
+#include "../llmc/sample.h"
+#include "../llmc/tokenizer.h"
 #include "../llmc/train.h"
 #include "testlib.h"
 
@@ -510,10 +512,11 @@ static void register_tests() {
             Vec params = randn(u.ps.total, rng, 0.3f), x = randn((size_t)T * C, rng), full((size_t)T * C), step(C);
             u.att->init_params(params.data(), rng);
             u.att->forward(params.data(), x.data(), full.data(), 1, T);
-            u.att->decode_begin(params.data(), T);
+            u.att->decode_begin(params.data(), 1, T);
             double worst = 0.0, ref = 0.0;
             for (int t = 0; t < T; t++) {
-                u.att->decode_step(params.data(), &x[(size_t)t * C], t, step.data());
+                int seq0 = 0;
+                u.att->decode_step(params.data(), &x[(size_t)t * C], &seq0, &t, 1, step.data());
                 worst = nan_max(worst, max_abs_diff(step.data(), &full[(size_t)t * C], C));
                 ref = nan_max(ref, max_abs(&full[(size_t)t * C], C));
             }
@@ -536,6 +539,245 @@ static void register_tests() {
             CHECK(mw <= 1e-4 * (1.0 + mref), "%s model: decoded logits differ by %.3g (scale %.3g)", variant_name(cfg).c_str(), mw, mref);
             printf("    T=%-3d %-34s attention max|diff| %.2e, model logits max|diff| %.2e\n", T, variant_name(cfg).c_str(), worst, mw);
         }
+    });
+
+    add_test("inference: batched prefill + decode == full forward (every variant, prompt 70 -> 150 tokens)", [] {
+        for (GPTConfig cfg : all_variants()) {
+            cfg.max_seq_len = 160;
+            GPT m(cfg);
+            m.init_weights(17);
+            for (size_t i = 0; i < m.ps.total; i++) m.params[i] *= 3.0f;
+            const int P = 70, T = 150, Vp = cfg.padded_vocab_size, V = cfg.vocab_size;
+            std::vector<int> tok = random_tokens(T, V, 6);
+            m.forward(tok.data(), nullptr, 1, T);
+            Vec full(m.logits, m.logits + (size_t)T * Vp);
+            double ref = max_abs(full.data(), full.size());
+            // one prefill call for the prompt (all its rows' logits), then one token per call
+            m.decode_begin(1, T);
+            std::vector<int> seq(P, 0);
+            const float* lg = m.decode(tok.data(), seq.data(), P);
+            double w = 0.0;
+            for (int t = 0; t < P; t++) w = nan_max(w, max_abs_diff(lg + (size_t)t * Vp, &full[(size_t)t * Vp], V));
+            for (int t = P; t < T; t++) {
+                int s0 = 0;
+                lg = m.decode(&tok[t], &s0, 1);
+                w = nan_max(w, max_abs_diff(lg, &full[(size_t)t * Vp], V));
+            }
+            CHECK(w <= 1e-4 * (1.0 + ref), "%s: prefill + decode logits differ from the forward by %.3g (scale %.3g)", variant_name(cfg).c_str(), w, ref);
+            CHECK(m.decode_len(0) == T, "sequence length %d", m.decode_len(0));
+            // want: only the prompt's last row gets logits, and they are the same
+            m.decode_begin(1, T);
+            std::vector<char> want(P, 0);
+            want[P - 1] = 1;
+            lg = m.decode(tok.data(), seq.data(), P, (const bool*)want.data());
+            double wl = max_abs_diff(lg, &full[(size_t)(P - 1) * Vp], V);
+            CHECK(wl <= 1e-4 * (1.0 + ref), "%s: last-row logits differ by %.3g", variant_name(cfg).c_str(), wl);
+            printf("    %-34s prefill %d + decode to %d: max|diff| %.2e (scale %.2e)\n", variant_name(cfg).c_str(), P, T, w, ref);
+        }
+    });
+
+    add_test("inference: a batch of 3 prompts of different lengths == each alone; the cache bytes match the formula", [] {
+        for (GPTConfig cfg : all_variants()) {
+            cfg.max_seq_len = 160;
+            GPT m(cfg);
+            m.init_weights(23);
+            for (size_t i = 0; i < m.ps.total; i++) m.params[i] *= 3.0f;
+            const int Vp = cfg.padded_vocab_size, V = cfg.vocab_size, steps = 12;
+            const int plen[3] = {5, 70, 33};
+            std::vector<std::vector<int>> toks;
+            for (int b = 0; b < 3; b++) toks.push_back(random_tokens(plen[b] + steps, V, 100 + b));
+            // alone: prefill, then the continuation token by token
+            std::vector<Vec> alone(3);
+            for (int b = 0; b < 3; b++) {
+                m.decode_begin(1, 160);
+                std::vector<int> s(plen[b], 0);
+                const float* lg = m.decode(toks[b].data(), s.data(), plen[b]);
+                alone[b].insert(alone[b].end(), lg + (size_t)(plen[b] - 1) * Vp, lg + (size_t)plen[b] * Vp);
+                for (int k = 0; k < steps; k++) {
+                    int s0 = 0;
+                    lg = m.decode(&toks[b][plen[b] + k], &s0, 1);
+                    alone[b].insert(alone[b].end(), lg, lg + Vp);
+                }
+            }
+            // together: all three prompts in one prefill call, then 3 rows per call
+            m.decode_begin(3, 160);
+            CHECK(m.kv_cache_floats_per_token() == (size_t)m.kv_elems_per_token_layer() * cfg.n_layer, "%s: cache holds %zu floats per token per sequence",
+                  variant_name(cfg).c_str(), m.kv_cache_floats_per_token());
+            std::vector<int> rt, rs;
+            std::vector<char> want;
+            for (int b = 0; b < 3; b++)
+                for (int t = 0; t < plen[b]; t++) { rt.push_back(toks[b][t]); rs.push_back(b); want.push_back(t == plen[b] - 1); }
+            const float* lg = m.decode(rt.data(), rs.data(), (int)rt.size(), (const bool*)want.data());
+            double w = 0.0, ref = 0.0;
+            for (int b = 0; b < 3; b++) w = nan_max(w, max_abs_diff(lg + (size_t)b * Vp, alone[b].data(), V));
+            for (int k = 0; k < steps; k++) {
+                int t3[3], s3[3] = {0, 1, 2};
+                for (int b = 0; b < 3; b++) t3[b] = toks[b][plen[b] + k];
+                lg = m.decode(t3, s3, 3);
+                for (int b = 0; b < 3; b++) {
+                    w = nan_max(w, max_abs_diff(lg + (size_t)b * Vp, &alone[b][(size_t)(k + 1) * Vp], V));
+                    ref = nan_max(ref, max_abs(lg + (size_t)b * Vp, V));
+                }
+            }
+            CHECK(w <= 1e-4 * (1.0 + ref), "%s: the batch of 3 differs from each alone by %.3g", variant_name(cfg).c_str(), w);
+        }
+    });
+
+    add_test("sampling: greedy, temperature, top-k and top-p against a brute-force reference; seeded draws reproduce", [] {
+        Rng rng(3);
+        for (int trial = 0; trial < 200; trial++) {
+            int V = 2 + (int)rng.below(40);
+            Vec lg = randn(V, rng, 2.0f);
+            if (trial % 7 == 0) lg[1] = lg[0];  // ties go to the lower id
+            SampleConfig c;
+            c.temperature = trial % 5 == 0 ? 0.0f : 0.3f + 1.5f * rng.uniform();
+            c.top_k = trial % 3 == 0 ? 0 : 1 + (int)rng.below(V + 3);
+            c.top_p = trial % 4 == 0 ? 1.0f : 0.05f + 0.95f * rng.uniform();
+            // brute force: every token's probability after each filter, the HF way
+            std::vector<double> pr(V, 0.0);
+            if (c.temperature == 0.0f) {
+                int best = 0;
+                for (int v = 1; v < V; v++) if (lg[v] > lg[best]) best = v;
+                pr[best] = 1.0;
+            } else {
+                std::vector<bool> in(V, true);
+                if (c.top_k > 0 && c.top_k < V)
+                    for (int v = 0; v < V; v++) {  // in the top k: fewer than k tokens rank above it
+                        int above = 0;
+                        for (int u = 0; u < V; u++) above += lg[u] > lg[v] || (lg[u] == lg[v] && u < v);
+                        in[v] = above < c.top_k;
+                    }
+                double z = 0;
+                for (int v = 0; v < V; v++) if (in[v]) z += exp((double)lg[v] / c.temperature);
+                std::vector<double> q(V, 0.0);
+                for (int v = 0; v < V; v++) if (in[v]) q[v] = exp((double)lg[v] / c.temperature) / z;
+                if (c.top_p < 1.0f)
+                    for (int v = 0; v < V; v++) {  // kept when the tokens ranked above it hold less than top_p
+                        if (!in[v]) continue;
+                        double above = 0;
+                        for (int u = 0; u < V; u++) if (in[u] && (lg[u] > lg[v] || (lg[u] == lg[v] && u < v))) above += q[u];
+                        if (above >= c.top_p) in[v] = false;
+                    }
+                z = 0;
+                for (int v = 0; v < V; v++) if (in[v]) z += q[v];
+                for (int v = 0; v < V; v++) pr[v] = in[v] ? q[v] / z : 0.0;
+            }
+            std::vector<double> got(V, 0.0);
+            for (auto& x : next_token_distribution(lg.data(), V, c)) got[x.first] = x.second;
+            double e = 0;
+            for (int v = 0; v < V; v++) e = nan_max(e, fabs(got[v] - pr[v]));
+            CHECK(e < 1e-9, "trial %d (V %d, T %.2f, k %d, p %.2f): distributions differ by %.3g", trial, V, c.temperature, c.top_k, c.top_p, e);
+        }
+        // draws follow the distribution, and a seed reproduces them
+        Vec lg = {1.0f, 0.0f, 2.0f, -1.0f, 0.5f};
+        SampleConfig c;
+        c.temperature = 0.9f;
+        c.top_k = 4;
+        std::vector<std::pair<int, double>> d = next_token_distribution(lg.data(), 5, c);
+        Rng a(42), b(42);
+        std::vector<int> count(5, 0);
+        const int N = 40000;
+        bool same = true;
+        for (int i = 0; i < N; i++) {
+            int x = sample_token(lg.data(), 5, c, a);
+            same = same && x == sample_token(lg.data(), 5, c, b);
+            count[x]++;
+        }
+        CHECK(same, "the same seed must give the same draws");
+        CHECK(count[3] == 0, "token 3 is outside the top 4 but was drawn %d times", count[3]);
+        for (auto& x : d)
+            CHECK(fabs(count[x.first] / (double)N - x.second) < 0.01, "token %d drawn %.4f of the time, p = %.4f", x.first, count[x.first] / (double)N, x.second);
+        SampleConfig bad;
+        bad.temperature = -1;
+        CHECK(expect_exit_error([&] { sample_config_check(bad); }, "--temperature -1 must be >= 0"), "negative temperature");
+        bad = SampleConfig();
+        bad.top_p = 0;
+        CHECK(expect_exit_error([&] { sample_config_check(bad); }, "--top-p 0 must be in (0, 1]"), "top-p 0");
+    });
+
+    add_test("tokenizer (C++): ids == the golden HF ids for both vocabularies; decode inverts encode", [] {
+        JsonValue g = parse_json_file("test/golden/tokenizer_golden.json", "");
+        const JsonValue* texts = g.get("texts");
+        CHECK(texts && texts->arr.size() == 281, "golden texts");
+        if (!texts) return;
+        for (int tid : {TOK_NEOX, TOK_GPT2}) {
+            Tokenizer t;
+            t.load(tid, "data/tokenizers");
+            CHECK(t.eos_id == tokenizer_eos(tid) && t.vocab_size == (tid == TOK_NEOX ? 50277 : 50257), "%s: eos %d vocab %d", tokenizer_name(tid), t.eos_id, t.vocab_size);
+            const JsonValue* ids = g.get(tokenizer_name(tid));
+            int bad = 0;
+            for (size_t i = 0; i < texts->arr.size(); i++) {
+                const std::string& text = texts->arr[i].str;
+                std::vector<int> want, got = t.encode(text);
+                for (const JsonValue& v : ids->arr[i].arr) want.push_back((int)v.num);
+                if (got != want && bad++ < 3) printf("    %s: text %zu '%s' encodes differently\n", tokenizer_name(tid), i, text.substr(0, 60).c_str());
+                // decoding gives the text back (NeoX: its NFC form)
+                std::vector<uint32_t> cps;
+                utf8_decode(text, &cps);
+                std::string back = t.decode_bytes(want), norm = tid == TOK_NEOX ? utf8_encode(nfc(cps)) : text;
+                if (back != norm && bad++ < 3) printf("    %s: text %zu does not decode back\n", tokenizer_name(tid), i);
+            }
+            CHECK(bad == 0, "%s: %d of %zu golden texts differ", tokenizer_name(tid), bad, texts->arr.size());
+        }
+        Tokenizer t;
+        t.load(TOK_NEOX, "data/tokenizers");
+        CHECK(expect_exit_error([&] { t.encode(std::string("ok \xC3\x28 bad")); }, "not valid UTF-8"), "invalid UTF-8");
+        CHECK(expect_exit_error([&] { Tokenizer x; x.load(TOK_GPT2, "/nonexistent"); }, "tokenizer file"), "missing files");
+    });
+
+    add_test("NFC (C++) == Python's unicodedata.normalize on 400 random strings of combining marks, Hangul, precomposed letters", [] {
+        std::string out;
+        std::string py =
+            "import json, random, unicodedata\n"
+            "r = random.Random(5)\n"
+            "pool = [chr(c) for c in list(range(0x41, 0x7b)) + list(range(0xc0, 0x180)) + list(range(0x300, 0x370)) + list(range(0x1100, 0x1113))"
+            " + list(range(0x1161, 0x1176)) + list(range(0x11a8, 0x11c3)) + [0xac00, 0xac01, 0xd7a3, 0x1e0a, 0x1e9b, 0x212b, 0x2126, 0xf900, 0x0344,"
+            " 0x0f73, 0x0f75, 0x0f81, 0x09cb, 0x09be, 0x09c7, 0x0b47, 0x0b3e, 0x1025, 0x102e, 0x3099, 0x304b, 0x1d15e, 0x1d165]]\n"
+            "xs = [''.join(r.choice(pool) for _ in range(r.randint(1, 12))) for _ in range(400)]\n"
+            "print(json.dumps([[x, unicodedata.normalize('NFC', x)] for x in xs]))\n";
+        std::string path = tmpdir() + "/nfc.py";
+        FILE* f = fopenCheck(path.c_str(), "w");
+        fputs(py.c_str(), f);
+        fcloseCheck(f);
+        int rc = run_command("python3 " + path + " > " + tmpdir() + "/nfc.json", &out);
+        CHECK(rc == 0, "python3: %s", out.c_str());
+        if (rc != 0) return;
+        JsonValue j = parse_json_file(tmpdir() + "/nfc.json", "");
+        int bad = 0;
+        for (const JsonValue& pair : j.arr) {
+            std::vector<uint32_t> in;
+            utf8_decode(pair.arr[0].str, &in);
+            if (utf8_encode(nfc(in)) != pair.arr[1].str && bad++ < 3) {
+                printf("    NFC differs for:");
+                for (uint32_t c : in) printf(" %04X", c);
+                printf("\n");
+            }
+        }
+        CHECK(bad == 0 && j.arr.size() == 400, "%d of %zu strings normalise differently", bad, j.arr.size());
+    });
+
+    add_test("token stream: a UTF-8 character split across tokens is printed once complete; bad bytes are U+FFFD", [] {
+        TokenStream ts;
+        std::string e = "\xE2\x82\xAC";  // the euro sign, 3 bytes
+        std::string a = ts.push("x" + e.substr(0, 1)), b = ts.push(e.substr(1, 1)), c = ts.push(e.substr(2) + "y");
+        CHECK(a == "x" && b == "" && c == e + "y", "got '%s' '%s' '%s'", a.c_str(), b.c_str(), c.c_str());
+        TokenStream t2;
+        std::string d = t2.push("\xFFok\xC3");
+        std::string f = t2.push("", true);
+        CHECK(d == "\xEF\xBF\xBDok" && f == "\xEF\xBF\xBD", "invalid bytes: '%s' '%s'", d.c_str(), f.c_str());
+        Tokenizer t;
+        t.load(TOK_GPT2, "data/tokenizers");
+        std::vector<int> ids = t.encode("caf\xC3\xA9 \xF0\x9F\x98\x80!");  // the emoji spans several byte-level tokens
+        TokenStream s3;
+        std::string all;
+        for (int id : ids) {
+            std::string piece = s3.push(t.decode_bytes({id}));
+            std::vector<uint32_t> cps;
+            CHECK(utf8_decode(piece, &cps), "a streamed piece is not whole UTF-8");
+            all += piece;
+        }
+        all += s3.push("", true);
+        CHECK(all == "caf\xC3\xA9 \xF0\x9F\x98\x80!" && ids.size() > 4, "streamed '%s' (%zu tokens)", all.c_str(), ids.size());
     });
 
     add_test("GQA / MQA == MHA with the K/V weights duplicated per group (independent check)", [] {
@@ -715,11 +957,32 @@ static void register_tests() {
         m.forward(in2.data(), nullptr, 1, 5);
         double rs = -ref_nll(3, 44) - ref_nll(4, 7);
         CHECK(close(ll, rs), "answer log-likelihood %.9g vs %.9g", ll, rs);
-        std::vector<ReversalFact> facts = {{true, prompt, answer, answer, prompt}, {false, answer, prompt, prompt, answer}};
+        // margins against the other answers of the same relation and half, brute force
+        std::vector<ReversalFact> facts = {{true, "r", {5, 9}, {44}, {7, 8}, {12, 3}}, {true, "r", {6}, {45, 2}, {7}, {13}},
+                                           {true, "r", {1, 2}, {46}, {9}, {14, 15}}, {true, "other", {3}, {47}, {4}, {16}},
+                                           {false, "r", {5}, {48}, {8}, {17}}, {false, "r", {6, 6}, {49}, {9, 9}, {18}}};
         ReversalResult rr = reversal_eval(m, facts, 3);
-        CHECK(rr.n_trained == 1 && rr.n_heldout == 1 && close(rr.fwd_trained, ll) && close(rr.rev_heldout, ll) &&
-                  close(rr.fwd_gain(), ll - answer_loglik(m, answer, prompt, 3)),
-              "reversal groups: %d/%d, %.6g %.6g", rr.n_trained, rr.n_heldout, rr.fwd_trained, rr.rev_heldout);
+        for (int dir = 0; dir < 2; dir++)
+            for (int half = 0; half < 2; half++) {
+                double ll = 0, margin = 0, acc = 0;
+                int n = 0;
+                for (size_t i = 0; i < facts.size(); i++) {
+                    const ReversalFact& f = facts[i];
+                    if ((int)f.trained != half) continue;
+                    auto L = [&](const ReversalFact& g) { return answer_loglik(m, dir ? f.rev_prompt : f.fwd_prompt, dir ? g.rev_answer : g.fwd_answer, 3); };
+                    double c = L(f), o = 0;
+                    int k = 0;
+                    bool top = true;
+                    for (size_t j = 0; j < facts.size(); j++)
+                        if (j != i && facts[j].trained == f.trained && facts[j].relation == f.relation) { double l = L(facts[j]); o += l; k++; top = top && c > l; }
+                    ll += c; margin += k ? c - o / k : 0; acc += top; n++;
+                }
+                const ReversalScore& sc = (dir ? rr.rev : rr.fwd)[half];
+                CHECK(sc.n == n && close(sc.ll, ll / n) && close(sc.margin, margin / n) && close(sc.accuracy, acc / n),
+                      "reversal dir %d half %d: n %d/%d ll %.6g/%.6g margin %.6g/%.6g acc %.3g/%.3g", dir, half, sc.n, n, sc.ll, ll / n,
+                      sc.margin, margin / n, sc.accuracy, acc / n);
+            }
+        CHECK(close(rr.rev_gain(), rr.rev[1].margin - rr.rev[0].margin), "gain");
     });
 
     add_test("eval: position buckets, RoPE bands (NeoX), the leak guard catches a leaking model", [] {
@@ -1262,6 +1525,14 @@ static void register_cli_tests(const std::string& bin) {
         }
     });
 
+    add_test("train_gpt: a batch that does not fit in memory is the documented out-of-memory error", [bin] {
+        std::string out;
+        // 1.5 GB of address space: the 40 x 512 x 50304 logits alone need 4 GB
+        int rc = run_command("bash -c 'ulimit -v 1500000; " + bin + " -b 40 -t 512 --d-model 32 --layers 1 --heads 2 -x 1 -v 1 -n 0 -L /dev/null'", &out);
+        CHECK(rc == 1 && out.find("Error: out of memory") != std::string::npos && out.find("HINT: use a smaller model, micro-batch (-b)") != std::string::npos,
+              "rc %d: %s", rc, out.substr(out.size() > 600 ? out.size() - 600 : 0).c_str());
+    });
+
     add_test("train_gpt: the settings table prints the KV-cache formula (Pythia-70m MLA k=128 vs MHA)", [bin] {
         std::string out;
         int rc = run_command(bin + " -m pythia-70m -a mla -k 128 -p alibi -x 0 -L /dev/null", &out);
@@ -1445,7 +1716,7 @@ static void register_eval_cli_tests(const std::string& bin) {
         std::string caps = " --wiki-docs 1 --max-windows 4 --max-tokens 300 --extrap 1,2 --json " + d + "/ev.json";
         rc = run_command(bin + " -c " + ck + ".best" + caps, &out);
         const char* sections[] = {"leak guard: passed", "[a] disjoint windows of 32", "position-wise PPL", "[b] sliding window 32, stride 16",
-                                  "[c] lm-eval WikiText", "word PPL", "bits/byte", "length extrapolation", "| 64 |", "reversal curse (Berglund", "trained facts (31) | held-out facts (30)",
+                                  "[c] lm-eval WikiText", "word PPL", "bits/byte", "length extrapolation", "| 64 |", "reversal curse (Berglund", "31 trained, 30 held-out facts",
                                   "Q/K statistics", "| L0.q |", "KV cache (measured"};
         for (const char* sct : sections) CHECK(rc == 0 && out.find(sct) != std::string::npos, "missing '%s' (rc %d): %s", sct, rc, out.c_str());
         std::string js;
