@@ -1,6 +1,7 @@
 # kvgpt Makefile
 #   make train_gpt     the trainer (host code by $(CXX); CUDA kernels by nvcc when found, linked in)
 #   make eval_gpt      the evaluator (perplexity protocols, extrapolation, reversal, Q/K, KV memory)
+#   make sample_gpt    the generator (prompt -> text, batched prefill + KV-cache decode, timings)
 #   make test          build and run the whole test suite (C++ CPU tests, CUDA tests, Python tests)
 #   make bench         dev/bench_cpu: FMA peak, matmul and per-step CPU benchmarks
 #   make bench_cuda    dev/cuda/bin/*: one microbenchmark per CUDA kernel (needs nvcc; runs on a GPU)
@@ -67,7 +68,7 @@ BUILD = $(CXX) $(CXXFLAGS) $(CUDA_FLAGS)
 LINK = $(BLAS_LIBS) $(CUDA_LIBS)
 
 .PHONY: all test clean data bench bench_cuda bench_cuda_emu
-all: train_gpt eval_gpt
+all: train_gpt eval_gpt sample_gpt
 
 build/cuda_backend.o: $(CUDA_SRC)
 	@mkdir -p build
@@ -82,6 +83,9 @@ train_gpt: train_gpt.cu $(HEADERS) $(CUDA_OBJ)
 
 eval_gpt: eval_gpt.cu $(HEADERS) $(CUDA_OBJ)
 	$(BUILD) -x c++ eval_gpt.cu -x none $(CUDA_OBJ) -o $@ $(LINK)
+
+sample_gpt: sample_gpt.cu $(HEADERS)
+	$(CXX) $(CXXFLAGS) -x c++ sample_gpt.cu -o $@ $(BLAS_LIBS)
 
 test/test_kvgpt: test/test_kvgpt.cpp test/testlib.h $(HEADERS)
 	$(CXX) $(CXXFLAGS) test/test_kvgpt.cpp -o $@ $(BLAS_LIBS)
@@ -120,7 +124,7 @@ test/test_cuda_emu: test/test_cuda.cpp test/testlib.h $(HEADERS) build/cuda_back
 train_gpt_emu: train_gpt.cu $(HEADERS) build/cuda_backend_emu.o
 	$(CXX) $(CXXFLAGS) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ train_gpt.cu -x none build/cuda_backend_emu.o -o $@ $(BLAS_LIBS)
 
-test: train_gpt eval_gpt train_gpt_emu test/test_kvgpt test/test_cuda_emu bench_cuda_emu $(CUDA_TESTS)
+test: train_gpt eval_gpt sample_gpt train_gpt_emu test/test_kvgpt test/test_cuda_emu bench_cuda_emu $(CUDA_TESTS)
 	PYTHON=$(PYTHON) bash test/run_all.sh
 
 data:
@@ -130,4 +134,4 @@ data:
 	  $(PYTHON) data/eval_sets.py reversal --tokenizer $$t || exit 1; done
 
 clean:
-	rm -rf dev/cuda/bin dev/cuda/emu train_gpt eval_gpt train_gpt_emu test/test_kvgpt test/test_cuda test/test_cuda_emu dev/bench_cpu build train_log.jsonl
+	rm -rf dev/cuda/bin dev/cuda/emu train_gpt eval_gpt sample_gpt train_gpt_emu test/test_kvgpt test/test_cuda test/test_cuda_emu dev/bench_cpu build train_log.jsonl

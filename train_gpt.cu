@@ -15,6 +15,8 @@
 #include "llmc/backend.h"
 #include "llmc/cli.h"
 #include "llmc/checkpoint.h"
+#include "llmc/sample.h"
+#include "llmc/tokenizer.h"
 #include "llmc/train.h"
 
 struct RunConfig {
@@ -24,7 +26,7 @@ struct RunConfig {
     int kv_heads = 0, kv_rank = 0, rope_dim = -1, q_rank = 0, splice_rank = 0, splice_ln = 0;
     int d_model = 0, layers = 0, heads = 0, d_ff = 0, max_seq = 0, parallel = -1, tied = -1;
     float rotary_pct = -1.0f, rope_base = -1.0f, alibi_slope = 0.0f;
-    int ckpt_every = 0, patience = 0;
+    int ckpt_every = 0, patience = 0, sample_every = 0;
     TrainConfig tc;
 };
 
@@ -67,6 +69,7 @@ static std::vector<Flag> make_flags(RunConfig& r) {
         {"-s", "--seed", F_U64, &t.seed, "seed for init and data order"},
         {"-o", "--out", F_STR, &r.out, "checkpoint file written at the end (and every -e steps)"},
         {"-e", "--ckpt-every", F_INT, &r.ckpt_every, "checkpoint every N steps (needs -o)"},
+        {"", "--sample-every", F_INT, &r.sample_every, "print a short greedy sample every N steps (0: off)"},
         {"", "--patience", F_INT, &r.patience, "early stop after N evaluations without a better val loss (0: off)"},
         {"", "--resume", F_STR, &r.resume, "resume from this checkpoint (bitwise identical continuation)"},
         {"-L", "--log", F_STR, &r.log, "JSONL log file (default: <out>.jsonl, or train_log.jsonl)"},
@@ -89,6 +92,7 @@ static void check_ranges(const RunConfig& r, const std::set<std::string>& given)
     require_int("-v", t.val_batches, 0, INT32_MAX);
     require_int("-e", r.ckpt_every, 0, INT32_MAX);
     require_int("--patience", r.patience, 0, INT32_MAX);
+    require_int("--sample-every", r.sample_every, 0, INT32_MAX);
     if (!(t.lr > 0.0f)) fail_hint("e.g. -l 1e-3", "learning rate %g must be positive", t.lr);
     require_float("-q", t.lr_min_frac, 0.0f, 1.0f);
     require_float("-c", t.weight_decay, 0.0f, 1e3f);
@@ -393,6 +397,23 @@ static int train_main(int argc, char** argv) {
         fprintf(logf, "{\"step\":%d,\"val_loss\":%.6f}\n", step, vl);
         fflush(logf);
     };
+    // --sample-every: a short greedy continuation of the end-of-text token, as llm.c prints
+    Tokenizer tok;
+    if (r.sample_every) tok.load(cfg.tokenizer_id, "data/tokenizers");  // relative to the repository root, like the bundled data
+    auto print_sample = [&](int at_step) {
+        const int n = std::min(64, cfg.pos == POS_LEARNED ? cfg.max_seq_len - 1 : 64);
+        run.pull_params();
+        model.decode_begin(1, n + 1);
+        int t = tok.eos_id, s0 = 0;
+        std::vector<int> ids;
+        for (int i = 0; i < n; i++) {
+            t = argmax_token(model.decode(&t, &s0, 1), cfg.vocab_size);
+            ids.push_back(t);
+        }
+        TokenStream ts;
+        printf("--- sample at step %d (greedy, %d tokens from end-of-text) ---\n%s%s\n---\n", at_step, n, ts.push(tok.decode_bytes(ids)).c_str(),
+               ts.push("", true).c_str());
+    };
     double t_start = now_seconds();
     int step = start_step;
     signal(SIGINT, on_stop_signal);
@@ -417,6 +438,7 @@ static int train_main(int argc, char** argv) {
         printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s%s\n", step + 1, tc.steps, s.loss, s.lr, s.grad_norm, ms, tok_s, mfu);
         fprintf(logf, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.2f,\"tok_s\":%.1f%s}\n", step + 1, s.loss, s.lr,
                 s.grad_norm, ms, tok_s, mfu_pct >= 0 ? (",\"mfu\":" + std::to_string(mfu_pct / 100.0)).c_str() : "");
+        if (r.sample_every && (step + 1) % r.sample_every == 0) print_sample(step + 1);
         if (r.ckpt_every && (step + 1) % r.ckpt_every == 0 && step + 1 < tc.steps) {
             run.pull();
             checkpoint_save(r.out.c_str(), model, step + 1, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob);

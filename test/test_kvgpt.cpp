@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <fstream>
+#include <sstream>
 #include "../llmc/checkpoint.h"
 #include "../llmc/eval.h"
 #include "../llmc/sample.h"
@@ -1728,6 +1729,88 @@ static void register_eval_cli_tests(const std::string& bin) {
     });
 }
 
+static void register_sample_cli_tests(const std::string& bin) {
+    add_test("train_gpt --sample-every prints a greedy sample during training", [bin] {
+        std::string train = bin.substr(0, bin.rfind('/') + 1) + "train_gpt", out;
+        int rc = run_command(train + " --d-model 32 --layers 1 --heads 2 -b 2 -t 16 -x 4 -n 0 -v 1 --sample-every 2 -L /dev/null", &out);
+        CHECK(rc == 0 && out.find("--- sample at step 2 (greedy, 64 tokens") != std::string::npos && out.find("--- sample at step 4") != std::string::npos,
+              "rc %d: %s", rc, out.c_str());
+        rc = run_command(train + " -p learned --max-seq 20 --d-model 32 --layers 1 --heads 2 -b 2 -t 16 -x 2 -n 0 -v 1 --sample-every 1 -L /dev/null", &out);
+        CHECK(rc == 0 && out.find("(greedy, 19 tokens") != std::string::npos, "a learned table shorter than the sample: rc %d %s", rc, out.c_str());
+    });
+
+    add_test("sample_gpt: greedy == the argmax of a full forward re-run at every step; seeds reproduce; batches; bad input", [bin] {
+        std::string d = tmpdir(), ck = d + "/s.ckpt", cl = d + "/sl.ckpt";
+        std::string train = bin.substr(0, bin.rfind('/') + 1) + "train_gpt";
+        std::string out;
+        // 2 steps: near the random init, whose greedy continuations vary (a trained tiny model repeats one token)
+        int rc = run_command(train + " -a mla -k 16 -p alibi --d-model 32 --layers 2 --heads 2 -b 2 -t 32 -x 2 -n 0 -v 1 -L /dev/null -o " + ck, &out);
+        CHECK(rc == 0, "training failed: %s", out.c_str());
+        auto ids_of = [](const std::string& o, int k) {
+            std::vector<int> v;
+            size_t at = o.find("ids " + std::to_string(k) + ":");
+            if (at == std::string::npos) return v;
+            size_t from = at + 5 + std::to_string(k).size();  // past "ids K:"
+            std::istringstream ss(o.substr(from, o.find('\n', at) - from));
+            int x;
+            while (ss >> x) v.push_back(x);
+            return v;
+        };
+        rc = run_command(bin + " -c " + ck + " --prompt 'ROMEO: my lord' -n 40 --greedy --print-ids", &out);
+        std::vector<int> gen = ids_of(out, 1);
+        CHECK(rc == 0 && gen.size() == 40 && out.find("prefill") != std::string::npos && out.find("ms per step") != std::string::npos &&
+                  out.find("KV cache held: ") != std::string::npos && out.find("MHA of this shape") != std::string::npos,
+              "rc %d: %s", rc, out.c_str());
+        // the same continuation from full forwards: the argmax of the last row, step after step
+        CheckpointHeader h = checkpoint_read_header(ck.c_str());
+        GPT m(h.config);
+        int64_t st;
+        checkpoint_read_params(ck.c_str(), m, m.params, &st);
+        Tokenizer tk;
+        tk.load(h.config.tokenizer_id, "data/tokenizers");
+        std::vector<int> seq = tk.encode("ROMEO: my lord");
+        bool same = gen.size() == 40;
+        for (size_t i = 0; i < gen.size() && same; i++) {
+            m.forward(seq.data(), nullptr, 1, (int)seq.size());
+            int want = argmax_token(m.logits + (seq.size() - 1) * h.config.padded_vocab_size, h.config.vocab_size);
+            same = want == gen[i];
+            if (!same) printf("    step %zu: sample_gpt %d, full forward %d\n", i, gen[i], want);
+            seq.push_back(want);
+        }
+        CHECK(same, "greedy generation must equal the argmax of full forwards");
+        // seeded draws reproduce; another seed differs; 3 greedy samples in one batch == the single one
+        std::string o1, o2, o3, o4;
+        run_command(bin + " -c " + ck + " --prompt 'ROMEO:' -n 30 --seed 7 --print-ids", &o1);
+        run_command(bin + " -c " + ck + " --prompt 'ROMEO:' -n 30 --seed 7 --print-ids", &o2);
+        run_command(bin + " -c " + ck + " --prompt 'ROMEO:' -n 30 --seed 8 --print-ids --temperature 1.5 --top-k 0", &o3);
+        CHECK(!ids_of(o1, 1).empty() && ids_of(o1, 1) == ids_of(o2, 1) && ids_of(o1, 1) != ids_of(o3, 1), "seeded sampling: %s | %s", o1.c_str(), o3.c_str());
+        rc = run_command(bin + " -c " + ck + " --prompt 'ROMEO: my lord' -n 40 --greedy --print-ids --num-samples 3", &o4);
+        CHECK(rc == 0 && ids_of(o4, 1) == gen && ids_of(o4, 2) == gen && ids_of(o4, 3) == gen && o4.find("--- sample 3 ---") != std::string::npos,
+              "a batch of 3 greedy samples: %s", o4.c_str());
+        rc = run_command(bin + " -c " + ck + " --prompt-ids 0,510,1722 -n 5 --stop-at-eos", &out);
+        CHECK(rc == 0, "--prompt-ids: %s", out.c_str());
+        // learned positions stop with a clear error at the end of their table
+        rc = run_command(train + " -p learned --max-seq 40 --d-model 32 --layers 1 --heads 2 -b 2 -t 32 -x 2 -n 0 -v 1 -L /dev/null -o " + cl, &out);
+        CHECK(rc == 0, "training failed: %s", out.c_str());
+        rc = run_command(bin + " -c " + cl + " --prompt 'ROMEO:' -n 100 --print-ids", &out);
+        CHECK(rc == 1 && out.find("learned positions end at 40") != std::string::npos && ids_of(out, 1).size() == 40 - 4 + 1,  // the prompt is 4 tokens
+              "learned table end: rc %d %s", rc, out.c_str());
+        struct Case { std::string args; const char* needle; };
+        for (const Case& c : std::vector<Case>{{"--prompt ''", "the value is empty"}, {"-n -1", "-n -1 is out of range"},
+                                               {"--temperature -0.5", "--temperature -0.5 must be >= 0"}, {"--top-p 1.5", "--top-p 1.5 must be in (0, 1]"},
+                                               {"--top-k -2", "--top-k -2 must be >= 0"}, {"--tokenizer gpt2", "uses the gpt-neox-20b tokenizer, not gpt2"},
+                                               {"--prompt 'a long prompt for a tiny context' --ctx 3", "longer than the context"},
+                                               {"--prompt-ids 1,99999999", "outside the vocab"}, {"--prompt x --prompt-ids 1", "alternatives"},
+                                               {"--prompt-file /nonexistent.txt", "cannot open"}, {"--num-samples 0", "--num-samples 0 is out of range"},
+                                               {"-d cuda", "CPU backend"}}) {
+            rc = run_command(bin + " -c " + ck + " " + c.args, &out);
+            CHECK(rc == 1 && out.find(c.needle) != std::string::npos && out.find("Error:") != std::string::npos, "'%s': rc %d %s", c.args.c_str(), rc, out.c_str());
+        }
+        rc = run_command(bin + " -c " + cl + " --prompt-ids " + [] { std::string s = "1"; for (int i = 0; i < 45; i++) s += ",1"; return s; }(), &out);
+        CHECK(rc == 1 && out.find("learned positions end at 40") != std::string::npos, "a prompt past the learned table: %s", out.c_str());
+    });
+}
+
 int main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);
     const char* filter = argc > 1 ? argv[1] : "";
@@ -1737,6 +1820,8 @@ int main(int argc, char** argv) {
     register_resume_cli_tests(bin ? bin : "./train_gpt");
     const char* ebin = getenv("KVGPT_EVAL_BIN");
     register_eval_cli_tests(ebin ? ebin : "./eval_gpt");
+    const char* sbin = getenv("KVGPT_SAMPLE_BIN");
+    register_sample_cli_tests(sbin ? sbin : "./sample_gpt");
     printf("kvgpt CPU tests (%d OpenMP threads)\n", omp_get_max_threads());
     int failed = run_tests(filter);
     run_command("rm -rf " + tmpdir(), nullptr);  // the shards, checkpoints and logs the tests wrote

@@ -1,0 +1,213 @@
+// sample_gpt.cu: kvgpt's generator. Loads a checkpoint, prefills the prompt into the KV cache in
+// one batched call, then decodes token by token (several samples together as one batch),
+// streaming the text as it is generated; at the end it prints what prefill and decode cost and
+// the KV-cache bytes held, measured from the cache buffers, next to MHA of the same shape.
+//
+//   make sample_gpt && ./sample_gpt -c model.ckpt.best --prompt "ROMEO:" -n 200
+//   ./sample_gpt -c model.ckpt.best --prompt-file p.txt --num-samples 4 --top-p 0.9 --seed 7
+//   ./sample_gpt -c model.ckpt.best --prompt-ids 0,510,1722 --greedy
+//
+// Sampling follows Hugging Face's generate(): temperature, then top-k, then top-p (nucleus);
+// --greedy (or --temperature 0) takes the argmax. Prompts are tokenized by llmc/tokenizer.h,
+// which gives the ids data/tokenizer.py gives. Runs on the CPU backend.
+#include <omp.h>
+#include <new>
+#include "llmc/checkpoint.h"
+#include "llmc/cli.h"
+#include "llmc/sample.h"
+#include "llmc/tokenizer.h"
+
+struct SampleArgs {
+    std::string ckpt, prompt, prompt_file, prompt_ids, tokenizer_dir, tokenizer, device = "auto";
+    int n = 256, num_samples = 1, ctx = 0;
+    uint64_t seed = 1;
+    bool stop_at_eos = false, print_ids = false;
+    SampleConfig sc;
+};
+
+// the tokenizer files: --tokenizer-dir, else data/tokenizers from here, else beside the binary
+static std::string find_tokenizer_dir(const std::string& given, const char* argv0) {
+    if (!given.empty()) return given;
+    if (access("data/tokenizers", R_OK) == 0) return "data/tokenizers";
+    std::string exe = argv0;
+    size_t slash = exe.rfind('/');
+    std::string beside = (slash == std::string::npos ? std::string(".") : exe.substr(0, slash)) + "/data/tokenizers";
+    return access(beside.c_str(), R_OK) == 0 ? beside : "data/tokenizers";
+}
+
+static int sample_main(int argc, char** argv) {
+    setvbuf(stdout, nullptr, _IOFBF, 1 << 16);
+    SampleArgs a;
+    a.sc.temperature = 0.8f;
+    a.sc.top_k = 50;
+    std::vector<Flag> flags = {
+        {"-c", "--ckpt", F_STR, &a.ckpt, "checkpoint (train_gpt -o FILE writes FILE and FILE.best)"},
+        {"", "--prompt", F_STR, &a.prompt, "prompt text (default: the end-of-text token alone, i.e. unconditional)"},
+        {"", "--prompt-file", F_STR, &a.prompt_file, "read the prompt from this file"},
+        {"", "--prompt-ids", F_STR, &a.prompt_ids, "the prompt as token ids, e.g. 0,510,1722"},
+        {"-n", "--max-new-tokens", F_INT, &a.n, "tokens to generate per sample"},
+        {"", "--temperature", F_FLOAT, &a.sc.temperature, "softmax temperature (0: greedy)"},
+        {"", "--top-k", F_INT, &a.sc.top_k, "keep the k most likely tokens (0: off)"},
+        {"", "--top-p", F_FLOAT, &a.sc.top_p, "nucleus: keep the most likely tokens up to this probability (1: off)"},
+        {"", "--greedy", F_BOOL, &a.sc.greedy, "always take the most likely token"},
+        {"-s", "--seed", F_U64, &a.seed, "seed of the draws"},
+        {"", "--num-samples", F_INT, &a.num_samples, "samples, decoded together as one batch (1 streams; more print one after another)"},
+        {"", "--stop-at-eos", F_BOOL, &a.stop_at_eos, "end a sample at the end-of-text token"},
+        {"", "--print-ids", F_BOOL, &a.print_ids, "also print each sample's generated token ids (to stderr)"},
+        {"", "--ctx", F_INT, &a.ctx, "KV-cache context to allocate (default: prompt + -n, at most a learned table's length)"},
+        {"", "--tokenizer", F_STR, &a.tokenizer, "expect this tokenizer (gpt-neox-20b or gpt2); a checkpoint of another is an error"},
+        {"", "--tokenizer-dir", F_STR, &a.tokenizer_dir, "the vendored tokenizer files (default data/tokenizers)"},
+        {"-d", "--device", F_STR, &a.device, "auto or cpu (generation runs on the CPU backend)"},
+    };
+    std::set<std::string> given = parse_flags(argc, argv, flags, "./sample_gpt", "./sample_gpt -c model.ckpt.best --prompt \"ROMEO:\" -n 200");
+    if (a.ckpt.empty()) fail_hint("pass -c FILE (train_gpt -o FILE writes FILE and FILE.best)", "no checkpoint given");
+    require_int("-n", a.n, 0, 1 << 24);
+    require_int("--num-samples", a.num_samples, 1, 4096);
+    require_int("--ctx", a.ctx, 0, 1 << 24);
+    sample_config_check(a.sc);
+    int n_prompt_flags = given.count("--prompt") + given.count("--prompt-file") + given.count("--prompt-ids");
+    if (n_prompt_flags > 1) fail_hint("give one of them", "--prompt, --prompt-file and --prompt-ids are alternatives");
+    if (a.device == "cuda") fail_hint("use -d cpu (or auto)", "sample_gpt runs on the CPU backend; CUDA inference is not built yet");
+    if (a.device != "auto" && a.device != "cpu") fail_hint("use -d auto or cpu", "unknown device '%s'", a.device.c_str());
+
+    CheckpointHeader h = checkpoint_read_header(a.ckpt.c_str());
+    GPTConfig cfg = h.config;
+    GPT model(cfg);
+    int64_t step = 0;
+    if (!checkpoint_read_params(a.ckpt.c_str(), model, model.params, &step)) fail("cannot read the parameters of '%s'", a.ckpt.c_str());
+    if (!a.tokenizer.empty()) {
+        int want = !strcmp(a.tokenizer.c_str(), "gpt-neox-20b") ? TOK_NEOX : !strcmp(a.tokenizer.c_str(), "gpt2") ? TOK_GPT2 : -1;
+        if (want < 0) fail_hint("--tokenizer takes gpt-neox-20b or gpt2", "unknown tokenizer '%s'", a.tokenizer.c_str());
+        if (want != cfg.tokenizer_id)
+            fail_hint("use a checkpoint trained with that tokenizer, or drop --tokenizer", "checkpoint '%s' uses the %s tokenizer, not %s",
+                      a.ckpt.c_str(), tokenizer_name(cfg.tokenizer_id), a.tokenizer.c_str());
+    }
+    Tokenizer tok;
+    tok.load(cfg.tokenizer_id, find_tokenizer_dir(a.tokenizer_dir, argv[0]));
+    if (tok.vocab_size > cfg.vocab_size)
+        fail_hint("the checkpoint and the tokenizer do not belong together", "the %s tokenizer has %d ids, the model only %d", tokenizer_name(cfg.tokenizer_id),
+                  tok.vocab_size, cfg.vocab_size);
+
+    std::vector<int> prompt;
+    if (given.count("--prompt-ids")) {
+        prompt = parse_int_list(a.prompt_ids, "--prompt-ids");
+        for (int id : prompt)
+            if (id < 0 || id >= cfg.vocab_size) fail_hint("ids come from the model's tokenizer", "--prompt-ids: id %d is outside the vocab [0, %d)", id, cfg.vocab_size);
+    } else {
+        std::string text = a.prompt;
+        if (given.count("--prompt-file")) text = read_file_text(a.prompt_file, "check the --prompt-file path");
+        if (n_prompt_flags == 0) prompt = {tok.eos_id};
+        else prompt = tok.encode(text);
+        if (prompt.empty()) fail_hint("give a prompt with at least one token (no prompt at all starts from end-of-text)", "the prompt is empty");
+    }
+    const int P = (int)prompt.size(), N = a.num_samples;
+    int ctx = a.ctx ? a.ctx : P + a.n;
+    if (cfg.pos == POS_LEARNED) {
+        if (P >= cfg.max_seq_len)
+            fail_hint("use a shorter prompt", "the prompt has %d tokens; learned positions end at %d", P, cfg.max_seq_len);
+        ctx = std::min(ctx, cfg.max_seq_len);
+    }
+    if (P > ctx) fail_hint("raise --ctx or shorten the prompt", "the prompt (%d tokens) is longer than the context --ctx %d", P, ctx);
+    model.decode_begin(N, ctx);
+
+    fprintf(stderr, "%s: %s, %s/%s, %zu parameters, step %ld; prompt %d tokens, %d sample(s) of up to %d tokens, context %d\n",
+            a.ckpt.c_str(), cfg.preset, ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos], model.num_parameters(), (long)step, P, N, a.n, ctx);
+    // the prompt as text, then the continuation
+    TokenStream stream0;
+    if (N == 1) {
+        fputs(stream0.push(tok.decode_bytes(prompt)).c_str(), stdout);
+        fflush(stdout);
+    }
+
+    // prefill: every sample's copy of the prompt in one call; only the last rows need logits
+    std::vector<int> rows, rseq;
+    std::vector<char> want;
+    for (int b = 0; b < N; b++)
+        for (int t = 0; t < P; t++) { rows.push_back(prompt[t]); rseq.push_back(b); want.push_back(t == P - 1); }
+    double t0 = now_seconds();
+    const float* lg = model.decode(rows.data(), rseq.data(), (int)rows.size(), (const bool*)want.data());
+    double prefill_s = now_seconds() - t0;
+
+    Rng rng(a.seed);
+    std::vector<std::vector<int>> out(N);
+    std::vector<int> next(N), active;
+    std::vector<float> logits((size_t)N * cfg.padded_vocab_size);
+    memcpy(logits.data(), lg, sizeof(float) * logits.size());
+    std::vector<int> alive(N);
+    for (int b = 0; b < N; b++) alive[b] = b;
+    double decode_s = 0.0;
+    long decode_steps = 0, decoded_tokens = 0;
+    std::string stop_reason;
+    for (int i = 0; i < a.n && !alive.empty(); i++) {
+        std::vector<int> still, feed;
+        for (size_t k = 0; k < alive.size(); k++) {
+            int b = alive[k];
+            int t = sample_token(&logits[k * cfg.padded_vocab_size], cfg.vocab_size, a.sc, rng);
+            if (a.stop_at_eos && t == tok.eos_id) continue;
+            out[b].push_back(t);
+            if (N == 1) {
+                fputs(stream0.push(tok.decode_bytes({t})).c_str(), stdout);
+                fflush(stdout);
+            }
+            if (i + 1 < a.n) { still.push_back(b); feed.push_back(t); }
+        }
+        alive = still;
+        if (alive.empty()) break;
+        if (model.decode_len(alive[0]) >= ctx) {
+            stop_reason = cfg.pos == POS_LEARNED && ctx == cfg.max_seq_len
+                              ? "learned positions end at " + std::to_string(cfg.max_seq_len) + ": generation stopped at the end of the table"
+                              : "the context (--ctx " + std::to_string(ctx) + ") is full";
+            break;
+        }
+        double t1 = now_seconds();
+        lg = model.decode(feed.data(), alive.data(), (int)alive.size());
+        decode_s += now_seconds() - t1;
+        decode_steps++;
+        decoded_tokens += (long)alive.size();
+        memcpy(logits.data(), lg, sizeof(float) * alive.size() * cfg.padded_vocab_size);
+    }
+    if (N == 1) {
+        fputs(stream0.push("", true).c_str(), stdout);
+        fputs("\n", stdout);
+    } else {
+        for (int b = 0; b < N; b++) {
+            TokenStream s;
+            std::vector<int> all = prompt;
+            all.insert(all.end(), out[b].begin(), out[b].end());
+            printf("--- sample %d ---\n%s%s\n", b + 1, s.push(tok.decode_bytes(all)).c_str(), s.push("", true).c_str());
+        }
+    }
+    fflush(stdout);
+
+    if (a.print_ids)
+        for (int b = 0; b < N; b++) {
+            fprintf(stderr, "ids %d:", b + 1);
+            for (int t : out[b]) fprintf(stderr, " %d", t);
+            fprintf(stderr, "\n");
+        }
+    // what it cost, and the cache it held (measured from the buffers)
+    long held = 0;
+    for (int b = 0; b < N; b++) held += model.decode_len(b);
+    size_t per_tok = model.kv_cache_floats_per_token(), fixed = 0;
+    for (const Layer& y : model.layers) fixed += y.attn->cache_floats_fixed();
+    double bytes = 4.0 * ((double)per_tok * held + (double)fixed * N), mha = 4.0 * 2.0 * cfg.n_head * cfg.head_dim * cfg.n_layer * held;
+    double alloc = 4.0 * ((double)per_tok * ctx * N + (double)fixed * N);
+    fprintf(stderr, "\nprompt: %d tokens x %d sample(s); prefill %.1f ms (%.0f tokens/s)\n", P, N, 1000 * prefill_s, P * N / std::max(prefill_s, 1e-9));
+    if (decode_steps)
+        fprintf(stderr, "decode: %ld steps, %.2f ms per step, %.0f tokens/s (batch %d)\n", decode_steps, 1000 * decode_s / decode_steps,
+                decoded_tokens / std::max(decode_s, 1e-9), N);
+    fprintf(stderr, "KV cache held: %ld tokens, %.1f KiB fp32 (%zu floats/token over %d layers%s); MHA of this shape: %.1f KiB (%.1fx); allocated %.1f KiB\n",
+            held, bytes / 1024, per_tok, cfg.n_layer, fixed ? (", + " + std::to_string(fixed) + " per sequence").c_str() : "", mha / 1024,
+            bytes > 0 ? mha / bytes : 0.0, alloc / 1024);
+    if (!stop_reason.empty()) fail_hint(cfg.pos == POS_LEARNED ? "learned positions cannot go past their table: use -n or a shorter prompt" : "raise --ctx",
+                                        "%s", stop_reason.c_str());
+    return 0;
+}
+
+int main(int argc, char** argv) {
+    try {
+        return sample_main(argc, argv);
+    } catch (const std::bad_alloc&) {
+        fail_hint("use fewer samples, a shorter context or a smaller model", "out of memory (a host allocation failed)");
+    }
+}
