@@ -3,7 +3,8 @@
 #   make eval_gpt      the evaluator (perplexity protocols, extrapolation, reversal, Q/K, KV memory)
 #   make sample_gpt    the generator (prompt -> text, batched prefill + KV-cache decode, timings)
 #   make test          build and run the whole test suite (C++ CPU tests, CUDA tests, Python tests)
-#   make bench         dev/bench_cpu: FMA peak, matmul and per-step CPU benchmarks
+#   make bench         dev/bench_cpu (FMA peak, matmul, per-step training) and dev/bench_decode
+#                      (prefill tokens/s, decode ms/step against the measured memory bandwidth)
 #   make bench_cuda    dev/cuda/bin/*: one microbenchmark per CUDA kernel (needs nvcc; runs on a GPU)
 #   make data          re-create the bundled shards and eval sets (they ship in the repo)
 #   make clean
@@ -93,7 +94,10 @@ test/test_kvgpt: test/test_kvgpt.cpp test/testlib.h $(HEADERS)
 dev/bench_cpu: dev/bench_cpu.cpp $(HEADERS)
 	$(CXX) $(CXXFLAGS) dev/bench_cpu.cpp -o $@ $(BLAS_LIBS)
 
-bench: dev/bench_cpu
+dev/bench_decode: dev/bench_decode.cpp $(HEADERS)
+	$(CXX) $(CXXFLAGS) dev/bench_decode.cpp -o $@ $(BLAS_LIBS)
+
+bench: dev/bench_cpu dev/bench_decode
 
 # dev/cuda: one microbenchmark per kernel (numbered versions), nvcc only
 DEV_CUDA := $(patsubst dev/cuda/%.cu,dev/cuda/bin/%,$(wildcard dev/cuda/*.cu))
@@ -134,4 +138,4 @@ data:
 	  $(PYTHON) data/eval_sets.py reversal --tokenizer $$t || exit 1; done
 
 clean:
-	rm -rf dev/cuda/bin dev/cuda/emu train_gpt eval_gpt sample_gpt train_gpt_emu test/test_kvgpt test/test_cuda test/test_cuda_emu dev/bench_cpu build train_log.jsonl
+	rm -rf dev/cuda/bin dev/cuda/emu train_gpt eval_gpt sample_gpt train_gpt_emu test/test_kvgpt test/test_cuda test/test_cuda_emu dev/bench_cpu dev/bench_decode build train_log.jsonl

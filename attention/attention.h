@@ -50,6 +50,9 @@ struct Attention {
     virtual size_t cache_floats_per_token() const = 0;
     // floats the cache holds per sequence regardless of length (e.g. MKA's running sum)
     virtual size_t cache_floats_fixed() const { return 0; }
+    // floats of weights one decode_step reads, whatever n is (after decode_begin; MLA: the
+    // absorbed matrices it decodes with): with the cache, the bytes a decoded token must move
+    virtual size_t decode_weight_floats() const = 0;
     // the queries and keys of the last forward (for Q/K statistics)
     virtual std::vector<QKView> qk_views() const = 0;
 };

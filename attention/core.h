@@ -12,6 +12,7 @@
 #include <cmath>
 #include <vector>
 #include "../llmc/matmul.h"
+#include "../llmc/ops.h"
 #include "../llmc/utils.h"
 
 // TEST ONLY: when > 0, the forward also attends to this many future tokens. It exists so the tests
@@ -135,42 +136,134 @@ struct AttnCore {
             }
     }
 
+    // acc (16 NV floats, or dv) = corr * acc + sum over keys b0 <= t2 < b1 of p[t2 - b0] * v(t2),
+    // the output row held in registers for the usual widths
+    template <int NV, typename VF>
+    static inline void accumulate_tile(int b0, int b1, const float* p, float corr, VF v, float* acc_mem) {
+        v16f a[NV];
+        for (int k = 0; k < NV; k++) a[k] = corr * *(const v16f*)(acc_mem + 16 * k);
+        for (int t2 = b0; t2 < b1; t2++) {
+            const float w = p[t2 - b0];
+            const float* vv = v(t2);
+            for (int k = 0; k < NV; k++) a[k] += w * *(const v16f*)(vv + 16 * k);
+        }
+        for (int k = 0; k < NV; k++) *(v16f*)(acc_mem + 16 * k) = a[k];
+    }
+
+    // q . k over n floats for 4 keys at once, each sum in hsum16's fixed order (decoding's scores)
+    static inline void dot4(const float* q, const float* k0, const float* k1, const float* k2, const float* k3, int n, float* out) {
+        v16f a0 = {}, a1 = {}, a2 = {}, a3 = {};
+        int i = 0;
+        for (; i + 16 <= n; i += 16) {
+            v16f qv = *(const v16f*)(q + i);
+            a0 += qv * *(const v16f*)(k0 + i);
+            a1 += qv * *(const v16f*)(k1 + i);
+            a2 += qv * *(const v16f*)(k2 + i);
+            a3 += qv * *(const v16f*)(k3 + i);
+        }
+        out[0] = hsum16(a0); out[1] = hsum16(a1); out[2] = hsum16(a2); out[3] = hsum16(a3);
+        for (; i < n; i++) { out[0] += q[i] * k0[i]; out[1] += q[i] * k1[i]; out[2] += q[i] * k2[i]; out[3] += q[i] * k3[i]; }
+    }
+
     // decoding: n query rows, row i at position pos[i] of its own sequence, against the cache
     // of that sequence: q rows (H heads of q_head floats) q_row floats apart; cache_a(i, t2, g),
     // cache_b(i, t2), cache_v(i, t2, g) give row i's key / value rows for positions t2 <= pos[i].
     // y (n, H, dv) rows y_row apart, heads y_head apart; lse_out (n, H), when given, gets each
-    // head's log-sum-exp. Parallel over (row, head): one row at long context uses every core.
+    // head's log-sum-exp.
+    // Split-K flash-decoding: the keys of a row are cut into chunks of DEC_CHUNK; each (row, KV
+    // head, chunk) is one work item, so one sequence at long context uses every core. An item walks
+    // its keys in tiles of DEC_TILE, and every query head of the KV head's group (all heads for MLA's
+    // latent) scores the tile while it is in L1: the cache is read from memory once per step,
+    // not once per head. Each item keeps an online softmax (max, sum, weighted values) per head;
+    // the chunks are merged by their maxima. The chunking is fixed, so results do not depend on the
+    // thread count, and a row decodes bitwise the same alone or in a batch.
+    static const int DEC_CHUNK = 256, DEC_TILE = 32;
     template <typename KA, typename KB, typename VV>
     void decode_rows(int n, const int* pos, const float* q, long q_row, long q_head, KA cache_a, KB cache_b, VV cache_v, float* y,
                      long y_row, long y_head, float* lse_out = nullptr) const {
         ProfScope prof(PROF_ATTENTION);
-        #pragma omp parallel
-        {
-            std::vector<float> sc;
-            #pragma omp for collapse(2) schedule(dynamic, 1)
-            for (int i = 0; i < n; i++)
-                for (int h = 0; h < H; h++) {
-                    const int t = pos[i], g = h / group;
-                    sc.resize(t + 1);
+        const int G = H / group, part_floats = dv + 2;
+        std::vector<long> base(n + 1, 0);  // first work item of row i
+        for (int i = 0; i < n; i++) base[i + 1] = base[i] + (long)G * (pos[i] / DEC_CHUNK + 1);
+        std::vector<float> part((size_t)base[n] * group * part_floats);
+        #pragma omp parallel for schedule(dynamic, 1)
+        for (long it = 0; it < base[n]; it++) {
+            int i = (int)(std::upper_bound(base.begin(), base.end(), it) - base.begin()) - 1;
+            const int nc = pos[i] / DEC_CHUNK + 1, g = (int)((it - base[i]) / nc), c = (int)((it - base[i]) % nc), t = pos[i];
+            const int k0 = c * DEC_CHUNK, k1 = std::min(t + 1, k0 + DEC_CHUNK);
+            float* pp = &part[(size_t)it * group * part_floats];
+            for (int hh = 0; hh < group; hh++) {
+                float* ph = pp + (size_t)hh * part_floats;
+                ph[0] = -INFINITY;
+                ph[1] = 0.0f;
+                for (int k = 0; k < dv; k++) ph[2 + k] = 0.0f;
+            }
+            float sc[DEC_TILE];
+            for (int b0 = k0; b0 < k1; b0 += DEC_TILE) {
+                const int b1 = std::min(k1, b0 + DEC_TILE);
+                for (int hh = 0; hh < group; hh++) {
+                    const int h = g * group + hh;
                     const float* qv = q + i * q_row + h * q_head;
-                    float mx = -INFINITY;
-                    for (int t2 = 0; t2 <= t; t2++) {
-                        float s = score(qv, cache_a(i, t2, g), db ? cache_b(i, t2) : nullptr) + bias(h, t, t2);
-                        sc[t2] = s;
-                        mx = fmaxf(mx, s);
+                    float* ph = pp + (size_t)hh * part_floats;
+                    float bm = -INFINITY;
+                    int t2 = b0;
+                    for (; t2 < b1; t2 += 4) {  // 4 keys at a time (the last block repeats its last key)
+                        const int u1 = std::min(t2 + 1, b1 - 1), u2 = std::min(t2 + 2, b1 - 1), u3 = std::min(t2 + 3, b1 - 1);
+                        float s4[4], r4[4] = {0, 0, 0, 0};
+                        dot4(qv, cache_a(i, t2, g), cache_a(i, u1, g), cache_a(i, u2, g), cache_a(i, u3, g), da, s4);
+                        if (db) dot4(qv + da, cache_b(i, t2), cache_b(i, u1), cache_b(i, u2), cache_b(i, u3), db, r4);
+                        for (int j = 0; j < 4 && t2 + j < b1; j++) {
+                            sc[t2 + j - b0] = (s4[j] + r4[j]) * scale + bias(h, t, t2 + j);
+                            bm = fmaxf(bm, sc[t2 + j - b0]);
+                        }
                     }
-                    float sum = 0.0f;
-                    for (int t2 = 0; t2 <= t; t2++) { sc[t2] = expf(sc[t2] - mx); sum += sc[t2]; }
-                    if (lse_out) lse_out[(long)i * H + h] = mx + logf(sum);
-                    float* yv = y + i * y_row + h * y_head;
-                    for (int k = 0; k < dv; k++) yv[k] = 0.0f;
-                    const float inv = 1.0f / sum;
-                    for (int t2 = 0; t2 <= t; t2++) {
-                        const float a = sc[t2] * inv;
-                        const float* vv = cache_v(i, t2, g);
-                        for (int k = 0; k < dv; k++) yv[k] += a * vv[k];
+                    const float m_new = fmaxf(ph[0], bm), corr = expf(ph[0] - m_new);
+                    float l = 0.0f;
+                    int j = 0;
+                    for (; j + 16 <= b1 - b0; j += 16) {
+                        v16f e = exp16(*(v16f*)&sc[j] - m_new);
+                        *(v16f*)&sc[j] = e;
+                        l += hsum16(e);
+                    }
+                    for (; j < b1 - b0; j++) { sc[j] = expf(sc[j] - m_new); l += sc[j]; }
+                    ph[1] = ph[1] * corr + l;
+                    ph[0] = m_new;
+                    auto v = [&](int t2_) { return cache_v(i, t2_, g); };
+                    switch (dv) {
+                        case 32: accumulate_tile<2>(b0, b1, sc, corr, v, ph + 2); break;
+                        case 64: accumulate_tile<4>(b0, b1, sc, corr, v, ph + 2); break;
+                        case 128: accumulate_tile<8>(b0, b1, sc, corr, v, ph + 2); break;
+                        default:
+                            for (int k = 0; k < dv; k++) ph[2 + k] *= corr;
+                            for (int t3 = b0; t3 < b1; t3++) {
+                                const float w = sc[t3 - b0];
+                                const float* vv = v(t3);
+                                for (int k = 0; k < dv; k++) ph[2 + k] += w * vv[k];
+                            }
                     }
                 }
+            }
         }
+        // merge each head's chunks by their maxima
+        #pragma omp parallel for collapse(2) schedule(static)
+        for (int i = 0; i < n; i++)
+            for (int h = 0; h < H; h++) {
+                const int nc = pos[i] / DEC_CHUNK + 1, g = h / group, hh = h % group;
+                auto chunk = [&](int c) { return &part[((size_t)(base[i] + (long)g * nc + c) * group + hh) * part_floats]; };
+                float M = -INFINITY;
+                for (int c = 0; c < nc; c++) M = fmaxf(M, chunk(c)[0]);
+                float l = 0.0f;
+                float* yv = y + i * y_row + h * y_head;
+                for (int k = 0; k < dv; k++) yv[k] = 0.0f;
+                for (int c = 0; c < nc; c++) {
+                    const float* ph = chunk(c);
+                    const float w = expf(ph[0] - M);
+                    l += ph[1] * w;
+                    for (int k = 0; k < dv; k++) yv[k] += w * ph[2 + k];
+                }
+                const float inv = 1.0f / l;
+                for (int k = 0; k < dv; k++) yv[k] *= inv;
+                if (lse_out) lse_out[(long)i * H + h] = M + logf(l);
+            }
     }
 };

@@ -91,6 +91,7 @@ struct GQAAttention : Attention {
         cache_k.assign((size_t)n_seq * max_T * G * hd, 0.0f);
         cache_v.assign((size_t)n_seq * max_T * G * hd, 0.0f);
     }
+    size_t decode_weight_floats() const override { return (size_t)qkv_dim * C + qkv_dim + (size_t)C * H * hd + C; }
     size_t cache_floats_per_token() const override { return dec_T ? (cache_k.size() + cache_v.size()) / ((size_t)dec_T * dec_S) : 0; }
     void decode_step(const float* params, const float* x, const int* seq, const int* pos, int n, float* out) override {
         dec_qkv.resize((size_t)n * qkv_dim);

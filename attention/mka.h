@@ -342,6 +342,9 @@ struct MKAAttention : Attention {
         dec_mkv.resize((size_t)M * 3 * D);
         matmul_forward(dec_mkv.data(), params + mem, params + w_qkv, params + b_qkv, M, C, 3 * D);
     }
+    size_t decode_weight_floats() const override {
+        return (size_t)3 * D * C + 3 * D + dec_mkv.size() + (size_t)R * C + R + 3 * R + 3 + (size_t)C * D + C;
+    }
     size_t cache_floats_per_token() const override { return dec_T ? (cache_k.size() + cache_v.size()) / ((size_t)dec_T * dec_S) : 0; }
     size_t cache_floats_fixed() const override { return dec_S ? run_sum.size() / dec_S : 0; }
     void decode_step(const float* params, const float* x, const int* seq, const int* pos, int n, float* out) override {

@@ -195,6 +195,11 @@ struct MLAAttention : Attention {
                     for (int j = 0; j < L; j++) dst[j] += wo * v[j];
                 }
     }
+    size_t decode_weight_floats() const override {
+        size_t q = qr ? (size_t)qr * C + qr + (size_t)qdim() * qr : (size_t)qdim() * C;
+        size_t sp_w = splice_on ? (size_t)splice.r * dc + (splice.ln ? 2 * splice.r : 0) : 0;
+        return (size_t)(dc + dR) * C + dc + sp_w + q + w_uk_abs.size() + w_ov.size() + C;
+    }
     size_t cache_floats_per_token() const override { return dec_T ? (cache_lat.size() + cache_kr.size()) / ((size_t)dec_T * dec_S) : 0; }
 
     void decode_step(const float* params, const float* x, const int* seq, const int* pos, int n, float* out) override {

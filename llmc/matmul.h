@@ -157,8 +157,65 @@ static float* matmul_scratch(int which, size_t n) {
 }
 
 // out is (M,N), inp is (M,K), weight is (N,K), bias is (N) or null
+// a 16-lane sum in a fixed tree order (4 dependent adds, not 15)
+static inline float hsum16(v16f v) {
+    typedef float v8f __attribute__((vector_size(32)));
+    typedef float v4f __attribute__((vector_size(16)));
+    v8f a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    v4f b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+// out (M,N) = inp (M,K) . W(N,K)^T (+ bias) for a few rows M (decoding): every weight row is read
+// once from memory and used for all the input rows held in cache, so the call runs at memory
+// bandwidth instead of paying a GEMM's packing. Blocks of 4 weight rows x MR input rows keep
+// 4 x MR independent accumulator chains. Each output is one dot product in a fixed order, the
+// same whatever M or the thread count (a batch of sequences decodes bitwise like each alone).
+template <int MR>
+static inline void few_rows_block(float* out, const float* inp, const float* w, const float* bias, int K, int N, int n0, int nr) {
+    v16f acc[4][MR];
+    for (int r = 0; r < 4; r++)
+        for (int j = 0; j < MR; j++) acc[r][j] = (v16f){};
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        v16f x[MR];
+        for (int j = 0; j < MR; j++) x[j] = *(const v16f*)(inp + (long)j * K + k);
+        for (int r = 0; r < 4; r++) {
+            v16f wv = *(const v16f*)(w + (long)(n0 + std::min(r, nr - 1)) * K + k);
+            for (int j = 0; j < MR; j++) acc[r][j] += wv * x[j];
+        }
+    }
+    for (int r = 0; r < nr; r++)
+        for (int j = 0; j < MR; j++) {
+            float sum = hsum16(acc[r][j]);
+            for (int kk = k; kk < K; kk++) sum += w[(long)(n0 + r) * K + kk] * inp[(long)j * K + kk];
+            out[(long)j * N + n0 + r] = bias ? bias[n0 + r] + sum : sum;
+        }
+}
+static const int FEW_ROWS_MAX = 8;
+static void matmul_forward_few_rows(float* out, const float* inp, const float* weight, const float* bias, int M, int K, int N) {
+    #pragma omp parallel for schedule(static)
+    for (int n0 = 0; n0 < N; n0 += 4) {
+        int nr = std::min(4, N - n0);
+        for (int m0 = 0; m0 < M; m0 += 4) {
+            const float* x = inp + (long)m0 * K;
+            float* o = out + (long)m0 * N;
+            switch (std::min(4, M - m0)) {
+                case 4: few_rows_block<4>(o, x, weight, bias, K, N, n0, nr); break;
+                case 3: few_rows_block<3>(o, x, weight, bias, K, N, n0, nr); break;
+                case 2: few_rows_block<2>(o, x, weight, bias, K, N, n0, nr); break;
+                default: few_rows_block<1>(o, x, weight, bias, K, N, n0, nr); break;
+            }
+        }
+    }
+}
+
 static void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int M, int K, int N) {
     ProfScope prof(PROF_MATMUL);
+    if (M <= FEW_ROWS_MAX) {
+        matmul_forward_few_rows(out, inp, weight, bias, M, K, N);
+        return;
+    }
 #ifdef KVGPT_OPENBLAS
     if (matmul_impl() == MATMUL_BLAS) {
         blas_single_thread_once();

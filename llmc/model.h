@@ -286,6 +286,13 @@ struct GPT {
         layernorm_forward(lnf_, stats, stats + n, x, P + lnf_w, P + lnf_b, n_out, C);
         matmul_forward(logits_out, lnf_, P + w_out, nullptr, n_out, C, Vp);
     }
+    // floats of weights one decode() chunk reads (after decode_begin): every layer's, the final
+    // LayerNorm and the classifier; the token (and position) embedding rows are one row each
+    size_t decode_weight_floats() const {
+        size_t C = cfg.d_model, F = cfg.d_ff, n = 2 * C + (size_t)cfg.padded_vocab_size * C + C * (cfg.pos == POS_LEARNED ? 2 : 1);
+        for (const Layer& y : layers) n += y.attn->decode_weight_floats() + 4 * C + 2 * C * F + F + C;
+        return n;
+    }
     // KV-cache floats per token over all layers, measured from the cache buffers (after decode_begin)
     size_t kv_cache_floats_per_token() const {
         size_t n = 0;

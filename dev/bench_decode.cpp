@@ -1,0 +1,116 @@
+// bench_decode.cpp: inference benchmark of the CPU backend. Prints, all measured in this process:
+//   - the machine's memory bandwidth: a STREAM-style copy over 2 x 512 MiB on every thread
+//     (bytes read + bytes written per second), the bound decoding is measured against
+//   - per shape x attention variant (random weights): prefill tokens/s (one batched call at each
+//     prompt length, batch 1), and decode ms per step and tokens/s at each context and batch,
+//     with the bytes one step must read (the weights it uses + every sequence's cache) and that
+//     step's time at the measured bandwidth, as % of the bound (100% = bandwidth-bound).
+// Decoding at context L is timed with the cache marked as holding L tokens (its contents do
+// not change the work), so long contexts need no long prefill. A benchmark, not a test.
+//
+//   make dev/bench_decode && ./dev/bench_decode
+//   ./dev/bench_decode --shapes pythia-70m --variants mha,mla --contexts 8192 --batches 1,8
+#include <omp.h>
+#include <algorithm>
+#include "../llmc/cli.h"
+#include "../llmc/model.h"
+
+static double stream_copy_gbs() {
+    const size_t n = (size_t)128 << 20;  // floats: 512 MiB per array
+    float* a = alloc_floats<float>(n);
+    float* b = alloc_floats<float>(n);
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) a[i] = (float)(i & 1023);
+    double best = 1e30;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_seconds();
+        #pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) b[i] = a[i];
+        best = std::min(best, now_seconds() - t0);
+        if (b[n / 2 + r] < 0) printf(" ");
+    }
+    free(a);
+    free(b);
+    return 2.0 * n * sizeof(float) / best / 1e9;
+}
+
+static bool variant_config(GPTConfig* c, const std::string& shape, const std::string& v) {
+    if (!config_from_preset(c, shape.c_str())) fail_hint("shapes: pythia-70m, gpt2-124m, tiny", "unknown shape '%s'", shape.c_str());
+    if (c->pos == POS_LEARNED) { c->pos = POS_ROPE; c->rotary_pct = 1.0f; }  // GPT-2's shape, but contexts past its 1024-row table
+    c->max_seq_len = 1 << 20;
+    int a = parse_name(v.c_str(), ATTN_NAMES, ATTN_COUNT);
+    if (a < 0) fail_hint("variants: mha gqa mqa mla kvsplice mka fmka", "unknown variant '%s'", v.c_str());
+    c->attn = a;
+    if (a == ATTN_GQA) c->n_kv_head = c->n_head / 4;
+    if (is_mla_family(a)) c->kv_rank = 128;
+    if (a == ATTN_KVSPLICE) c->splice_rank = 64;
+    config_finalize(c);
+    return true;
+}
+
+int main(int argc, char** argv) {
+    setvbuf(stdout, nullptr, _IOLBF, 0);
+    std::string shapes = "pythia-70m,gpt2-124m", variants = "mha,gqa,mqa,mla,kvsplice,mka,fmka", contexts = "512,2048,8192",
+                batches = "1,8", prefills = "512,2048";
+    int steps = 3;
+    std::vector<Flag> flags = {
+        {"", "--shapes", F_STR, &shapes, "presets whose shapes are benchmarked (gpt2-124m runs with RoPE: its learned table ends at 1024)"},
+        {"", "--variants", F_STR, &variants, "attention variants (gqa: H/4 KV heads; mla, kvsplice: d_c 128, kvsplice r 64)"},
+        {"", "--contexts", F_STR, &contexts, "decode contexts (tokens already in each sequence's cache)"},
+        {"", "--batches", F_STR, &batches, "decode batch sizes (sequences decoded together)"},
+        {"", "--prefills", F_STR, &prefills, "prompt lengths for the prefill measurement (batch 1)"},
+        {"", "--steps", F_INT, &steps, "timed decode steps per point (after one warm-up step); the median is printed"},
+    };
+    parse_flags(argc, argv, flags, "./dev/bench_decode", "./dev/bench_decode --shapes pythia-70m --contexts 8192");
+    require_int("--steps", steps, 1, 1000);
+    std::vector<int> ctxs = parse_int_list(contexts, "--contexts"), bs = parse_int_list(batches, "--batches"), pfs = parse_int_list(prefills, "--prefills");
+    double bw = stream_copy_gbs();
+    printf("memory bandwidth (STREAM copy, %d threads): %.1f GB/s\n\n", omp_get_max_threads(), bw);
+    printf("| shape | variant | KV floats/token | prefill tokens/s (prompt: speed) | context | batch | decode ms/step | tokens/s | MB read/step (weights + cache) | bound ms | %% of bound |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (const std::string& shape : split_list(shapes))
+        for (const std::string& v : split_list(variants)) {
+            GPTConfig c;
+            variant_config(&c, shape, v);
+            GPT m(c);
+            m.init_weights(1);
+            Rng rng(2);
+            std::string pre;
+            for (int P : pfs) {
+                std::vector<int> tok(P), seq(P, 0);
+                for (int& t : tok) t = (int)rng.below(c.vocab_size);
+                std::vector<char> want(P, 0);
+                want[P - 1] = 1;
+                m.decode_begin(1, P);
+                double t0 = now_seconds();
+                m.decode(tok.data(), seq.data(), P, (const bool*)want.data());
+                double dt = now_seconds() - t0;
+                char b[64];
+                snprintf(b, sizeof b, "%s%d: %.0f", pre.empty() ? "" : ", ", P, P / dt);
+                pre += b;
+            }
+            for (int L : ctxs)
+                for (int B : bs) {
+                    m.decode_begin(B, L + steps + 2);
+                    for (int s = 0; s < B; s++) m.dec_len[s] = L;  // the cache "holds" L tokens per sequence
+                    std::vector<int> tok(B), seq(B);
+                    for (int s = 0; s < B; s++) { tok[s] = (int)rng.below(c.vocab_size); seq[s] = s; }
+                    m.decode(tok.data(), seq.data(), B);  // warm-up
+                    std::vector<double> ts;
+                    for (int k = 0; k < steps; k++) {
+                        double t0 = now_seconds();
+                        m.decode(tok.data(), seq.data(), B);
+                        ts.push_back(now_seconds() - t0);
+                    }
+                    std::sort(ts.begin(), ts.end());
+                    double dt = ts[ts.size() / 2];
+                    size_t fixed = 0;
+                    for (const Layer& y : m.layers) fixed += y.attn->cache_floats_fixed();
+                    double bytes = 4.0 * ((double)m.decode_weight_floats() + (double)B * ((double)m.kv_cache_floats_per_token() * (L + 1) + fixed));
+                    double bound = bytes / (bw * 1e9);
+                    printf("| %s | %s | %zu | %s | %d | %d | %.2f | %.0f | %.1f | %.2f | %.0f%% |\n", shape.c_str(), v.c_str(), m.kv_cache_floats_per_token(),
+                           pre.c_str(), L, B, 1000 * dt, B / dt, bytes / 1e6, 1000 * bound, 100 * bound / dt);
+                }
+        }
+    return 0;
+}
