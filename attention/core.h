@@ -176,7 +176,7 @@ struct AttnCore {
     // latent) scores the tile while it is in L1: the cache is read from memory once per step,
     // not once per head. Each item keeps an online softmax (max, sum, weighted values) per head;
     // the chunks are merged by their maxima. The chunking is fixed, so results do not depend on the
-    // thread count, and a row decodes bitwise the same alone or in a batch.
+    // thread count, nor a row's on the other rows of the call.
     static const int DEC_CHUNK = 256, DEC_TILE = 32;
     template <typename KA, typename KB, typename VV>
     void decode_rows(int n, const int* pos, const float* q, long q_row, long q_head, KA cache_a, KB cache_b, VV cache_v, float* y,

@@ -170,7 +170,7 @@ static inline float hsum16(v16f v) {
 // once from memory and used for all the input rows held in cache, so the call runs at memory
 // bandwidth instead of paying a GEMM's packing. Blocks of 4 weight rows x MR input rows keep
 // 4 x MR independent accumulator chains. Each output is one dot product in a fixed order, the
-// same whatever M or the thread count (a batch of sequences decodes bitwise like each alone).
+// same whatever M (<= FEW_ROWS_MAX) or the thread count.
 template <int MR>
 static inline void few_rows_block(float* out, const float* inp, const float* w, const float* bias, int K, int N, int n0, int nr) {
     v16f acc[4][MR];
