@@ -1408,24 +1408,8 @@ static void register_tests() {
             FILE* f = fopenCheck(path.c_str(), "wb");
             fwriteCheck(bytes.data(), 1, bytes.size(), f);
             fcloseCheck(f);
-            int p[2];
-            if (pipe(p) != 0) return;
-            fflush(stdout);
-            pid_t pid = fork();
-            if (pid == 0) {
-                dup2(p[1], 1); dup2(p[1], 2); close(p[0]);
-                alarm(20);  // a hang is a failure too (SIGALRM)
-                use();
-                _exit(0);
-            }
-            close(p[1]);
             std::string out;
-            char buf[4096];
-            ssize_t n;
-            while ((n = read(p[0], buf, sizeof buf)) > 0) out.append(buf, n);
-            close(p[0]);
-            int st = 0;
-            waitpid(pid, &st, 0);
+            int st = run_forked(use, &out, 20);  // a hang is a failure too (SIGALRM)
             runs++;
             bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 1 && out.find("Error: ") != std::string::npos;
             bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;

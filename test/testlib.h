@@ -50,11 +50,11 @@ static int run_tests(const char* filter) {
     return failed;
 }
 
-// runs fn in a forked child (serial code only: no OpenMP after fork); true when it exits
-// non-zero and its output contains `needle`. *out gets the output.
-static bool expect_exit_error(std::function<void()> fn, const char* needle, std::string* out = nullptr) {
+// runs fn in a forked child (serial code only: no OpenMP after fork) with its stdout and stderr
+// captured into *out; an alarm after `seconds` turns a hang into a SIGALRM. Returns the wait status.
+static int run_forked(std::function<void()> fn, std::string* out, int seconds = 60) {
     int p[2];
-    if (pipe(p) != 0) return false;
+    if (pipe(p) != 0) return -1;
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
@@ -62,6 +62,7 @@ static bool expect_exit_error(std::function<void()> fn, const char* needle, std:
         dup2(p[1], 1);
         dup2(p[1], 2);
         close(p[0]);
+        alarm(seconds);
         fn();
         fflush(stdout);
         _exit(0);
@@ -74,6 +75,14 @@ static bool expect_exit_error(std::function<void()> fn, const char* needle, std:
     close(p[0]);
     int status = 0;
     waitpid(pid, &status, 0);
+    if (out) *out = s;
+    return status;
+}
+
+// true when fn (in a forked child) exits non-zero and its output contains `needle`. *out gets the output.
+static bool expect_exit_error(std::function<void()> fn, const char* needle, std::string* out = nullptr) {
+    std::string s;
+    int status = run_forked(fn, &s);
     if (out) *out = s;
     bool ok = WIFEXITED(status) && WEXITSTATUS(status) != 0 && s.find(needle) != std::string::npos;
     if (!ok) printf("    expected an error containing '%s'; status %d, output:\n%s\n", needle, status, s.c_str());
