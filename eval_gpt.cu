@@ -362,8 +362,9 @@ static int eval_main(int argc, char** argv) {
             for (const QKView& v : model.layers[l].attn->qk_views()) {
                 QKStats s = qk_stats(v, 1, n, "L" + std::to_string(l) + "." + v.name);
                 double hi = s.band[BAND_HIGH].mean_abs(), lo = s.band[BAND_LOW].mean_abs();
-                printf("| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", s.layer_view.c_str(), s.all.max_abs, s.all.mean_abs(), s.all.std(), hi, lo,
-                       s.band[BAND_PASS].mean_abs(), lo / hi);
+                auto cell = [](double x) { return std::isfinite(x) ? fmt("%.3f", x) : std::string("n/a"); };  // an empty band: n/a, as the report
+                printf("| %s | %.3f | %.3f | %.3f | %s | %s | %s | %s |\n", s.layer_view.c_str(), s.all.max_abs, s.all.mean_abs(), s.all.std(),
+                       cell(hi).c_str(), cell(lo).c_str(), cell(s.band[BAND_PASS].mean_abs()).c_str(), cell(lo / hi).c_str());
                 js += fmt("%s{\"name\": \"%s\", \"rot\": %d, \"max_abs\": %s, \"mean_abs\": %s, \"std\": %s, \"high_mean_abs\": %s, \"low_mean_abs\": %s, \"pass_mean_abs\": %s, \"dim_max\": [",
                           first ? "" : ", ", s.layer_view.c_str(), v.rot, jnum(s.all.max_abs).c_str(), jnum(s.all.mean_abs()).c_str(), jnum(s.all.std()).c_str(),
                           jnum(hi).c_str(), jnum(lo).c_str(), jnum(s.band[BAND_PASS].mean_abs()).c_str());

@@ -306,8 +306,9 @@ static int train_main(int argc, char** argv) {
     double flops_per_token = 6.0 * matmul_params;
     flops_per_token += 6.0 * cfg.n_layer * cfg.n_head * cfg.head_dim * tc.T;  // QK^T and AV, fwd+bwd, causal half x2
     char buf[256];
-    auto row = [](const char* k, const std::string& v) { printf("| %-24s | %-44s |\n", k, v.c_str()); };
-    printf("+--------------------------+----------------------------------------------+\n");
+    // the settings table: rows collected, then printed as wide as the longest value needs
+    std::vector<std::pair<std::string, std::string>> rows;
+    auto row = [&](const char* k, const std::string& v) { rows.push_back({k, v}); };
     row("model preset", cfg.preset);
     if (is_mla_family(cfg.attn))
         snprintf(buf, sizeof buf, "%s, d_c=%d d_R=%d q_rank=%d%s", ATTN_NAMES[cfg.attn], cfg.kv_rank, cfg.rope_dim, cfg.q_rank,
@@ -337,7 +338,9 @@ static int train_main(int argc, char** argv) {
     snprintf(buf, sizeof buf, "%d (from %d)", tc.steps, start_step); row("steps", buf);
     snprintf(buf, sizeof buf, "%.2e, warmup %d, cosine to %.2e", tc.lr, tc.warmup, tc.lr * tc.lr_min_frac); row("lr schedule", buf);
     snprintf(buf, sizeof buf, "AdamW b=(%.2f,%.3f) wd=%.2f clip=%.1f", tc.beta1, tc.beta2, tc.weight_decay, tc.grad_clip); row("optimizer", buf);
-    snprintf(buf, sizeof buf, "every %d steps, %d batches", tc.val_every, tc.val_batches); row("validation", buf);
+    snprintf(buf, sizeof buf, "%s, %s", tc.val_every ? ("every " + std::to_string(tc.val_every) + " steps").c_str() : "at the start and the end",
+             tc.val_batches ? (std::to_string(tc.val_batches) + " batches").c_str() : "all batches");
+    row("validation", buf);
     if (backend == BACKEND_CUDA) {
         row("backend", backend_desc);
         row("precision", precision ? "bf16 (fp32 master, grads, moments)" : "fp32");
@@ -348,7 +351,12 @@ static int train_main(int argc, char** argv) {
     row("seed", std::to_string(tc.seed));
     row("log", r.log);
     if (!r.out.empty()) row("checkpoint", r.out);
-    printf("+--------------------------+----------------------------------------------+\n");
+    size_t width = 44;
+    for (auto& kv : rows) width = std::max(width, kv.second.size());
+    std::string rule = "+--------------------------+" + std::string(width + 2, '-') + "+";
+    printf("%s\n", rule.c_str());
+    for (auto& kv : rows) printf("| %-24s | %-*s |\n", kv.first.c_str(), (int)width, kv.second.c_str());
+    printf("%s\n", rule.c_str());
     if (tc.steps == 0) { printf("-x 0: settings only, nothing trained\n"); return 0; }
     FILE* logf = fopenCheck(r.log.c_str(), start_step ? "a" : "w");
     BackendRunner run(model, backend, precision, tc.B, tc.T);

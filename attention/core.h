@@ -165,6 +165,28 @@ struct AttnCore {
         for (; i < n; i++) { out[0] += q[i] * k0[i]; out[1] += q[i] * k1[i]; out[2] += q[i] * k2[i]; out[3] += q[i] * k3[i]; }
     }
 
+    // the same for a key in two parts (MLA: the latent, then the shared rope key): q[0:na] . a_j +
+    // q2[0:nb] . b_j, one accumulator chain and one horizontal sum per key
+    static inline void dot4x2(const float* q, const float* a0, const float* a1, const float* a2, const float* a3, int na, const float* q2,
+                              const float* b0, const float* b1, const float* b2, const float* b3, int nb, float* out) {
+        v16f c0 = {}, c1 = {}, c2 = {}, c3 = {};
+        int i = 0;
+        for (; i + 16 <= na; i += 16) {
+            v16f qv = *(const v16f*)(q + i);
+            c0 += qv * *(const v16f*)(a0 + i); c1 += qv * *(const v16f*)(a1 + i);
+            c2 += qv * *(const v16f*)(a2 + i); c3 += qv * *(const v16f*)(a3 + i);
+        }
+        int k = 0;
+        for (; k + 16 <= nb; k += 16) {
+            v16f qv = *(const v16f*)(q2 + k);
+            c0 += qv * *(const v16f*)(b0 + k); c1 += qv * *(const v16f*)(b1 + k);
+            c2 += qv * *(const v16f*)(b2 + k); c3 += qv * *(const v16f*)(b3 + k);
+        }
+        out[0] = hsum16(c0); out[1] = hsum16(c1); out[2] = hsum16(c2); out[3] = hsum16(c3);
+        for (; i < na; i++) { out[0] += q[i] * a0[i]; out[1] += q[i] * a1[i]; out[2] += q[i] * a2[i]; out[3] += q[i] * a3[i]; }
+        for (; k < nb; k++) { out[0] += q2[k] * b0[k]; out[1] += q2[k] * b1[k]; out[2] += q2[k] * b2[k]; out[3] += q2[k] * b3[k]; }
+    }
+
     // decoding: n query rows, row i at position pos[i] of its own sequence, against the cache
     // of that sequence: q rows (H heads of q_head floats) q_row floats apart; cache_a(i, t2, g),
     // cache_b(i, t2), cache_v(i, t2, g) give row i's key / value rows for positions t2 <= pos[i].
@@ -209,11 +231,12 @@ struct AttnCore {
                     int t2 = b0;
                     for (; t2 < b1; t2 += 4) {  // 4 keys at a time (the last block repeats its last key)
                         const int u1 = std::min(t2 + 1, b1 - 1), u2 = std::min(t2 + 2, b1 - 1), u3 = std::min(t2 + 3, b1 - 1);
-                        float s4[4], r4[4] = {0, 0, 0, 0};
-                        dot4(qv, cache_a(i, t2, g), cache_a(i, u1, g), cache_a(i, u2, g), cache_a(i, u3, g), da, s4);
-                        if (db) dot4(qv + da, cache_b(i, t2), cache_b(i, u1), cache_b(i, u2), cache_b(i, u3), db, r4);
+                        float s4[4];
+                        if (db) dot4x2(qv, cache_a(i, t2, g), cache_a(i, u1, g), cache_a(i, u2, g), cache_a(i, u3, g), da, qv + da,
+                                       cache_b(i, t2), cache_b(i, u1), cache_b(i, u2), cache_b(i, u3), db, s4);
+                        else dot4(qv, cache_a(i, t2, g), cache_a(i, u1, g), cache_a(i, u2, g), cache_a(i, u3, g), da, s4);
                         for (int j = 0; j < 4 && t2 + j < b1; j++) {
-                            sc[t2 + j - b0] = (s4[j] + r4[j]) * scale + bias(h, t, t2 + j);
+                            sc[t2 + j - b0] = s4[j] * scale + (slopes ? bias(h, t, t2 + j) : 0.0f);
                             bm = fmaxf(bm, sc[t2 + j - b0]);
                         }
                     }

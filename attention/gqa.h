@@ -22,7 +22,7 @@ struct GQAAttention : Attention {
     float *qkv, *lse, *y;
     // scratch: dy (B,T,H*hd), dqkv (B,T,qkv_dim)
     float *dy, *dqkv;
-    // decode cache: k and v of every past token of every sequence, (n_seq, max_T, G, hd) each
+    // decode cache: k and v of every past token of every sequence, (n_seq, G, max_T, hd) each
     std::vector<float> cache_k, cache_v, dec_qkv, dec_y;
     int dec_T = 0, dec_S = 0;  // cache: dec_S sequences of up to dec_T tokens
 
@@ -98,19 +98,23 @@ struct GQAAttention : Attention {
         dec_y.resize((size_t)n * H * hd);
         float* qkv1 = dec_qkv.data();
         matmul_forward(qkv1, x, params + w_qkv, params + b_qkv, n, C, qkv_dim);
-        const long Gh = (long)G * hd, per_seq = (long)dec_T * Gh;
+        // cache layout (seq, KV head, position, hd): one head's keys are contiguous, so a decode
+        // work item streams them (no page-crossing stride between consecutive keys)
+        const long per_head = (long)dec_T * hd, per_seq = (long)G * per_head;
         for (int i = 0; i < n; i++) {
             float* r = qkv1 + (size_t)i * qkv_dim;
             if (rope.rot)
                 for (int h = 0; h < H + G; h++) rope.apply(r + h * hd, pos[i]);
-            memcpy(&cache_k[seq[i] * per_seq + (size_t)pos[i] * Gh], r + H * hd, sizeof(float) * Gh);
-            memcpy(&cache_v[seq[i] * per_seq + (size_t)pos[i] * Gh], r + (H + G) * hd, sizeof(float) * Gh);
+            for (int g = 0; g < G; g++) {
+                memcpy(&cache_k[seq[i] * per_seq + g * per_head + (long)pos[i] * hd], r + (H + g) * hd, sizeof(float) * hd);
+                memcpy(&cache_v[seq[i] * per_seq + g * per_head + (long)pos[i] * hd], r + (H + G + g) * hd, sizeof(float) * hd);
+            }
         }
         const float* ck = cache_k.data();
         const float* cv = cache_v.data();
-        const int hd_ = hd;
-        core.decode_rows(n, pos, qkv1, qkv_dim, hd, [=](int i, int t2, int g) { return ck + seq[i] * per_seq + t2 * Gh + g * hd_; },
-                         [](int, int) { return (const float*)nullptr; }, [=](int i, int t2, int g) { return cv + seq[i] * per_seq + t2 * Gh + g * hd_; },
+        const long hd_ = hd;
+        core.decode_rows(n, pos, qkv1, qkv_dim, hd, [=](int i, int t2, int g) { return ck + seq[i] * per_seq + g * per_head + t2 * hd_; },
+                         [](int, int) { return (const float*)nullptr; }, [=](int i, int t2, int g) { return cv + seq[i] * per_seq + g * per_head + t2 * hd_; },
                          dec_y.data(), (long)H * hd, hd);
         matmul_forward(out, dec_y.data(), params + w_o, params + b_o, n, H * hd, C);
     }

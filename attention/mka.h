@@ -374,19 +374,22 @@ struct MKAAttention : Attention {
                 for (int h = 0; h < H; h++) l2[(size_t)i * H + h] = core.scale * dotf(q3 + (size_t)i * 3 * D + h * hd, kvs + (size_t)i * 2 * D + h * hd, hd);
             }
         }
-        const long per_seq = (long)dec_T * D;
+        // cache layout (seq, head, position, hd), as the GQA family's: one head's keys contiguous
+        const long per_head = (long)dec_T * hd, per_seq = (long)H * per_head;
         for (int i = 0; i < n; i++) {
             float* r = q3 + (size_t)i * 3 * D;
             if (rope.rot)
                 for (int h = 0; h < 2 * H; h++) rope.apply(r + h * hd, pos[i]);
-            memcpy(&cache_k[seq[i] * per_seq + (size_t)pos[i] * D], r + D, sizeof(float) * D);
-            memcpy(&cache_v[seq[i] * per_seq + (size_t)pos[i] * D], r + 2 * D, sizeof(float) * D);
+            for (int h = 0; h < H; h++) {
+                memcpy(&cache_k[seq[i] * per_seq + h * per_head + (long)pos[i] * hd], r + D + h * hd, sizeof(float) * hd);
+                memcpy(&cache_v[seq[i] * per_seq + h * per_head + (long)pos[i] * hd], r + 2 * D + h * hd, sizeof(float) * hd);
+            }
         }
         const float* ck = cache_k.data();
         const float* cv = cache_v.data();
-        const int D_ = D, hd_ = hd;
-        core.decode_rows(n, pos, q3, 3L * D, hd, [=](int i, int t2, int g) { return ck + seq[i] * per_seq + (long)t2 * D_ + g * hd_; },
-                         [](int, int) { return (const float*)nullptr; }, [=](int i, int t2, int g) { return cv + seq[i] * per_seq + (long)t2 * D_ + g * hd_; },
+        const long hd_ = hd;
+        core.decode_rows(n, pos, q3, 3L * D, hd, [=](int i, int t2, int g) { return ck + seq[i] * per_seq + g * per_head + t2 * hd_; },
+                         [](int, int) { return (const float*)nullptr; }, [=](int i, int t2, int g) { return cv + seq[i] * per_seq + g * per_head + t2 * hd_; },
                          ya, D, hd, l1);
         matmul_forward(h1, x, params + w_r1, params + b_r1, n, C, R);
         gelu_forward(h2, h1, (long)n * R, true);

@@ -11,6 +11,7 @@
 // LayerNorm statistics, loss and log-sum-exp. Each layer's forward and backward mirror GPT in
 // llmc/model.h line by line, which is the reference they are tested against.
 #include <algorithm>
+#include <unistd.h>
 #include <string>
 #include <vector>
 #include "cuda_backend.h"
@@ -29,7 +30,11 @@ int kvgpt_cuda_probe(std::string* why, std::string* name) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
-        *why = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e) + " (error " + std::to_string((int)e) + ")";
+        // without any NVIDIA driver the runtime reports an "insufficient" driver: say it plainly
+        if ((e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice) && access("/dev/nvidiactl", F_OK) != 0)
+            *why = "no NVIDIA GPU or driver on this machine";
+        else
+            *why = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e) + " (error " + std::to_string((int)e) + ")";
         cudaGetLastError();  // clear the sticky error
         return 0;
     }
