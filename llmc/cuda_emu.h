@@ -285,7 +285,7 @@ typedef int cudaError_t;
 typedef int cudaStream_t;
 typedef int cudaMemcpyKind;
 enum { cudaEventDisableTiming = 2 };
-enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
+enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInsufficientDriver = 35, cudaErrorNoDevice = 100, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
 struct cudaDeviceProp {
     char name[256];
     int major, minor, multiProcessorCount;
