@@ -481,8 +481,9 @@ static int train_main(int argc, char** argv) {
     }
     if (!r.out.empty()) {
         std::string best_path = r.out + ".best";
-        checkpoint_save(best_path.c_str(), model, final_step, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob);  // step = the weights' step
-        printf("best weights: %s (step %d; evaluate this one)\n", best_path.c_str(), final_step);
+        // step = the weights' step; weights only (a third of the size): evaluation and sampling need no moments
+        checkpoint_save(best_path.c_str(), model, final_step, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob, false);
+        printf("best weights: %s (step %d; weights only, no optimizer state; evaluate this one)\n", best_path.c_str(), final_step);
     }
     if (stop_sig) {
         fclose(logf);

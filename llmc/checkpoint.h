@@ -57,8 +57,10 @@ static std::string absolute_glob(const std::string& g) {
     return a.size() < CKPT_PATH_CHARS ? a : std::string();
 }
 
+// with_moments = false writes the parameters alone (FILE.best: what evaluation and sampling read,
+// a third of the size); such a file cannot be resumed from
 static void checkpoint_save(const char* path, GPT& model, int64_t step, uint64_t data_rng, float best_val, int train_T = 0,
-                            const std::string& train_data = "", const std::string& val_data = "") {
+                            const std::string& train_data = "", const std::string& val_data = "", bool with_moments = true) {
     size_t n = model.ps.total;
     for (size_t i = 0; i < n; i++)
         if (!std::isfinite(model.params[i]))
@@ -75,12 +77,12 @@ static void checkpoint_save(const char* path, GPT& model, int64_t step, uint64_t
     h.step = step;
     h.data_rng = data_rng;
     h.n_floats = n;
-    h.has_moments = 1;
+    h.has_moments = with_moments ? 1 : 0;
     h.best_val_loss = best_val;
     h.train_T = train_T;
-    if (!model.m) { model.m = alloc_floats<float>(n); model.v = alloc_floats<float>(n); }
+    if (with_moments && !model.m) { model.m = alloc_floats<float>(n); model.v = alloc_floats<float>(n); }
     h.crc_params = crc32c_update(0, model.params, n * sizeof(float));
-    h.crc_moments = crc32c_update(crc32c_update(0, model.m, n * sizeof(float)), model.v, n * sizeof(float));
+    h.crc_moments = with_moments ? crc32c_update(crc32c_update(0, model.m, n * sizeof(float)), model.v, n * sizeof(float)) : 0;
     snprintf(h.train_data, sizeof h.train_data, "%s", absolute_glob(train_data).c_str());
     snprintf(h.val_data, sizeof h.val_data, "%s", absolute_glob(val_data).c_str());
     h.header_crc = checkpoint_header_crc(h);
@@ -89,7 +91,7 @@ static void checkpoint_save(const char* path, GPT& model, int64_t step, uint64_t
     FILE* f = fopen(tmp.c_str(), "wb");
     if (!f) fail_hint("check that the directory of -o exists and is writable", "cannot write checkpoint '%s': %s", tmp.c_str(), strerror(errno));
     bool ok = fwrite(&h, sizeof(h), 1, f) == 1 && fwrite(model.params, sizeof(float), n, f) == n &&
-              fwrite(model.m, sizeof(float), n, f) == n && fwrite(model.v, sizeof(float), n, f) == n && fflush(f) == 0 &&
+              (!with_moments || (fwrite(model.m, sizeof(float), n, f) == n && fwrite(model.v, sizeof(float), n, f) == n)) && fflush(f) == 0 &&
               fsync(fileno(f)) == 0;
     int err = errno;
     if (fclose(f) != 0 && ok) { ok = false; err = errno; }
@@ -203,7 +205,8 @@ static CheckpointHeader checkpoint_load(const char* path, GPT& model) {
     CheckpointHeader h = checkpoint_read_header(path);
     if (h.n_floats != model.ps.total || memcmp(&h.config, &model.cfg, sizeof(GPTConfig)) != 0)
         fail_hint("build the model from the checkpoint's own config", "checkpoint '%s' does not match this model's shape", path);
-    if (!h.has_moments) fail_hint("resume from the run's latest checkpoint (-o FILE), not a weights-only one", "checkpoint '%s' holds no optimizer state", path);
+    if (!h.has_moments)
+        fail_hint("resume from the run's latest checkpoint (-o FILE), not FILE.best", "checkpoint '%s' holds weights only (no optimizer state): it cannot be resumed", path);
     size_t n = model.ps.total;
     FILE* f = fopenCheck(path, "rb");
     fseeko(f, h.header_bytes, SEEK_SET);

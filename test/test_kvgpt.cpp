@@ -1585,6 +1585,14 @@ static void register_resume_cli_tests(const std::string& bin) {
         rc = run_command(ev + " -c " + ck + ".best --protocols disjoint --max-windows 2 --json " + d + "/r.json", &out);
         CHECK(rc == 0 && out.find(va) != std::string::npos && out.find("(the checkpoint's)") != std::string::npos,
               "eval_gpt must default to the checkpoint's validation data: rc %d %s", rc, out.c_str());
+        // FILE.best holds the weights alone (a third of the full checkpoint) and cannot be resumed
+        struct stat full, best;
+        stat(ck.c_str(), &full);
+        stat((ck + ".best").c_str(), &best);
+        CHECK(best.st_size == (off_t)sizeof(CheckpointHeader) + (full.st_size - (off_t)sizeof(CheckpointHeader)) / 3, "sizes: .best %ld, full %ld",
+              (long)best.st_size, (long)full.st_size);
+        rc = run_command(bin + small + " -x 6 --resume " + ck + ".best", &out);
+        CHECK(rc == 1 && out.find("holds weights only (no optimizer state)") != std::string::npos, "resume from .best: rc %d %s", rc, out.c_str());
         // -x 0 never truncates an existing log
         std::string before = slurp_file(ck + ".jsonl");
         rc = run_command(bin + small + " -x 0", &out);
