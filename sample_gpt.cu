@@ -25,16 +25,6 @@ struct SampleArgs {
     SampleConfig sc;
 };
 
-// the tokenizer files: --tokenizer-dir, else data/tokenizers from here, else beside the binary
-static std::string find_tokenizer_dir(const std::string& given, const char* argv0) {
-    if (!given.empty()) return given;
-    if (access("data/tokenizers", R_OK) == 0) return "data/tokenizers";
-    std::string exe = argv0;
-    size_t slash = exe.rfind('/');
-    std::string beside = (slash == std::string::npos ? std::string(".") : exe.substr(0, slash)) + "/data/tokenizers";
-    return access(beside.c_str(), R_OK) == 0 ? beside : "data/tokenizers";
-}
-
 static int sample_main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOFBF, 1 << 16);
     SampleArgs a;
@@ -95,7 +85,7 @@ static int sample_main(int argc, char** argv) {
             if (id < 0 || id >= cfg.vocab_size) fail_hint("ids come from the model's tokenizer", "--prompt-ids: id %d is outside the vocab [0, %d)", id, cfg.vocab_size);
     } else {
         std::string text = a.prompt;
-        if (given.count("--prompt-file")) text = read_file_text(a.prompt_file, "check the --prompt-file path");
+        if (given.count("--prompt-file")) text = read_file_text(a.prompt_file, "prompt file", "check the --prompt-file path");
         if (n_prompt_flags == 0) prompt = {tok.eos_id};
         else prompt = tok.encode(text);
         if (prompt.empty()) fail_hint("give a prompt with at least one token (no prompt at all starts from end-of-text)", "the prompt is empty");

@@ -407,7 +407,7 @@ static int train_main(int argc, char** argv) {
     };
     // --sample-every: a short greedy continuation of the end-of-text token, as llm.c prints
     Tokenizer tok;
-    if (r.sample_every) tok.load(cfg.tokenizer_id, "data/tokenizers");  // relative to the repository root, like the bundled data
+    if (r.sample_every) tok.load(cfg.tokenizer_id, find_tokenizer_dir("", argv[0]));
     auto print_sample = [&](int at_step) {
         const int n = std::min(64, cfg.pos == POS_LEARNED ? cfg.max_seq_len - 1 : 64);
         run.pull_params();

@@ -137,8 +137,9 @@ struct JsonParser {
         return v;
     }
 };
-static std::string read_file_text(const std::string& path, const char* hint) {
-    require_regular_file(path.c_str(), "tokenizer file", hint);
+// a whole file as bytes; `what` names it in the errors ("tokenizer file", "prompt file")
+static std::string read_file_text(const std::string& path, const char* what, const char* hint) {
+    require_regular_file(path.c_str(), what, hint);
     FILE* f = fopenCheck(path.c_str(), "rb");
     std::string s;
     char buf[1 << 16];
@@ -148,7 +149,7 @@ static std::string read_file_text(const std::string& path, const char* hint) {
     return s;
 }
 static JsonValue parse_json_file(const std::string& path, const char* hint) {
-    std::string text = read_file_text(path, hint);
+    std::string text = read_file_text(path, "tokenizer file", hint);
     JsonParser jp{text.data(), text.data() + text.size(), path};
     return jp.value();
 }
@@ -358,7 +359,7 @@ struct Tokenizer {
             JsonValue j = parse_json_file(path, hint);
             for (const auto& kv : j.obj)
                 if (kv.first != "<|endoftext|>") encoder[kv.first] = (int)kv.second.num;
-            std::string bpe = read_file_text(dir + "/gpt2-vocab.bpe", hint);
+            std::string bpe = read_file_text(dir + "/gpt2-vocab.bpe", "tokenizer file", hint);
             size_t pos = bpe.find('\n'), r = 0;  // the first line is a version header
             while (pos != std::string::npos && pos + 1 < bpe.size()) {
                 size_t e = bpe.find('\n', pos + 1);
@@ -497,6 +498,16 @@ struct Tokenizer {
         return s;
     }
 };
+
+// the tokenizer files: --tokenizer-dir, else data/tokenizers from here, else beside the binary
+static std::string find_tokenizer_dir(const std::string& given, const char* argv0) {
+    if (!given.empty()) return given;
+    if (access("data/tokenizers", R_OK) == 0) return "data/tokenizers";
+    std::string exe = argv0;
+    size_t slash = exe.rfind('/');
+    std::string beside = (slash == std::string::npos ? std::string(".") : exe.substr(0, slash)) + "/data/tokenizers";
+    return access(beside.c_str(), R_OK) == 0 ? beside : "data/tokenizers";
+}
 
 // complete UTF-8 characters of a byte stream; a character split across tokens is held back until
 // its last byte arrives; invalid bytes come out as U+FFFD, like Python's errors="replace"

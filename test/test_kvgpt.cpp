@@ -386,16 +386,6 @@ static void write_shard(const std::string& path, const std::vector<int>& tok, in
     fcloseCheck(f);
 }
 
-static std::string slurp_file(const std::string& p) {
-    FILE* f = fopenCheck(p.c_str(), "rb");
-    std::string b;
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) b.append(buf, n);
-    fclose(f);
-    return b;
-}
-
 static std::vector<int> random_tokens(size_t n, int vocab, uint64_t seed) {
     Rng r(seed);
     std::vector<int> t(n);
@@ -1365,14 +1355,14 @@ static void register_tests() {
         std::string d = tmpdir(), sp = d + "/fuzz.bin", cp = d + "/fuzz.ckpt";
         std::vector<int> tok = random_tokens(300, 61, 5);
         write_shard(sp, tok, 61, TOK_NEOX, 2);
-        std::string shard2 = slurp_file(sp);
+        std::string shard2 = read_file_text(sp, "test output", "");
         write_shard(sp, tok, 61, TOK_NEOX, 4);
-        std::string shard4 = slurp_file(sp);
+        std::string shard4 = read_file_text(sp, "test output", "");
         GPTConfig cfg = test_config(ATTN_GQA, POS_ALIBI);
         GPT m(cfg);
         m.init_weights(1);
         checkpoint_save(cp.c_str(), m, 3, 4, 1.0f, 8);
-        const std::string ckpt0 = slurp_file(cp);
+        const std::string ckpt0 = read_file_text(cp, "test output", "");
         Rng rng(2024);
         const int64_t interesting[] = {0, 1, -1, 2, 3, 4, 7, 61, 62, 255, 1024, 65535, INT32_MAX, INT32_MIN, (int64_t)1 << 31};
         int runs = 0, clean_errors = 0, ok_runs = 0;
@@ -1594,9 +1584,9 @@ static void register_resume_cli_tests(const std::string& bin) {
         rc = run_command(bin + small + " -x 6 --resume " + ck + ".best", &out);
         CHECK(rc == 1 && out.find("holds weights only (no optimizer state)") != std::string::npos, "resume from .best: rc %d %s", rc, out.c_str());
         // -x 0 never truncates an existing log
-        std::string before = slurp_file(ck + ".jsonl");
+        std::string before = read_file_text(ck + ".jsonl", "test output", "");
         rc = run_command(bin + small + " -x 0", &out);
-        CHECK(rc == 0 && slurp_file(ck + ".jsonl") == before && !before.empty(), "-x 0 changed the log");
+        CHECK(rc == 0 && read_file_text(ck + ".jsonl", "test output", "") == before && !before.empty(), "-x 0 changed the log");
     });
 
     add_test("train_gpt: SIGINT and SIGTERM write the checkpoint and .best, and the run resumes from them", [bin] {
@@ -1611,7 +1601,7 @@ static void register_resume_cli_tests(const std::string& bin) {
             fprintf(f, "%s\n", script.c_str());
             fcloseCheck(f);
             run_command("timeout 120 bash " + sh, &out);
-            std::string o = slurp_file(log);
+            std::string o = read_file_text(log, "test output", "");
             int want = 128 + (sig[0] == 'I' ? SIGINT : SIGTERM);
             CHECK(out.find("rc=" + std::to_string(want)) != std::string::npos, "SIG%s: exit status (want %d): %s", sig, want, out.c_str());
             CHECK(o.find("writing the checkpoint and the best weights") != std::string::npos, "SIG%s output: %s", sig, o.c_str());
@@ -1671,7 +1661,7 @@ static void register_eval_cli_tests(const std::string& bin) {
         int rc = run_command(train + " -m gpt2-124m --d-model 32 --layers 1 --heads 2 -b 2 -t 32 -x 3 -n 0 -v 1 -l 3e-3 -L /dev/null -o " + ck, &out);
         CHECK(rc == 0, "training failed: %s", out.c_str());
         rc = run_command(bin + " -c " + ck + " --protocols wikitext,reversal --wiki-docs 2 --json " + d + "/g2.json", &out);
-        std::string js = slurp_file(d + "/g2.json");
+        std::string js = read_file_text(d + "/g2.json", "test output", "");
         CHECK(rc == 0 && js.find("\"eos_id\": 50256") != std::string::npos && out.find("end-of-text 50256") != std::string::npos, "rc %d %s %s", rc, out.c_str(), js.c_str());
         // the printed WikiText figure is the one computed with 50256 as the first context, not with 0 ("!")
         CheckpointHeader h = checkpoint_read_header(ck.c_str());
