@@ -135,7 +135,8 @@ data:
 	for t in gpt-neox-20b gpt2; do \
 	  $(PYTHON) data/tinyshakespeare.py --tokenizer $$t && \
 	  $(PYTHON) data/eval_sets.py wikitext --path data/corpora/wikitext-2/test.txt --tokenizer $$t && \
-	  $(PYTHON) data/eval_sets.py reversal --tokenizer $$t || exit 1; done
+	  $(PYTHON) data/eval_sets.py reversal --tokenizer $$t && \
+	  $(PYTHON) data/eval_sets.py book --path data/corpora/pg-1342-pride-and-prejudice.txt --tokenizer $$t || exit 1; done
 
 clean:
 	rm -rf dev/cuda/bin dev/cuda/emu train_gpt eval_gpt sample_gpt train_gpt_emu test/test_kvgpt test/test_cuda test/test_cuda_emu dev/bench_cpu dev/bench_decode build train_log.jsonl

@@ -9,6 +9,9 @@
 //   Q/K statistics           max / mean / std of q and k after the position encoding, per layer,
 //                            per RoPE frequency band (NeoX pairing) and pass-through dims
 //   KV-cache memory          per token and for --ctx tokens, measured from the cache buffers
+//   KV-cache presses         (--press, attention/press.h) token eviction measured so the compression
+//                            reaches the scored tokens: prefill -> compress -> continue, decode-time
+//                            eviction at a budget, and the earlier work's naive protocol (the pitfall)
 // and writes one JSON file per run (scripts/eval_report.py puts several side by side). A section
 // that fails (a missing eval set, a length the model cannot run) is reported as an error in the
 // JSON and the others still run; the JSON is written whole at the end (temp file + rename), so it
@@ -16,6 +19,7 @@
 //
 //   ./eval_gpt -c model.ckpt.best
 //   ./eval_gpt -c model.ckpt.best --protocols disjoint,positions --json out.json
+//   ./eval_gpt -c model.ckpt.best --press snapkv,knorm --ratio 0.5,0.9 --press-data data/eval/gpt-neox-20b/book_eval
 #include <omp.h>
 #include <fstream>
 #include <functional>
@@ -30,7 +34,10 @@
 struct EvalArgs {
     std::string ckpt, val_glob, wikitext, reversal, json, protocols = "disjoint,sliding,wikitext,positions,extrap,reversal,qk,kv";
     std::string buckets = "0,16,32,64,96", extrap = "1,2,4,8", device = "auto";
+    std::string press, ratios = "0.25,0.5,0.75,0.9", budgets, press_protocols = "prefill,decode", press_data;
     int T = 0, B = 8, window = 0, stride = 0, ctx = 0, max_windows = 0, max_tokens = 0, wiki_docs = 0;
+    int press_P = 0, press_N = 0, stream_len = 0, press_batch = 8, slack = 0, press_samples = 0;
+    uint64_t press_seed = 1;
     bool test_only_leak = false;
 };
 
@@ -97,7 +104,7 @@ static std::vector<ReversalFact> read_reversal(const std::string& path, int V) {
     return out;
 }
 
-static const char* PROTOCOLS[] = {"disjoint", "sliding", "wikitext", "positions", "extrap", "reversal", "qk", "kv"};
+static const char* PROTOCOLS[] = {"disjoint", "sliding", "wikitext", "positions", "extrap", "reversal", "qk", "kv", "press"};
 static bool wants(const EvalArgs& a, const char* p) { return ("," + a.protocols + ",").find(std::string(",") + p + ",") != std::string::npos; }
 
 static std::string json_str(const std::string& s) {
@@ -143,7 +150,19 @@ static int eval_main(int argc, char** argv) {
         {"", "--buckets", F_STR, &a.buckets, "position bucket edges"},
         {"", "--extrap", F_STR, &a.extrap, "evaluation lengths as multiples of T"},
         {"", "--ctx", F_INT, &a.ctx, "context length for the KV-cache memory figure (default 2048, or the learned table's length)"},
-        {"", "--protocols", F_STR, &a.protocols, "which measurements: disjoint,sliding,wikitext,positions,extrap,reversal,qk,kv"},
+        {"", "--protocols", F_STR, &a.protocols, "which measurements: disjoint,sliding,wikitext,positions,extrap,reversal,qk,kv,press (default: all but press; only press when --press is given)"},
+        {"", "--press", F_STR, &a.press, "KV-cache presses to measure: a comma list of random,knorm,streaming,snapkv,tova,h2o,expected_attention,keydiff, all, or none (the baseline only)"},
+        {"", "--ratio", F_STR, &a.ratios, "press compression ratios (the fraction of the cache removed), a comma list in [0, 1)"},
+        {"", "--budget", F_STR, &a.budgets, "press token budgets (tokens kept), a comma list; instead of --ratio unless both are given"},
+        {"", "--press-protocols", F_STR, &a.press_protocols, "prefill (compress a prefilled context, score what follows), decode (evict while streaming), naive (the pitfall)"},
+        {"", "--press-data", F_STR, &a.press_data, "eval sets for the presses: comma list of PREFIX (PREFIX.bin + its document index PREFIX.tsv) or of shards (a .bin file or glob: one document); default data/eval/<tokenizer>/wikitext_eval"},
+        {"", "--press-context", F_INT, &a.press_P, "prefill protocol: context tokens P (default 3T/4)"},
+        {"", "--press-continue", F_INT, &a.press_N, "prefill protocol: scored continuation tokens N (default T/4)"},
+        {"", "--stream-len", F_INT, &a.stream_len, "decode protocol: tokens per stream S (default T)"},
+        {"", "--press-batch", F_INT, &a.press_batch, "decode protocol: streams decoded together"},
+        {"", "--slack", F_INT, &a.slack, "decode protocol: tokens past the budget before the press runs again (0: budget/16)"},
+        {"", "--press-samples", F_INT, &a.press_samples, "cap on samples (prefill) or streams (decode) per protocol, evenly spread over the sets (0: all)"},
+        {"", "--press-seed", F_U64, &a.press_seed, "seed of the random press"},
         {"", "--json", F_STR, &a.json, "JSON output (default <ckpt>.eval.json)"},
         {"-d", "--device", F_STR, &a.device, "auto or cpu (evaluation runs on the CPU backend)"},
         {"", "--test-only-leak", F_BOOL, &a.test_only_leak, "TEST ONLY: make attention see one future token (the leak guard must refuse)"},
@@ -158,11 +177,49 @@ static int eval_main(int argc, char** argv) {
     require_int("--max-tokens", a.max_tokens, 0, INT32_MAX);
     require_int("--wiki-docs", a.wiki_docs, 0, INT32_MAX);
     require_int("--ctx", a.ctx, 0, 1 << 24);
+    require_int("--press-context", a.press_P, 0, 1 << 22);
+    require_int("--press-continue", a.press_N, 0, 1 << 22);
+    require_int("--stream-len", a.stream_len, 0, 1 << 22);
+    require_int("--press-batch", a.press_batch, 1, 4096);
+    require_int("--slack", a.slack, 0, 1 << 22);
+    require_int("--press-samples", a.press_samples, 0, INT32_MAX);
+    if (given.count("--press") && !given.count("--protocols")) a.protocols = "press";
+    if (wants(a, "press") && a.press.empty()) a.press = "all";
+    // the presses, ratios and budgets: checked before anything is loaded
+    std::vector<int> press_kinds;  // -1: the baseline (no press)
+    std::vector<double> press_ratios;
+    std::vector<int> press_budgets;
+    if (wants(a, "press")) {
+        for (const std::string& n : split_list(a.press)) {
+            if (n == "all") { for (int k = 0; k < PRESS_COUNT; k++) press_kinds.push_back(k); continue; }
+            if (n == "none") continue;
+            int k = press_kind_from_name(n);
+            if (k < 0) fail_hint(("--press takes a comma list of " + press_names_list() + ", all or none").c_str(), "unknown press '%s'", n.c_str());
+            press_kinds.push_back(k);
+        }
+        if (!given.count("--budget") || given.count("--ratio"))
+            for (const std::string& x : split_list(a.ratios)) {
+                char* end = nullptr;
+                double r = strtod(x.c_str(), &end);
+                if (end == x.c_str() || *end || !std::isfinite(r)) fail_hint("e.g. --ratio 0.25,0.5", "--ratio '%s' is not a number", x.c_str());
+                if (r < 0.0 || r >= 1.0)
+                    fail_hint("a compression ratio is the fraction of the cache removed: 0 <= ratio < 1 (0.5 keeps half)", "--ratio %g is out of range [0, 1)", r);
+                press_ratios.push_back(r);
+            }
+        if (!a.budgets.empty())
+            for (int b : parse_int_list(a.budgets, "--budget")) {
+                if (b < 1) fail_hint("a budget is the number of tokens each layer keeps: at least 1", "--budget %d is out of range", b);
+                press_budgets.push_back(b);
+            }
+        for (const std::string& p : split_list(a.press_protocols))
+            if (p != "prefill" && p != "decode" && p != "naive")
+                fail_hint("--press-protocols takes a comma list of prefill, decode, naive", "unknown press protocol '%s'", p.c_str());
+    }
     for (const std::string& p : split_list(a.protocols)) {
         bool known = false;
         for (const char* q : PROTOCOLS) known |= p == q;
         if (!known)
-            fail_hint("--protocols takes a comma-separated subset of disjoint,sliding,wikitext,positions,extrap,reversal,qk,kv",
+            fail_hint("--protocols takes a comma-separated subset of disjoint,sliding,wikitext,positions,extrap,reversal,qk,kv,press",
                       "unknown protocol '%s'", p.c_str());
     }
     choose_eval_backend(a.device.c_str());
@@ -180,6 +237,7 @@ static int eval_main(int argc, char** argv) {
     if (a.val_glob.empty()) a.val_glob = h.val_data[0] ? std::string(h.val_data) : "data/tinyshakespeare/" + tok + "/val_*.bin";
     if (a.wikitext.empty()) a.wikitext = "data/eval/" + tok + "/wikitext_eval";
     if (a.reversal.empty()) a.reversal = "data/eval/" + tok + "/reversal.tsv";
+    if (a.press_data.empty()) a.press_data = "data/eval/" + tok + "/wikitext_eval";
     if (a.json.empty()) a.json = a.ckpt + ".eval.json";
     if (same_file(a.json, a.ckpt)) fail_hint("pass another --json path", "--json names the checkpoint '%s'", a.ckpt.c_str());
     if (!dir_writable(a.json)) fail_hint("create the directory, or pick a writable --json path", "--json '%s' cannot be written", a.json.c_str());
@@ -373,6 +431,74 @@ static int eval_main(int argc, char** argv) {
                 first = false;
             }
         js += "]";
+    });
+    if (wants(a, "press")) section("press", [&] {
+        // the documents of every set, each a (pointer, length) into its token array
+        std::vector<std::vector<int>> set_tokens;
+        std::vector<PressDoc> docs;
+        std::vector<std::string> sets = split_list(a.press_data);
+        std::string sets_js;
+        long doc_tokens = 0;
+        set_tokens.reserve(sets.size());
+        for (const std::string& pre : sets) {
+            // PREFIX: PREFIX.bin with its document index PREFIX.tsv; a .bin file or glob: one document
+            const bool whole = pre.size() > 4 && pre.compare(pre.size() - 4, 4, ".bin") == 0;
+            set_tokens.push_back(read_all_tokens(whole ? pre : pre + ".bin", cfg, 1));
+            std::vector<WikiDoc> idx = whole ? std::vector<WikiDoc>{{0, (long)set_tokens.back().size(), 0, 0, pre}}
+                                             : read_wiki_index(pre + ".tsv", (long)set_tokens.back().size());
+            for (const WikiDoc& d : idx) docs.push_back({set_tokens.back().data() + d.offset, d.n_tokens});
+            for (const WikiDoc& d : idx) doc_tokens += d.n_tokens;
+            sets_js += fmt("%s{\"prefix\": %s, \"documents\": %zu, \"tokens\": %zu}", sets_js.empty() ? "" : ", ", json_str(pre).c_str(), idx.size(),
+                           set_tokens.back().size());
+        }
+        model.decode_begin(1, 1);  // the cache's bytes per token, measured from its buffers
+        const int P = a.press_P ? a.press_P : std::max(1, 3 * T / 4), N = a.press_N ? a.press_N : std::max(1, T / 4), S = a.stream_len ? a.stream_len : T;
+        if (cfg.pos == POS_LEARNED && (P + N > cfg.max_seq_len || S > cfg.max_seq_len))
+            fail_hint("lower --press-context / --press-continue / --stream-len", "a piece of %d tokens is past the learned position table (%d)",
+                      std::max(P + N, S), cfg.max_seq_len);
+        printf("\nKV-cache presses on %s (%zu documents, %ld tokens); KV cache %zu B/token fp32 measured from the buffers\n", a.press_data.c_str(),
+               docs.size(), doc_tokens, 4 * model.kv_cache_floats_per_token());
+        js += fmt(",\n\"press\": {\"sets\": [%s], \"documents\": %zu, \"kv_bytes_per_token\": %zu, \"max_samples\": %d, \"seed\": %llu", sets_js.c_str(),
+                  docs.size(), 4 * model.kv_cache_floats_per_token(), a.press_samples, (unsigned long long)a.press_seed);
+        struct Setting { const Press* press; double ratio; int budget; };
+        std::vector<Press> presses;
+        presses.reserve(press_kinds.size());
+        for (int k : press_kinds) { Press p; p.kind = k; p.seed = a.press_seed; presses.push_back(p); }
+        for (const std::string& proto : split_list(a.press_protocols)) {
+            std::vector<Setting> runs = {{nullptr, 0.0, 0}};
+            for (const Press& p : presses) {
+                for (double r : press_ratios) runs.push_back({&p, r, 0});
+                for (int b : press_budgets) runs.push_back({&p, 0.0, b});
+            }
+            const bool pf = proto != "decode";
+            printf("\n[%s] %s\n", proto.c_str(),
+                   proto == "prefill" ? fmt("prefill %d tokens, compress, score the next %d decoded against the compressed cache", P, N).c_str()
+                   : proto == "decode" ? fmt("streams of %d tokens decoded token by token (%d at once), the cache held at budget + slack", S, a.press_batch).c_str()
+                                       : fmt("NAIVE: score the %d prefilled tokens themselves, compress afterwards: equal to the baseline by construction", P).c_str());
+            printf("| press | ratio | budget | PPL | vs baseline | tokens held | of | KV bytes (%s) | B held per context token | ms/token |\n|---|---|---|---|---|---|---|---|---|---|\n",
+                   pf ? "after compression" : "allocated: budget + slack");
+            js += fmt(",\n\"%s\": {\"P\": %d, \"N\": %d, \"S\": %d, \"batch\": %d, \"slack\": %d, \"runs\": [", proto.c_str(), P, N, S, a.press_batch, a.slack);
+            double base_ppl = NAN;
+            for (size_t i = 0; i < runs.size(); i++) {
+                const Setting& u = runs[i];
+                PressResult r = pf ? press_prefill_eval(model, docs, P, N, u.press, u.ratio, u.budget, a.press_samples, proto == "naive")
+                                   : press_decode_eval(model, docs, S, a.press_batch, u.press, u.ratio, u.budget, a.slack, a.press_samples);
+                if (i == 0) base_ppl = r.nll.ppl();
+                const char* name = u.press ? PRESS_NAMES[u.press->kind] : "none (full cache)";
+                const double per_ctx = r.bytes_per_context_token;
+                printf("| %s | %s | %s | %.3f | %+.2f%% | %.1f | %.1f | %zu | %.0f | %s |\n", name, u.budget ? "-" : fmt("%.2f", u.ratio).c_str(),
+                       u.budget ? std::to_string(u.budget).c_str() : "-", r.nll.ppl(), 100.0 * (r.nll.ppl() / base_ppl - 1.0), r.held_tokens,
+                       r.context_tokens, r.kv_bytes, per_ctx, std::isfinite(r.ms_per_token()) ? fmt("%.3f", r.ms_per_token()).c_str() : "-");
+                js += fmt("%s\n  {\"press\": %s, \"ratio\": %s, \"budget\": %s, \"ppl\": %s, \"loss\": %s, \"tokens\": %ld, \"samples\": %ld, \"held_tokens\": %s, "
+                          "\"context_tokens\": %s, \"kv_bytes\": %zu, \"kv_bytes_full\": %zu, \"kv_bytes_per_context_token\": %s, \"ms_per_token\": %s, \"compress_ms\": %s}",
+                          i ? "," : "", u.press ? json_str(PRESS_NAMES[u.press->kind]).c_str() : "null", u.press && !u.budget ? jnum(u.ratio).c_str() : "null",
+                          u.budget ? std::to_string(u.budget).c_str() : "null", jnum(r.nll.ppl()).c_str(), jnum(r.nll.mean()).c_str(), r.nll.n, r.samples,
+                          jnum(r.held_tokens).c_str(), jnum(r.context_tokens).c_str(), r.kv_bytes, r.kv_bytes_full, jnum(per_ctx).c_str(),
+                          jnum(r.ms_per_token()).c_str(), jnum(r.compress_ms).c_str());
+            }
+            js += "]}";
+        }
+        js += "}";
     });
     if (wants(a, "kv")) section("kv_cache", [&] {
         if (cfg.pos == POS_LEARNED && ctx > cfg.max_seq_len)

@@ -7,19 +7,25 @@
 //   ./sample_gpt -c model.ckpt.best --prompt-file p.txt --num-samples 4 --top-p 0.9 --seed 7
 //   ./sample_gpt -c model.ckpt.best --prompt-ids 0,510,1722 --greedy
 //
+// With --press NAME --budget N the cache is held at N tokens (+ --slack) while generating:
+// whenever a sample's cache is full, the press (attention/press.h) evicts it back to N tokens, so
+// a long generation runs in bounded memory (the decode-time eviction of ./eval_gpt --press).
+//   ./sample_gpt -c model.ckpt.best --prompt "ROMEO:" -n 2000 --press snapkv --budget 256
+//
 // Sampling follows Hugging Face's generate(): temperature, then top-k, then top-p (nucleus);
 // --greedy (or --temperature 0) takes the argmax. Prompts are tokenized by llmc/tokenizer.h,
 // which gives the ids data/tokenizer.py gives. Runs on the CPU backend.
 #include <omp.h>
 #include <new>
 #include "llmc/checkpoint.h"
+#include "llmc/model.h"
 #include "llmc/cli.h"
 #include "llmc/sample.h"
 #include "llmc/tokenizer.h"
 
 struct SampleArgs {
-    std::string ckpt, prompt, prompt_file, prompt_ids, tokenizer_dir, tokenizer, device = "auto";
-    int n = 256, num_samples = 1, ctx = 0;
+    std::string ckpt, prompt, prompt_file, prompt_ids, tokenizer_dir, tokenizer, device = "auto", press;
+    int n = 256, num_samples = 1, ctx = 0, budget = 0, slack = 0;
     uint64_t seed = 1;
     bool stop_at_eos = false, print_ids = false;
     SampleConfig sc;
@@ -45,6 +51,9 @@ static int sample_main(int argc, char** argv) {
         {"", "--stop-at-eos", F_BOOL, &a.stop_at_eos, "end a sample at the end-of-text token"},
         {"", "--print-ids", F_BOOL, &a.print_ids, "also print each sample's generated token ids (to stderr)"},
         {"", "--ctx", F_INT, &a.ctx, "KV-cache context to allocate (default: prompt + -n, at most a learned table's length)"},
+        {"", "--press", F_STR, &a.press, "hold the cache at --budget tokens with this press while generating (random,knorm,streaming,snapkv,tova,h2o,expected_attention,keydiff)"},
+        {"", "--budget", F_INT, &a.budget, "with --press: tokens each sample's cache keeps"},
+        {"", "--slack", F_INT, &a.slack, "with --press: tokens past the budget before the press runs again (0: budget/16)"},
         {"", "--tokenizer", F_STR, &a.tokenizer, "expect this tokenizer (gpt-neox-20b or gpt2); a checkpoint of another is an error"},
         {"", "--tokenizer-dir", F_STR, &a.tokenizer_dir, "the vendored tokenizer files (default data/tokenizers)"},
         {"-d", "--device", F_STR, &a.device, "auto or cpu (generation runs on the CPU backend)"},
@@ -54,7 +63,20 @@ static int sample_main(int argc, char** argv) {
     require_int("-n", a.n, 0, 1 << 24);
     require_int("--num-samples", a.num_samples, 1, 4096);
     require_int("--ctx", a.ctx, 0, 1 << 24);
+    require_int("--slack", a.slack, 0, 1 << 24);
     sample_config_check(a.sc);
+    Press press;
+    const bool pressed = !a.press.empty();
+    if (pressed) {
+        press.kind = press_kind_from_name(a.press);
+        press.seed = a.seed;
+        if (press.kind < 0) fail_hint(("--press takes one of " + press_names_list()).c_str(), "unknown press '%s'", a.press.c_str());
+        if (!given.count("--budget")) fail_hint("e.g. --press snapkv --budget 256", "--press needs --budget (the tokens each sample's cache keeps)");
+        require_int("--budget", a.budget, 1, 1 << 24);
+        if (given.count("--ctx")) fail_hint("drop --ctx: with a press the cache holds --budget + --slack tokens", "--ctx and --press are alternatives");
+    } else if (given.count("--budget") || given.count("--slack")) {
+        fail_hint("add --press NAME (e.g. --press snapkv)", "--budget and --slack apply with --press");
+    }
     int n_prompt_flags = given.count("--prompt") + given.count("--prompt-file") + given.count("--prompt-ids");
     if (n_prompt_flags > 1) fail_hint("give one of them", "--prompt, --prompt-file and --prompt-ids are alternatives");
     if (a.device == "cuda") fail_hint("use -d cpu (or auto)", "sample_gpt runs on the CPU backend; CUDA inference is not built yet");
@@ -92,13 +114,25 @@ static int sample_main(int argc, char** argv) {
     }
     const int P = (int)prompt.size(), N = a.num_samples;
     int ctx = a.ctx ? a.ctx : P + a.n;
+    const int slack = pressed ? (a.slack ? a.slack : std::max(1, a.budget / 16)) : 0;
+    if (pressed) ctx = a.budget + slack;  // slots: positions go on past it
     if (cfg.pos == POS_LEARNED) {
         if (P >= cfg.max_seq_len)
             fail_hint("use a shorter prompt", "the prompt has %d tokens; learned positions end at %d", P, cfg.max_seq_len);
         ctx = std::min(ctx, cfg.max_seq_len);
     }
-    if (P > ctx) fail_hint("raise --ctx or shorten the prompt", "the prompt (%d tokens) is longer than the context --ctx %d", P, ctx);
+    if (P > ctx && !pressed) fail_hint("raise --ctx or shorten the prompt", "the prompt (%d tokens) is longer than the context --ctx %d", P, ctx);
     model.decode_begin(N, ctx);
+    if (pressed) model.decode_press(press);
+    long compressions = 0;
+    double compress_s = 0.0;
+    auto make_room = [&](int b) {  // a full cache goes back to the budget
+        if (!pressed || model.decode_held(b) < ctx) return;
+        double c0 = now_seconds();
+        model.decode_compress(press, b, a.budget);
+        compress_s += now_seconds() - c0;
+        compressions++;
+    };
 
     fprintf(stderr, "%s: %s, %s/%s, %zu parameters, step %ld; prompt %d tokens, %d sample(s) of up to %d tokens, context %d\n",
             a.ckpt.c_str(), cfg.preset, ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos], model.num_parameters(), (long)step, P, N, a.n, ctx);
@@ -109,13 +143,20 @@ static int sample_main(int argc, char** argv) {
         fflush(stdout);
     }
 
-    // prefill: every sample's copy of the prompt in one call; only the last rows need logits
-    std::vector<int> rows, rseq;
-    std::vector<char> want;
-    for (int b = 0; b < N; b++)
-        for (int t = 0; t < P; t++) { rows.push_back(prompt[t]); rseq.push_back(b); want.push_back(t == P - 1); }
+    // prefill: every sample's copy of the prompt in one call; only the last rows need logits. With
+    // a press, a prompt longer than the cache goes in pieces that fill it, the press between them.
     double t0 = now_seconds();
-    const float* lg = model.decode(rows.data(), rseq.data(), (int)rows.size(), (const bool*)want.data());
+    const float* lg = nullptr;
+    for (int p0 = 0; p0 < P;) {
+        for (int b = 0; b < N; b++) make_room(b);
+        const int piece = std::min(P - p0, ctx - model.decode_held(0));
+        std::vector<int> rows, rseq;
+        std::vector<char> want;
+        for (int b = 0; b < N; b++)
+            for (int t = p0; t < p0 + piece; t++) { rows.push_back(prompt[t]); rseq.push_back(b); want.push_back(t == P - 1); }
+        lg = model.decode(rows.data(), rseq.data(), (int)rows.size(), (const bool*)want.data());
+        p0 += piece;
+    }
     double prefill_s = now_seconds() - t0;
 
     Rng rng(a.seed);
@@ -143,7 +184,8 @@ static int sample_main(int argc, char** argv) {
         }
         alive = still;
         if (alive.empty()) break;
-        if (model.decode_len(alive[0]) >= ctx) {
+        for (int b : alive) make_room(b);
+        if (model.decode_held(alive[0]) >= ctx) {
             stop_reason = cfg.pos == POS_LEARNED && ctx == cfg.max_seq_len
                               ? "learned positions end at " + std::to_string(cfg.max_seq_len) + ": generation stopped at the end of the table"
                               : "the context (--ctx " + std::to_string(ctx) + ") is full";
@@ -177,7 +219,7 @@ static int sample_main(int argc, char** argv) {
         }
     // what it cost, and the cache it held (measured from the buffers)
     long held = 0;
-    for (int b = 0; b < N; b++) held += model.decode_len(b);
+    for (int b = 0; b < N; b++) held += model.decode_held(b);
     size_t per_tok = model.kv_cache_floats_per_token(), fixed = 0;
     for (const Layer& y : model.layers) fixed += y.attn->cache_floats_fixed();
     double bytes = 4.0 * ((double)per_tok * held + (double)fixed * N), mha = 4.0 * 2.0 * cfg.n_head * cfg.head_dim * cfg.n_layer * held;
@@ -189,6 +231,9 @@ static int sample_main(int argc, char** argv) {
     fprintf(stderr, "KV cache held: %ld tokens, %.1f KiB fp32 (%zu floats/token over %d layers%s); MHA of this shape: %.1f KiB (%.1fx); allocated %.1f KiB\n",
             held, bytes / 1024, per_tok, cfg.n_layer, fixed ? (", + " + std::to_string(fixed) + " per sequence").c_str() : "", mha / 1024,
             bytes > 0 ? mha / bytes : 0.0, alloc / 1024);
+    if (pressed)
+        fprintf(stderr, "press %s: the cache held at %d + %d tokens per sample; %ld compression(s), %.1f ms in all; positions reached %d\n", a.press.c_str(),
+                a.budget, slack, compressions, 1000 * compress_s, model.decode_len(0));
     if (!stop_reason.empty()) fail_hint(cfg.pos == POS_LEARNED ? "learned positions cannot go past their table: use -n or a shorter prompt" : "raise --ctx",
                                         "%s", stop_reason.c_str());
     return 0;

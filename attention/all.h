@@ -4,6 +4,7 @@
 #include "gqa.h"
 #include "mka.h"
 #include "mla.h"
+#include "press.h"
 
 static std::unique_ptr<Attention> make_attention(const GPTConfig& cfg) {
     switch (cfg.attn) {

@@ -10,6 +10,7 @@
 #include <vector>
 #include "../llmc/config.h"
 #include "../llmc/params.h"
+#include "kv_cache.h"
 
 // where the queries / keys of the last forward live, after the position encoding: `heads` vectors
 // of `dim` per token; dims [rot_off, rot_off + rot) are RoPE-rotated (NeoX pairs i, i + rot/2)
@@ -37,22 +38,45 @@ struct Attention {
                           int T) = 0;
     // KV-cache elements per token per layer, by formula
     virtual long kv_elems_per_token() const = 0;
-    // incremental decoding of n_seq sequences at once with the KV cache. decode_begin sizes the
-    // cache for n_seq sequences of up to max_T tokens, allocated once (and prepares any absorbed
-    // weights). decode_step takes n rows x (n, C): row i is the token of sequence seq[i] at
-    // position pos[i]; the rows of one sequence are consecutive positions in order, starting at
-    // its current length. Every row's keys and values are appended first, then row i attends to
-    // its sequence's positions <= pos[i], so one call prefills a whole prompt (n = its length)
-    // and B sequences decode together (n = B, one row each). Writes out (n, C).
+    // incremental decoding of n_seq sequences at once with the KV cache (kv_cache.h). decode_begin
+    // sizes the cache for n_seq sequences of up to max_T held tokens each, allocated once (and
+    // prepares any absorbed weights). decode_step takes n rows x (n, C): row i is the token of
+    // sequence seq[i] at position pos[i]; the rows of one sequence are consecutive positions in
+    // order. Every row's keys and values are appended first, then row i attends to what its
+    // sequence holds up to itself, so one call prefills a whole prompt (n = its length) and B
+    // sequences decode together (n = B, one row each). Writes out (n, C). Positions are not
+    // slots: after a press evicted tokens (press.h), a sequence holds fewer tokens than its length.
     virtual void decode_begin(const float* params, int n_seq, int max_T) = 0;
     virtual void decode_step(const float* params, const float* x, const int* seq, const int* pos, int n, float* out) = 0;
+    virtual KVCache& kv_cache() = 0;
+    // the attention core that scores the cache (MLA: the absorbed form's, every head reading the
+    // latent), and where RoPE sits in its scoring-form queries (for the press statistics)
+    virtual const AttnCore& decode_core() const = 0;
+    virtual const Rope* decode_rope(int* rot_off) const = 0;
     // floats per token per sequence the cache buffers really hold (measured, to check against the formula)
-    virtual size_t cache_floats_per_token() const = 0;
+    size_t cache_floats_per_token() { return kv_cache().floats_per_token(); }
     // floats the cache holds per sequence regardless of length (e.g. MKA's running sum)
     virtual size_t cache_floats_fixed() const { return 0; }
     // floats of weights one decode_step reads, whatever n is (after decode_begin; MLA: the
     // absorbed matrices it decodes with): with the cache, the bytes a decoded token must move
     virtual size_t decode_weight_floats() const = 0;
+    // presses (press.h) that read keys or values see, for query head h, the key it scores and the
+    // value it reads for slot j of sequence s, in the model's own basis: the cached rows by
+    // default; MLA up-projects the latent per head (W_UK_h c + the rope key; W_UV_h c)
+    virtual int press_key_dim() { KVCache& c = kv_cache(); return c.wa + c.wb; }
+    virtual void press_key(int h, int s, int j, float* out) {
+        KVCache& c = kv_cache();
+        int g = h / decode_core().group;
+        memcpy(out, c.ka(s, g, j), sizeof(float) * c.wa);
+        if (c.wb) memcpy(out + c.wa, c.kb(s, g, j), sizeof(float) * c.wb);
+    }
+    virtual float press_value_norm(int h, int s, int j) {
+        KVCache& c = kv_cache();
+        const float* v = c.val(s, h / decode_core().group, j);
+        double n = 0.0;
+        for (int k = 0; k < (c.wv ? c.wv : c.wa); k++) n += (double)v[k] * v[k];
+        return (float)sqrt(n);
+    }
     // the queries and keys of the last forward (for Q/K statistics)
     virtual std::vector<QKView> qk_views() const = 0;
 };

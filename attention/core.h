@@ -188,8 +188,10 @@ struct AttnCore {
     }
 
     // decoding: n query rows, row i at position pos[i] of its own sequence, against the cache
-    // of that sequence: q rows (H heads of q_head floats) q_row floats apart; cache_a(i, t2, g),
-    // cache_b(i, t2), cache_v(i, t2, g) give row i's key / value rows for positions t2 <= pos[i].
+    // of that sequence, which holds nkeys[i] slots for it: q rows (H heads of q_head floats) q_row
+    // floats apart; cache_a(i, j, g), cache_b(i, j), cache_v(i, j, g) give row i's key / value
+    // rows of slot j < nkeys[i], and key_pos(i, j, g) the position of the token in that slot
+    // (slot j holds position j until a press evicts tokens; ALiBi scores the true distance).
     // y (n, H, dv) rows y_row apart, heads y_head apart; lse_out (n, H), when given, gets each
     // head's log-sum-exp.
     // Split-K flash-decoding: the keys of a row are cut into chunks of DEC_CHUNK; each (row, KV
@@ -200,19 +202,19 @@ struct AttnCore {
     // the chunks are merged by their maxima. The chunking is fixed, so results do not depend on the
     // thread count, nor a row's on the other rows of the call.
     static const int DEC_CHUNK = 256, DEC_TILE = 32;
-    template <typename KA, typename KB, typename VV>
-    void decode_rows(int n, const int* pos, const float* q, long q_row, long q_head, KA cache_a, KB cache_b, VV cache_v, float* y,
-                     long y_row, long y_head, float* lse_out = nullptr) const {
+    template <typename KA, typename KB, typename VV, typename KP>
+    void decode_rows(int n, const int* pos, const int* nkeys, const float* q, long q_row, long q_head, KA cache_a, KB cache_b, VV cache_v,
+                     KP key_pos, float* y, long y_row, long y_head, float* lse_out = nullptr) const {
         ProfScope prof(PROF_ATTENTION);
         const int G = H / group, part_floats = dv + 2;
         std::vector<long> base(n + 1, 0);  // first work item of row i
-        for (int i = 0; i < n; i++) base[i + 1] = base[i] + (long)G * (pos[i] / DEC_CHUNK + 1);
+        for (int i = 0; i < n; i++) base[i + 1] = base[i] + (long)G * ((nkeys[i] - 1) / DEC_CHUNK + 1);
         std::vector<float> part((size_t)base[n] * group * part_floats);
         #pragma omp parallel for schedule(dynamic, 1)
         for (long it = 0; it < base[n]; it++) {
             int i = (int)(std::upper_bound(base.begin(), base.end(), it) - base.begin()) - 1;
-            const int nc = pos[i] / DEC_CHUNK + 1, g = (int)((it - base[i]) / nc), c = (int)((it - base[i]) % nc), t = pos[i];
-            const int k0 = c * DEC_CHUNK, k1 = std::min(t + 1, k0 + DEC_CHUNK);
+            const int nc = (nkeys[i] - 1) / DEC_CHUNK + 1, g = (int)((it - base[i]) / nc), c = (int)((it - base[i]) % nc), t = pos[i];
+            const int k0 = c * DEC_CHUNK, k1 = std::min(nkeys[i], k0 + DEC_CHUNK);
             float* pp = &part[(size_t)it * group * part_floats];
             for (int hh = 0; hh < group; hh++) {
                 float* ph = pp + (size_t)hh * part_floats;
@@ -236,7 +238,7 @@ struct AttnCore {
                                        cache_b(i, t2), cache_b(i, u1), cache_b(i, u2), cache_b(i, u3), db, s4);
                         else dot4(qv, cache_a(i, t2, g), cache_a(i, u1, g), cache_a(i, u2, g), cache_a(i, u3, g), da, s4);
                         for (int j = 0; j < 4 && t2 + j < b1; j++) {
-                            sc[t2 + j - b0] = s4[j] * scale + (slopes ? bias(h, t, t2 + j) : 0.0f);
+                            sc[t2 + j - b0] = s4[j] * scale + (slopes ? bias(h, t, key_pos(i, t2 + j, g)) : 0.0f);
                             bm = fmaxf(bm, sc[t2 + j - b0]);
                         }
                     }
@@ -271,7 +273,7 @@ struct AttnCore {
         #pragma omp parallel for collapse(2) schedule(static)
         for (int i = 0; i < n; i++)
             for (int h = 0; h < H; h++) {
-                const int nc = pos[i] / DEC_CHUNK + 1, g = h / group, hh = h % group;
+                const int nc = (nkeys[i] - 1) / DEC_CHUNK + 1, g = h / group, hh = h % group;
                 auto chunk = [&](int c) { return &part[((size_t)(base[i] + (long)g * nc + c) * group + hh) * part_floats]; };
                 float M = -INFINITY;
                 for (int c = 0; c < nc; c++) M = fmaxf(M, chunk(c)[0]);

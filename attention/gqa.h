@@ -22,9 +22,10 @@ struct GQAAttention : Attention {
     float *qkv, *lse, *y;
     // scratch: dy (B,T,H*hd), dqkv (B,T,qkv_dim)
     float *dy, *dqkv;
-    // decode cache: k and v of every past token of every sequence, (n_seq, G, max_T, hd) each
-    std::vector<float> cache_k, cache_v, dec_qkv, dec_y;
-    int dec_T = 0, dec_S = 0;  // cache: dec_S sequences of up to dec_T tokens
+    // decode cache: per KV head, the rotated k and v of each held token (kv_cache.h)
+    KVCache cache;
+    std::vector<float> dec_qkv, dec_y;
+    std::vector<int> dec_nk;
 
     explicit GQAAttention(const GPTConfig& c) : cfg(c) {
         H = c.n_head;
@@ -86,36 +87,33 @@ struct GQAAttention : Attention {
 
     void decode_begin(const float*, int n_seq, int max_T) override {
         rope.ensure(max_T);
-        dec_T = max_T;
-        dec_S = n_seq;
-        cache_k.assign((size_t)n_seq * max_T * G * hd, 0.0f);
-        cache_v.assign((size_t)n_seq * max_T * G * hd, 0.0f);
+        cache.init(n_seq, G, max_T, hd, 0, hd);
     }
+    KVCache& kv_cache() override { return cache; }
+    const AttnCore& decode_core() const override { return core; }
+    const Rope* decode_rope(int* rot_off) const override { *rot_off = 0; return &rope; }
     size_t decode_weight_floats() const override { return (size_t)qkv_dim * C + qkv_dim + (size_t)C * H * hd + C; }
-    size_t cache_floats_per_token() const override { return dec_T ? (cache_k.size() + cache_v.size()) / ((size_t)dec_T * dec_S) : 0; }
     void decode_step(const float* params, const float* x, const int* seq, const int* pos, int n, float* out) override {
         dec_qkv.resize((size_t)n * qkv_dim);
         dec_y.resize((size_t)n * H * hd);
+        dec_nk.resize(n);
         float* qkv1 = dec_qkv.data();
         matmul_forward(qkv1, x, params + w_qkv, params + b_qkv, n, C, qkv_dim);
-        // cache layout (seq, KV head, position, hd): one head's keys are contiguous, so a decode
-        // work item streams them (no page-crossing stride between consecutive keys)
-        const long per_head = (long)dec_T * hd, per_seq = (long)G * per_head;
+        rope.ensure(1 + *std::max_element(pos, pos + n));
+        // the cache is (seq, KV head, slot, hd): one head's keys are contiguous, so a decode work
+        // item streams them (no page-crossing stride between consecutive keys)
         for (int i = 0; i < n; i++) {
             float* r = qkv1 + (size_t)i * qkv_dim;
             if (rope.rot)
                 for (int h = 0; h < H + G; h++) rope.apply(r + h * hd, pos[i]);
+            const int j = cache.append(seq[i], pos[i]);
             for (int g = 0; g < G; g++) {
-                memcpy(&cache_k[seq[i] * per_seq + g * per_head + (long)pos[i] * hd], r + (H + g) * hd, sizeof(float) * hd);
-                memcpy(&cache_v[seq[i] * per_seq + g * per_head + (long)pos[i] * hd], r + (H + G + g) * hd, sizeof(float) * hd);
+                memcpy(cache.ka(seq[i], g, j), r + (H + g) * hd, sizeof(float) * hd);
+                memcpy(cache.val(seq[i], g, j), r + (H + G + g) * hd, sizeof(float) * hd);
             }
+            dec_nk[i] = j + 1;
         }
-        const float* ck = cache_k.data();
-        const float* cv = cache_v.data();
-        const long hd_ = hd;
-        core.decode_rows(n, pos, qkv1, qkv_dim, hd, [=](int i, int t2, int g) { return ck + seq[i] * per_seq + g * per_head + t2 * hd_; },
-                         [](int, int) { return (const float*)nullptr; }, [=](int i, int t2, int g) { return cv + seq[i] * per_seq + g * per_head + t2 * hd_; },
-                         dec_y.data(), (long)H * hd, hd);
+        cache.attend(core, n, seq, pos, dec_nk.data(), qkv1, qkv_dim, hd, dec_y.data(), (long)H * hd, hd);
         matmul_forward(out, dec_y.data(), params + w_o, params + b_o, n, H * hd, C);
     }
 };

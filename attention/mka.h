@@ -40,8 +40,10 @@ struct MKAAttention : Attention {
     // scratch: dy, dy1 (N,D); dqk (N,2D); dqkv (N,3D); ds (N,C); dmkv (M,3D); dp3 (N,H,M); drg, dr1 (N,R); drw (N,3); dmem (M,C)
     float *dy, *dyl, *dqk, *dqkv, *ds, *dmkv, *dp3, *drg, *dr1, *drw, *dmem;
     // decode
-    std::vector<float> cache_k, cache_v, run_sum, dec_mkv, dec_buf;
-    int dec_T = 0, dec_S = 0;  // cache: dec_S sequences of up to dec_T tokens
+    KVCache cache;  // level 1's rotated k and v per head (kv_cache.h); presses evict from level 1 only
+    std::vector<float> run_sum, dec_mkv, dec_buf;
+    std::vector<int> dec_nk;
+    int dec_S = 0;
     // fmka: kv2 (N,2D) session key and value; lse2, lse3 (N,H); wts (N,H,3) mixing weights;
     // scratch dkv2 (N,2D), dlse1 (B,H,T), dlse2, dlse3 (N,H)
     bool fast = false;
@@ -334,10 +336,8 @@ struct MKAAttention : Attention {
     // ---- decoding ----
     void decode_begin(const float* params, int n_seq, int max_T) override {
         rope.ensure(max_T);
-        dec_T = max_T;
         dec_S = n_seq;
-        cache_k.assign((size_t)n_seq * max_T * D, 0.0f);
-        cache_v.assign((size_t)n_seq * max_T * D, 0.0f);
+        cache.init(n_seq, H, max_T, hd, 0, hd);
         run_sum.assign((size_t)n_seq * (C + 1), 0.0f);  // per sequence: the sum of x, then the count
         dec_mkv.resize((size_t)M * 3 * D);
         matmul_forward(dec_mkv.data(), params + mem, params + w_qkv, params + b_qkv, M, C, 3 * D);
@@ -345,7 +345,9 @@ struct MKAAttention : Attention {
     size_t decode_weight_floats() const override {
         return (size_t)3 * D * C + 3 * D + dec_mkv.size() + (size_t)R * C + R + 3 * R + 3 + (size_t)C * D + C;
     }
-    size_t cache_floats_per_token() const override { return dec_T ? (cache_k.size() + cache_v.size()) / ((size_t)dec_T * dec_S) : 0; }
+    KVCache& kv_cache() override { return cache; }
+    const AttnCore& decode_core() const override { return core; }
+    const Rope* decode_rope(int* rot_off) const override { *rot_off = 0; return &rope; }
     size_t cache_floats_fixed() const override { return dec_S ? run_sum.size() / dec_S : 0; }
     void decode_step(const float* params, const float* x, const int* seq, const int* pos, int n, float* out) override {
         const size_t per_row = 3 * D + D * 4 + C + H * M + 2 * R + 3 + 2 * D + 6 * H;
@@ -374,23 +376,21 @@ struct MKAAttention : Attention {
                 for (int h = 0; h < H; h++) l2[(size_t)i * H + h] = core.scale * dotf(q3 + (size_t)i * 3 * D + h * hd, kvs + (size_t)i * 2 * D + h * hd, hd);
             }
         }
-        // cache layout (seq, head, position, hd), as the GQA family's: one head's keys contiguous
-        const long per_head = (long)dec_T * hd, per_seq = (long)H * per_head;
+        // level 1's cache is (seq, head, slot, hd), as the GQA family's: one head's keys contiguous
+        rope.ensure(1 + *std::max_element(pos, pos + n));
+        dec_nk.resize(n);
         for (int i = 0; i < n; i++) {
             float* r = q3 + (size_t)i * 3 * D;
             if (rope.rot)
                 for (int h = 0; h < 2 * H; h++) rope.apply(r + h * hd, pos[i]);
+            const int j = cache.append(seq[i], pos[i]);
             for (int h = 0; h < H; h++) {
-                memcpy(&cache_k[seq[i] * per_seq + h * per_head + (long)pos[i] * hd], r + D + h * hd, sizeof(float) * hd);
-                memcpy(&cache_v[seq[i] * per_seq + h * per_head + (long)pos[i] * hd], r + 2 * D + h * hd, sizeof(float) * hd);
+                memcpy(cache.ka(seq[i], h, j), r + D + h * hd, sizeof(float) * hd);
+                memcpy(cache.val(seq[i], h, j), r + 2 * D + h * hd, sizeof(float) * hd);
             }
+            dec_nk[i] = j + 1;
         }
-        const float* ck = cache_k.data();
-        const float* cv = cache_v.data();
-        const long hd_ = hd;
-        core.decode_rows(n, pos, q3, 3L * D, hd, [=](int i, int t2, int g) { return ck + seq[i] * per_seq + g * per_head + t2 * hd_; },
-                         [](int, int) { return (const float*)nullptr; }, [=](int i, int t2, int g) { return cv + seq[i] * per_seq + g * per_head + t2 * hd_; },
-                         ya, D, hd, l1);
+        cache.attend(core, n, seq, pos, dec_nk.data(), q3, 3L * D, hd, ya, D, hd, l1);
         matmul_forward(h1, x, params + w_r1, params + b_r1, n, C, R);
         gelu_forward(h2, h1, (long)n * R, true);
         matmul_forward(rl, h2, params + w_r2, params + b_r2, n, R, 3);

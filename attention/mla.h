@@ -39,9 +39,11 @@ struct MLAAttention : Attention {
     Splice::Acts sp;
     // scratch
     float *dy, *dqf, *dkvb, *ddkv, *dlat, *dcn, *dcqn, *dcq, *dsplice;
-    // decode: cached latent (max_T, L) and rope key (max_T, dR); absorbed weights
-    std::vector<float> cache_lat, cache_kr, w_uk_abs, w_ov, dec_buf;
-    int dec_T = 0, dec_S = 0;  // cache: dec_S sequences of up to dec_T tokens
+    // decode: the cached latent (L) and rope key (dR) of each held token, one stream per
+    // sequence (kv_cache.h); the absorbed weights
+    KVCache cache;
+    std::vector<float> w_uk_abs, w_ov, dec_buf, w_uv_abs;
+    std::vector<int> dec_nk;
     AttnCore dec_core;
 
     explicit MLAAttention(const GPTConfig& c) : cfg(c) {
@@ -163,10 +165,7 @@ struct MLAAttention : Attention {
     // ---- decoding, absorbed form ----
     void decode_begin(const float* params, int n_seq, int max_T) override {
         rope.ensure(max_T);
-        dec_T = max_T;
-        dec_S = n_seq;
-        cache_lat.assign((size_t)n_seq * max_T * L, 0.0f);
-        cache_kr.assign((size_t)n_seq * max_T * dR, 0.0f);
+        cache.init(n_seq, 1, max_T, L, dR, 0);  // the value is the latent itself
         // per head: K_h = W_UK_h (hd x dc), V_h = W_UV_h; with KVSplice both times W_e (dc x r)
         std::vector<float> up((size_t)H * 2 * hd * L);
         if (splice_on) {
@@ -184,6 +183,10 @@ struct MLAAttention : Attention {
         w_uk_abs.resize((size_t)H * hd * L);
         for (int h = 0; h < H; h++)
             memcpy(&w_uk_abs[(size_t)h * hd * L], &up[(size_t)h * 2 * hd * L], sizeof(float) * hd * L);
+        // and V_h, (H, hd, L): only the presses read it (per-head value norms)
+        w_uv_abs.resize((size_t)H * hd * L);
+        for (int h = 0; h < H; h++)
+            memcpy(&w_uv_abs[(size_t)h * hd * L], &up[((size_t)h * 2 * hd + hd) * L], sizeof(float) * hd * L);
         // W_UV folded into the output: W_OV[:, h*L + j] = sum_i W_O[:, h*hd + i] V_h[i, j]
         w_ov.assign((size_t)C * H * L, 0.0f);
         for (int o = 0; o < C; o++)
@@ -200,7 +203,25 @@ struct MLAAttention : Attention {
         size_t sp_w = splice_on ? (size_t)splice.r * dc + (splice.ln ? 2 * splice.r : 0) : 0;
         return (size_t)(dc + dR) * C + dc + sp_w + q + w_uk_abs.size() + w_ov.size() + C;
     }
-    size_t cache_floats_per_token() const override { return dec_T ? (cache_lat.size() + cache_kr.size()) / ((size_t)dec_T * dec_S) : 0; }
+    KVCache& kv_cache() override { return cache; }
+    const AttnCore& decode_core() const override { return dec_core; }
+    const Rope* decode_rope(int* rot_off) const override { *rot_off = L; return &rope; }  // scoring query: [q_abs (L) | q_rope (dR)]
+    // the presses' per-head view of a cached token: key [W_UK_h c ; k_R] (hd + dR), value W_UV_h c
+    int press_key_dim() override { return hd + dR; }
+    void press_key(int h, int s, int j, float* out) override {
+        const float* c = cache.ka(s, 0, j);
+        for (int k = 0; k < hd; k++) out[k] = dotf(&w_uk_abs[((size_t)h * hd + k) * L], c, L);
+        if (dR) memcpy(out + hd, cache.kb(s, 0, j), sizeof(float) * dR);
+    }
+    float press_value_norm(int h, int s, int j) override {
+        const float* c = cache.ka(s, 0, j);
+        double n = 0.0;
+        for (int k = 0; k < hd; k++) {
+            double x = dotf(&w_uv_abs[((size_t)h * hd + k) * L], c, L);
+            n += x * x;
+        }
+        return (float)sqrt(n);
+    }
 
     void decode_step(const float* params, const float* x, const int* seq, const int* pos, int n, float* out) override {
         // scratch per row: dkv1 (dc+dR), c (dc), rms (1), q (qdim), cq, cqn (qr), rms (1), qa (H*(L+dR)), ctx (H*L), splice acts
@@ -218,12 +239,15 @@ struct MLAAttention : Attention {
             splice.compress(params, c1, a, n);
             lat_rows = a.zl;
         }
-        const long lat_seq = (long)dec_T * L, kr_seq = (long)dec_T * dR;
+        rope.ensure(1 + *std::max_element(pos, pos + n));
+        dec_nk.resize(n);
         for (int i = 0; i < n; i++) {
             float* kr = dkv1 + (size_t)i * (dc + dR) + dc;
             if (dR) rope.apply(kr, pos[i]);
-            memcpy(&cache_lat[seq[i] * lat_seq + (size_t)pos[i] * L], lat_rows + (size_t)i * L, sizeof(float) * L);
-            if (dR) memcpy(&cache_kr[seq[i] * kr_seq + (size_t)pos[i] * dR], kr, sizeof(float) * dR);
+            const int j = cache.append(seq[i], pos[i]);
+            memcpy(cache.ka(seq[i], 0, j), lat_rows + (size_t)i * L, sizeof(float) * L);
+            if (dR) memcpy(cache.kb(seq[i], 0, j), kr, sizeof(float) * dR);
+            dec_nk[i] = j + 1;
         }
         if (qr) {
             matmul_forward(cq1, x, params + w_dq, nullptr, n, C, qr);
@@ -246,12 +270,7 @@ struct MLAAttention : Attention {
                 }
                 for (int k = 0; k < dR; k++) a[L + k] = qh[hd + k];
             }
-        const float* cl = cache_lat.data();
-        const float* ck = cache_kr.data();
-        const int L_ = L, dR_ = dR;
-        dec_core.decode_rows(n, pos, qa, (long)H * (L + dR), L + dR, [=](int i, int t2, int) { return cl + seq[i] * lat_seq + (long)t2 * L_; },
-                             [=](int i, int t2) { return ck + seq[i] * kr_seq + (long)t2 * dR_; },
-                             [=](int i, int t2, int) { return cl + seq[i] * lat_seq + (long)t2 * L_; }, ctx, (long)H * L, L);
+        cache.attend(dec_core, n, seq, pos, dec_nk.data(), qa, (long)H * (L + dR), L + dR, ctx, (long)H * L, L);
         matmul_forward(out, ctx, w_ov.data(), params + b_o, n, H * L, C);
     }
 };

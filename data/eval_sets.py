@@ -2,7 +2,13 @@
 
     python3 data/eval_sets.py wikitext --path wiki.test.raw [--tokenizer T] [--out DIR]
     python3 data/eval_sets.py reversal [--tokenizer T] [--out DIR]
-Both write into data/eval/TOKENIZER/ by default, where ./eval_gpt looks for them.
+    python3 data/eval_sets.py book --path pg-NNNN.txt [--tokenizer T] [--out DIR]
+All write into data/eval/TOKENIZER/ by default, where ./eval_gpt looks for them.
+
+book: a Project Gutenberg book as one long document (PG19's material), for the KV-cache press
+protocols (./eval_gpt --press, --press-data data/eval/TOK/book_eval). The Gutenberg header and
+license footer (outside the "*** START OF" / "*** END OF" lines), when present, are cut off, as PG19 does; line
+breaks are kept. Writes book_eval.bin and book_eval.tsv in the WikiText set's format (one line).
 
 wikitext: lm-eval-style WikiText perplexity. Each article is one document; the model scores the
 detokenized article (lm-eval's wikitext detokenizer: " @-@ " -> "-", " , " -> ", ", ...) and
@@ -180,9 +186,34 @@ def write_reversal(tokenizer, out, repeats=50, seed=1):
     return rows
 
 
+def gutenberg_body(text):
+    """The book between Project Gutenberg's '*** START OF ...' and '*** END OF ...' lines."""
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, l in enumerate(lines) if l.startswith("*** START OF")), None)
+    end = next((i for i, l in enumerate(lines) if l.startswith("*** END OF")), None)
+    if start is None or end is None or end <= start:  # already without them
+        return text.strip("\n\r\ufeff ") + "\n"
+    return "".join(lines[start + 1:end]).strip("\n\r\ufeff ") + "\n"
+
+
+def write_book_eval(path, tokenizer, out):
+    tok = load_tokenizer(tokenizer)
+    raw = read_text(path, {})
+    body = gutenberg_body(raw)
+    title = next((l[len("Title:"):].strip() for l in raw.splitlines() if l.startswith("Title:")), os.path.basename(path))
+    ids = tok.encode(body)
+    os.makedirs(out, exist_ok=True)
+    write_shard(os.path.join(out, "book_eval.bin"), ids, TOKENIZER_IDS[tokenizer], tok.vocab_size, tok.eos_id, 1)
+    with open(os.path.join(out, "book_eval.tsv"), "w", encoding="utf-8") as f:
+        f.write("offset\tn_tokens\twords\tbytes\ttitle\n")
+        f.write(f"0\t{len(ids)}\t{count_words(body)}\t{len(body.encode('utf-8'))}\t{title}\n")
+    print(f"book: {title}: {len(ids)} tokens -> {out}/book_eval.bin, book_eval.tsv")
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("set", choices=["wikitext", "reversal"])
+    ap.add_argument("set", choices=["wikitext", "reversal", "book"])
     ap.add_argument("--path")
     ap.add_argument("--tokenizer", default="gpt-neox-20b", choices=sorted(TOKENIZER_IDS))
     ap.add_argument("--out")
@@ -196,6 +227,10 @@ def write_set(a):
         if a.repeats < 1:
             raise PrepError("--repeats must be >= 1")
         return write_reversal(a.tokenizer, out, a.repeats)
+    if a.set == "book":
+        if not a.path:
+            raise PrepError("book needs --path to a Project Gutenberg text file")
+        return write_book_eval(a.path, a.tokenizer, out)
     if not a.path:
         raise PrepError("wikitext needs --path to wiki.test.raw (or the tokenized v1 test file)")
     return write_wikitext_eval(a.path, a.tokenizer, out)

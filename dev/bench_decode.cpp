@@ -6,7 +6,10 @@
 //     with the bytes one step must read (the weights it uses + every sequence's cache) and that
 //     step's time at the measured bandwidth, as % of the bound (100% = bandwidth-bound).
 // Decoding at context L is timed with the cache marked as holding L tokens (its contents do
-// not change the work), so long contexts need no long prefill. A benchmark, not a test.
+// not change the work), so long contexts need no long prefill.
+//   - decode with a pressed cache: a real prompt of L tokens prefilled, the cache compressed by the
+//     knorm press (attention/press.h) at each ratio and shrunk to what is kept, then decode ms per
+//     step (batch 1) against the full cache's, measured in the same run. A benchmark, not a test.
 //
 //   make dev/bench_decode && ./dev/bench_decode
 //   ./dev/bench_decode --shapes pythia-70m --variants mha,mla --contexts 8192 --batches 1,8
@@ -78,7 +81,7 @@ static bool variant_config(GPTConfig* c, const std::string& shape, const std::st
 int main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);
     std::string shapes = "pythia-70m,gpt2-124m", variants = "mha,gqa,mqa,mla,kvsplice,mka,fmka", contexts = "512,2048,8192",
-                batches = "1,8", prefills = "512,2048";
+                batches = "1,8", prefills = "512,2048", press_ratios = "0.5,0.75,0.9", press_contexts = "2048";
     int steps = 3;
     std::vector<Flag> flags = {
         {"", "--shapes", F_STR, &shapes, "presets whose shapes are benchmarked (gpt2-124m runs with RoPE: its learned table ends at 1024)"},
@@ -86,6 +89,8 @@ int main(int argc, char** argv) {
         {"", "--contexts", F_STR, &contexts, "decode contexts (tokens already in each sequence's cache)"},
         {"", "--batches", F_STR, &batches, "decode batch sizes (sequences decoded together)"},
         {"", "--prefills", F_STR, &prefills, "prompt lengths for the prefill measurement (batch 1)"},
+        {"", "--press-ratios", F_STR, &press_ratios, "compression ratios of the pressed-cache table (empty: no such table)"},
+        {"", "--press-contexts", F_STR, &press_contexts, "prompt lengths of the pressed-cache table (each is really prefilled)"},
         {"", "--steps", F_INT, &steps, "timed decode steps per point (after one warm-up step); the median is printed"},
     };
     parse_flags(argc, argv, flags, "./dev/bench_decode", "./dev/bench_decode --shapes pythia-70m --contexts 8192");
@@ -120,7 +125,7 @@ int main(int argc, char** argv) {
             for (int L : ctxs)
                 for (int B : bs) {
                     m.decode_begin(B, L + steps + 2);
-                    for (int s = 0; s < B; s++) m.dec_len[s] = L;  // the cache "holds" L tokens per sequence
+                    for (int s = 0; s < B; s++) m.decode_pretend_held(s, L);  // the cache "holds" L tokens per sequence
                     std::vector<int> tok(B), seq(B);
                     for (int s = 0; s < B; s++) { tok[s] = (int)rng.below(c.vocab_size); seq[s] = s; }
                     m.decode(tok.data(), seq.data(), B);  // warm-up
@@ -139,6 +144,46 @@ int main(int argc, char** argv) {
                     printf("| %s | %s | %zu | %s | %d | %d | %.2f | %.0f | %.1f | %.2f | %.0f%% |\n", shape.c_str(), v.c_str(), m.kv_cache_floats_per_token(),
                            pre.c_str(), L, B, 1000 * dt, B / dt, bytes / 1e6, 1000 * bound, 100 * bound / dt);
                 }
+        }
+    if (press_ratios.empty()) return 0;
+    std::vector<double> ratios = {0.0};
+    for (const std::string& r : split_list(press_ratios)) ratios.push_back(atof(r.c_str()));
+    printf("\ndecode with a pressed cache (knorm; batch 1; the prompt really prefilled, the cache compressed and shrunk to what it keeps)\n\n");
+    printf("| shape | variant | prompt | ratio | tokens held | KV MB held | decode ms/step | vs full cache |\n|---|---|---|---|---|---|---|---|\n");
+    for (const std::string& shape : split_list(shapes))
+        for (const std::string& v : split_list(variants)) {
+            GPTConfig c;
+            variant_config(&c, shape, v);
+            GPT m(c);
+            m.init_weights(1);
+            Rng rng(3);
+            for (int L : parse_int_list(press_contexts, "--press-contexts")) {
+                std::vector<int> tok(L), seq(L, 0);
+                for (int& t : tok) t = (int)rng.below(c.vocab_size);
+                std::vector<char> none(L, 0);
+                double full_ms = 0;
+                for (double r : ratios) {
+                    Press p;  // knorm: its scoring is cheap, and what is kept does not change the work
+                    m.decode_begin(1, L);
+                    m.decode(tok.data(), seq.data(), L, (const bool*)none.data());
+                    const int n_kept = press_n_kept(L, r, 0);
+                    if (n_kept < L) m.decode_compress(p, 0, n_kept);
+                    m.decode_reserve(m.decode_held(0) + steps + 2);
+                    int s0 = 0, t1 = tok[L - 1];
+                    m.decode(&t1, &s0, 1);  // warm-up
+                    std::vector<double> ts;
+                    for (int k = 0; k < steps; k++) {
+                        double t0 = now_seconds();
+                        m.decode(&t1, &s0, 1);
+                        ts.push_back(now_seconds() - t0);
+                    }
+                    std::sort(ts.begin(), ts.end());
+                    double ms = 1000 * ts[ts.size() / 2];
+                    if (r == 0.0) full_ms = ms;
+                    printf("| %s | %s | %d | %.2f | %d | %.2f | %.3f | %.2fx |\n", shape.c_str(), v.c_str(), L, r, m.decode_held(0),
+                           m.kv_cache_bytes() / 1e6, ms, ms / full_ms);
+                }
+            }
         }
     return 0;
 }

@@ -8,6 +8,8 @@
 // All NLLs are natural-log sums in double; PPL = exp(sum / count).
 #pragma once
 #include <cmath>
+#include <ctime>
+#include <memory>
 #include <string>
 #include <vector>
 #include "model.h"
@@ -290,4 +292,161 @@ static KVMemory kv_memory(GPT& m, int ctx) {
     k.floats_per_token = m.kv_cache_floats_per_token();
     for (const Layer& y : m.layers) k.fixed_floats += y.attn->cache_floats_fixed();
     return k;
+}
+
+// ---------------------------------------------------------------------------------------------
+// KV-cache presses (attention/press.h), measured so that compression reaches the scored tokens.
+//  prefill  (a) per sample: prefill a context of P tokens, compress its cache, then decode the
+//           next N tokens one at a time against the compressed cache (their own K/V appended
+//           uncompressed) and score the N tokens after them. The first continuation target
+//           (predicted by the context's last row, which saw the full cache) is not scored.
+//  decode   (b) streams of S tokens decoded token by token, B streams at once, every token
+//           scored; a stream's cache holds at most budget + slack tokens: when it is full, the
+//           press brings it back to budget.
+//  naive    (c) the earlier work's protocol: score the prefilled window itself, compress after.
+//           Every logit saw the full cache, so its PPL equals the baseline for every press and
+//           ratio by construction; it is kept only to show the pitfall.
+// A sample (or stream) is a disjoint piece of one document: documents shorter than a piece are
+// skipped. press == nullptr, or a ratio of 0, or a budget no smaller than the context: no press.
+struct PressDoc {
+    const int* tok;
+    long n;
+};
+struct PressResult {
+    NLL nll;
+    long samples = 0;
+    double held_tokens = 0;      // context tokens held after compression (a, c), mean held while decoding (b)
+    double context_tokens = 0;   // what the full cache would hold: P (a, c); the mean position (b)
+    size_t kv_bytes = 0;         // the cache buffers as allocated: after compression, before the continuation (a, c); the peak (b)
+    size_t kv_bytes_full = 0;    // the same for the uncompressed cache
+    double decode_ms = 0;        // decoding the scored tokens (b: compression included)
+    long decode_tokens = 0;
+    double compress_ms = 0;
+    double bytes_per_context_token = 0;  // KV bytes held per token of context: kv_bytes / P (a, c); mean held bytes / mean position (b)
+    double ms_per_token() const { return decode_tokens ? decode_ms / decode_tokens : NAN; }
+};
+// -log softmax(logits)[target] over the real vocab, in double
+static double token_nll(const float* lg, int V, int target) {
+    double m = -INFINITY;
+    for (int v = 0; v < V; v++) m = std::max(m, (double)lg[v]);
+    double z = 0.0;
+    for (int v = 0; v < V; v++) z += exp((double)lg[v] - m);
+    return m + log(z) - lg[target];
+}
+static double now_ms() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+// the pieces of `len` tokens (plus the one target after them) the documents hold; with
+// max_samples > 0 at most that many, evenly spread over all of them (every set is represented)
+static std::vector<std::pair<int, long>> press_pieces(const std::vector<PressDoc>& docs, long len, long max_samples) {
+    std::vector<std::pair<int, long>> all;
+    for (int d = 0; d < (int)docs.size(); d++)
+        for (long o = 0; o + len + 1 <= docs[d].n; o += len) all.push_back({d, o});
+    if (max_samples <= 0 || (long)all.size() <= max_samples) return all;
+    std::vector<std::pair<int, long>> out;
+    for (long i = 0; i < max_samples; i++) out.push_back(all[(size_t)(i * (long)all.size() / max_samples)]);
+    return out;
+}
+// bytes one token takes in the caches of every layer, and the per-sequence fixed part (after decode_begin)
+static size_t kv_bytes_per_token(GPT& m) { return sizeof(float) * m.kv_cache_floats_per_token(); }
+static size_t kv_bytes_fixed(GPT& m) {
+    size_t f = 0;
+    for (const Layer& y : m.layers) f += sizeof(float) * y.attn->cache_floats_fixed();
+    return f;
+}
+// (a) prefill -> compress -> continue, and (c) naive when `naive` is set
+static PressResult press_prefill_eval(GPT& m, const std::vector<PressDoc>& docs, int P, int N, const Press* press, double ratio, int budget,
+                                      long max_samples, bool naive) {
+    PressResult r;
+    const int V = m.cfg.vocab_size, Vp = m.cfg.padded_vocab_size;
+    auto pieces = press_pieces(docs, (long)P + N, max_samples);
+    if (pieces.empty())
+        fail_hint("lower --press-context / --press-continue, or pass longer documents with --press-data", "no document holds P + N + 1 = %d tokens", P + N + 1);
+    const int n_kept = press ? press_n_kept(P, ratio, budget) : P;
+    const bool compress = press && n_kept < P;
+    std::vector<int> seq(P, 0);
+    std::unique_ptr<bool[]> none(new bool[P]());  // the context's logits are not needed (protocol a)
+    for (auto [d, o] : pieces) {
+        const int* t = docs[d].tok + o;
+        m.decode_begin(1, P + N);
+        if (compress) m.decode_press(*press);
+        r.kv_bytes_full += kv_bytes_per_token(m) * P + kv_bytes_fixed(m);
+        const float* lg = m.decode(t, seq.data(), P, naive ? nullptr : none.get());
+        if (naive)  // every logit saw the whole window: a press applied after this changes nothing scored
+            for (int i = 0; i < P; i++) r.nll.add(token_nll(lg + (size_t)i * Vp, V, t[i + 1]));
+        if (compress) {
+            double t0 = now_ms();
+            m.decode_compress(*press, 0, n_kept);
+            r.compress_ms += now_ms() - t0;
+            for (Layer& y : m.layers) y.attn->kv_cache().observe(0, false, false, 0, nullptr, 0);  // nothing more to record
+        }
+        m.decode_reserve(m.decode_held(0));  // the buffers shrink to what is held: that is the memory measured
+        r.kv_bytes += m.kv_cache_bytes();
+        r.held_tokens += m.decode_held(0);
+        r.context_tokens += P;
+        r.samples++;
+        if (naive) continue;
+        m.decode_reserve(m.decode_held(0) + N);
+        const int s0 = 0;
+        double t0 = now_ms();
+        for (int i = 0; i < N; i++) {  // row i predicts t[P + i + 1], against the compressed context
+            lg = m.decode(t + P + i, &s0, 1);
+            r.nll.add(token_nll(lg, V, t[P + i + 1]));
+        }
+        r.decode_ms += now_ms() - t0;
+        r.decode_tokens += N;
+    }
+    r.held_tokens /= r.samples; r.context_tokens /= r.samples; r.kv_bytes /= r.samples; r.kv_bytes_full /= r.samples;
+    r.bytes_per_context_token = r.kv_bytes / r.context_tokens;
+    return r;
+}
+
+// (b) decode-time eviction: streams of S tokens, B at a time, token by token; a stream's cache
+// holds at most budget + slack tokens (budget = the press's n_kept of S)
+static PressResult press_decode_eval(GPT& m, const std::vector<PressDoc>& docs, int S, int B, const Press* press, double ratio, int budget,
+                                     int slack, long max_samples) {
+    PressResult r;
+    const int V = m.cfg.vocab_size, Vp = m.cfg.padded_vocab_size;
+    auto pieces = press_pieces(docs, S, max_samples);
+    if (pieces.empty()) fail_hint("lower --stream-len, or pass longer documents with --press-data", "no document holds S + 1 = %d tokens", S + 1);
+    const int keep = press ? press_n_kept(S, ratio, budget) : S;
+    const bool evict = press && keep < S;
+    if (slack <= 0) slack = std::max(1, keep / 16);
+    const int cap = evict ? std::min(S, keep + slack) : S;
+    double held_sum = 0.0, pos_sum = 0.0;
+    for (size_t p0 = 0; p0 < pieces.size(); p0 += B) {
+        const int nb = (int)std::min<size_t>(B, pieces.size() - p0);
+        m.decode_begin(nb, cap);
+        if (evict) m.decode_press(*press);
+        r.kv_bytes += m.kv_cache_bytes();  // allocated for nb streams of cap tokens: the peak
+        r.kv_bytes_full += (kv_bytes_per_token(m) * S + kv_bytes_fixed(m)) * nb;
+        std::vector<int> tok(nb), seq(nb);
+        for (int b = 0; b < nb; b++) seq[b] = b;
+        for (int t = 0; t < S; t++) {
+            double t0 = now_ms();
+            for (int b = 0; b < nb; b++)
+                if (evict && m.decode_held(b) == cap) {
+                    double c0 = now_ms();
+                    m.decode_compress(*press, b, keep);
+                    r.compress_ms += now_ms() - c0;
+                }
+            for (int b = 0; b < nb; b++) tok[b] = docs[pieces[p0 + b].first].tok[pieces[p0 + b].second + t];
+            const float* lg = m.decode(tok.data(), seq.data(), nb);
+            r.decode_ms += now_ms() - t0;
+            r.decode_tokens += nb;
+            for (int b = 0; b < nb; b++) {
+                r.nll.add(token_nll(lg + (size_t)b * Vp, V, docs[pieces[p0 + b].first].tok[pieces[p0 + b].second + t + 1]));
+                held_sum += m.decode_held(b);
+                pos_sum += t + 1;
+            }
+        }
+        r.samples += nb;
+    }
+    r.held_tokens = held_sum / r.nll.n;
+    r.context_tokens = pos_sum / r.nll.n;
+    r.kv_bytes /= r.samples; r.kv_bytes_full /= r.samples;
+    r.bytes_per_context_token = r.held_tokens * kv_bytes_per_token(m) / r.context_tokens;
+    return r;
 }

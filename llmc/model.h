@@ -199,45 +199,84 @@ struct GPT {
     }
 
     // ---- inference with each layer's KV cache: n_seq sequences, batched prefill and decode ----
-    // decode_begin allocates the caches once, for n_seq sequences of up to max_T tokens. decode()
+    // decode_begin allocates the caches once, for n_seq sequences of up to max_T held tokens. decode()
     // feeds n tokens: tokens[i] goes to sequence seq[i] at that sequence's next position (rows of
     // one sequence in order), so a whole prompt is prefilled by one call and B sequences decode
     // together with one row each. Long calls run in chunks of DECODE_CHUNK rows (exact: the rows
     // of a sequence stay in order). It returns the logits (Vp per row) of the rows with want[i]
     // set (every row when want is null), in row order.
+    // A press (attention/press.h) evicts tokens: decode_press() starts recording what it reads,
+    // decode_compress() makes every layer keep n_kept tokens of a sequence, decode_reserve()
+    // reallocates the caches to what is held (the memory is freed). A sequence's length (its next
+    // position) then exceeds what it holds: decode_len() vs decode_held().
     static const int DECODE_CHUNK = 256;
     std::vector<float> dec_buf, dec_logits;
-    std::vector<int> dec_len;  // tokens held per sequence
-    int dec_T = 0;
+    std::vector<int> dec_len;  // tokens fed per sequence: the next position
+    int dec_T = 0;             // slots per sequence in every layer's cache
+    uint64_t press_round = 0;  // compressions so far (seeds the random press)
     void decode_begin(int n_seq, int max_T) {
         if (n_seq < 1) fail("decode_begin: %d sequences", n_seq);
-        config_validate(&cfg, max_T);
+        if (max_T < 1) fail("decode_begin: %d slots", max_T);
+        config_validate(&cfg, std::min(max_T, cfg.pos == POS_LEARNED ? cfg.max_seq_len : max_T));
         for (Layer& y : layers) y.attn->decode_begin(params, n_seq, max_T);
         dec_len.assign(n_seq, 0);
         dec_T = max_T;
+        press_round = 0;
     }
     void decode_begin(int max_T) { decode_begin(1, max_T); }
     int decode_len(int s) const { return dec_len[s]; }
+    int decode_held(int s) { return layers[0].attn->kv_cache().len[s]; }
+    void decode_press(const Press& p) {
+        for (Layer& y : layers) press_observe(p, *y.attn);
+    }
+    void decode_compress(const Press& p, int s, int n_kept) {
+        press_round++;
+        for (int l = 0; l < cfg.n_layer; l++) press_compress_layer(p, *layers[l].attn, l, s, n_kept, press_round);
+    }
+    void decode_reserve(int slots) {
+        for (int s = 0; s < (int)dec_len.size(); s++)
+            if (decode_held(s) > slots) fail("internal: decode_reserve(%d) below the %d tokens sequence %d holds", slots, decode_held(s), s);
+        for (Layer& y : layers) y.attn->kv_cache().resize(slots);
+        dec_T = slots;
+    }
+    // bytes of the K/V buffers as allocated (every layer, every sequence), per-sequence state included
+    size_t kv_cache_bytes() {
+        size_t b = 0;
+        for (Layer& y : layers) b += y.attn->kv_cache().bytes() + sizeof(float) * y.attn->cache_floats_fixed() * dec_len.size();
+        return b;
+    }
+    // TEST / BENCHMARK ONLY: sequence s holds L tokens (positions 0..L-1) of whatever the buffers hold
+    void decode_pretend_held(int s, int L) {
+        for (Layer& y : layers) {
+            KVCache& c = y.attn->kv_cache();
+            while (c.len[s] < L) c.append(s, c.len[s]);
+        }
+        dec_len[s] = L;
+    }
     const float* decode(const int* tokens, const int* seq, int n, const bool* want = nullptr) {
         int n_out = 0;
+        std::vector<int> rows(dec_len.size(), 0);
         for (int i = 0; i < n; i++) {
             if (seq[i] < 0 || seq[i] >= (int)dec_len.size()) fail("decode: sequence %d is not one of the %zu sequences of decode_begin", seq[i], dec_len.size());
             if (tokens[i] < 0 || tokens[i] >= cfg.vocab_size) fail("decode: token id %d is outside the vocab [0, %d)", tokens[i], cfg.vocab_size);
             n_out += !want || want[i];
+            rows[seq[i]]++;
+        }
+        for (int s = 0; s < (int)dec_len.size(); s++) {
+            if (!rows[s]) continue;
+            if (cfg.pos == POS_LEARNED && dec_len[s] + rows[s] > cfg.max_seq_len)
+                fail_hint("learned positions end at the table's length: generate fewer tokens or use a shorter prompt",
+                          "decode: sequence %d would reach position %d; the learned position table ends at %d", s, dec_len[s] + rows[s] - 1, cfg.max_seq_len);
+            if (decode_held(s) + rows[s] > dec_T)
+                fail_hint("call decode_begin with a larger context (or evict tokens with a press)",
+                          "decode: sequence %d is full (%d tokens held, %d more given, the cache holds %d)", s, decode_held(s), rows[s], dec_T);
         }
         dec_logits.resize((size_t)std::max(1, n_out) * cfg.padded_vocab_size);
         float* lg_out = dec_logits.data();
         for (int c0 = 0; c0 < n; c0 += DECODE_CHUNK) {
             int m = std::min(DECODE_CHUNK, n - c0);
             std::vector<int> pos(m);
-            for (int i = 0; i < m; i++) {
-                int s = seq[c0 + i];
-                if (dec_len[s] >= dec_T)
-                    fail_hint(cfg.pos == POS_LEARNED ? "learned positions end at the table's length: generate fewer tokens or use a shorter prompt"
-                                                     : "call decode_begin with a larger context",
-                              "decode: sequence %d is full (%d tokens, the cache holds %d)", s, dec_len[s], dec_T);
-                pos[i] = dec_len[s]++;
-            }
+            for (int i = 0; i < m; i++) pos[i] = dec_len[seq[c0 + i]]++;
             int kept = 0;
             for (int i = 0; i < m; i++) kept += !want || want[c0 + i];
             decode_chunk(tokens + c0, seq + c0, pos.data(), m, want ? want + c0 : nullptr, kept, lg_out);
@@ -294,9 +333,9 @@ struct GPT {
         return n;
     }
     // KV-cache floats per token over all layers, measured from the cache buffers (after decode_begin)
-    size_t kv_cache_floats_per_token() const {
+    size_t kv_cache_floats_per_token() {
         size_t n = 0;
-        for (const Layer& y : layers) n += y.attn->cache_floats_per_token();
+        for (Layer& y : layers) n += y.attn->cache_floats_per_token();
         return n;
     }
 

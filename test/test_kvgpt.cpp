@@ -1430,6 +1430,461 @@ static void register_tests() {
 }
 
 // through the real binary: bad flags, divergence, and the README's commands
+
+// ---------------------------------------------------------------------------------------------
+// presses (attention/press.h) and their protocols (llmc/eval.h)
+// the reference view of one layer after a full forward of one sequence: per query head h and
+// position t the query, key and value that head uses, in the model's own basis (MLA: expanded,
+// never the absorbed form the cache and the presses use), taken from the forward's saved tensors
+struct RefLayer {
+    int H = 0, G = 0, group = 0, dk = 0, dv = 0, rot_off = 0, rot = 0, T = 0;
+    double scale = 1, base = 10000;
+    const float* slopes = nullptr;
+    std::vector<float> Q, K, V;  // (H, T, dk), (H, T, dk), (H, T, dv)
+    const float* q(int h, int t) const { return &Q[((size_t)h * T + t) * dk]; }
+    const float* k(int h, int t) const { return &K[((size_t)h * T + t) * dk]; }
+    const float* v(int h, int t) const { return &V[((size_t)h * T + t) * dv]; }
+};
+static RefLayer ref_layer(Attention* a, const GPTConfig& c, int T) {
+    RefLayer r;
+    r.T = T; r.H = c.n_head; r.base = c.rope_base;
+    const int H = c.n_head, hd = c.head_dim;
+    auto fill = [&](int dk, int dv) { r.dk = dk; r.dv = dv; r.Q.resize((size_t)H * T * dk); r.K.resize((size_t)H * T * dk); r.V.resize((size_t)H * T * dv); };
+    if (auto* g = dynamic_cast<GQAAttention*>(a)) {
+        r.G = g->G; r.group = H / g->G; r.scale = 1.0 / sqrt((double)hd); r.rot = g->rope.rot; r.slopes = g->slopes.empty() ? nullptr : g->slopes.data();
+        fill(hd, hd);
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                const float* row = g->qkv + (size_t)t * g->qkv_dim;
+                memcpy(&r.Q[((size_t)h * T + t) * hd], row + h * hd, sizeof(float) * hd);
+                memcpy(&r.K[((size_t)h * T + t) * hd], row + (H + h / r.group) * hd, sizeof(float) * hd);
+                memcpy(&r.V[((size_t)h * T + t) * hd], row + (H + g->G + h / r.group) * hd, sizeof(float) * hd);
+            }
+    } else if (auto* m = dynamic_cast<MLAAttention*>(a)) {
+        const int dR = m->dR, dk = hd + dR;
+        r.G = 1; r.group = H; r.scale = 1.0 / sqrt((double)dk); r.rot = dR; r.rot_off = hd; r.slopes = m->slopes.empty() ? nullptr : m->slopes.data();
+        fill(dk, hd);
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                memcpy(&r.Q[((size_t)h * T + t) * dk], m->qf + (size_t)t * m->qdim() + h * dk, sizeof(float) * dk);
+                const float* kvr = m->kv + (size_t)t * H * 2 * hd + h * 2 * hd;  // [k_nope_h | v_h]
+                memcpy(&r.K[((size_t)h * T + t) * dk], kvr, sizeof(float) * hd);
+                if (dR) memcpy(&r.K[((size_t)h * T + t) * dk + hd], m->dkv + (size_t)t * (m->dc + dR) + m->dc, sizeof(float) * dR);
+                memcpy(&r.V[((size_t)h * T + t) * hd], kvr + hd, sizeof(float) * hd);
+            }
+    } else if (auto* k = dynamic_cast<MKAAttention*>(a)) {
+        const int D = k->D;
+        r.G = H; r.group = 1; r.scale = 1.0 / sqrt((double)hd); r.rot = k->rope.rot; r.slopes = k->slopes.empty() ? nullptr : k->slopes.data();
+        fill(hd, hd);
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                memcpy(&r.Q[((size_t)h * T + t) * hd], k->qk + (size_t)t * 2 * D + h * hd, sizeof(float) * hd);
+                memcpy(&r.K[((size_t)h * T + t) * hd], k->qk + (size_t)t * 2 * D + D + h * hd, sizeof(float) * hd);
+                memcpy(&r.V[((size_t)h * T + t) * hd], k->qkv + (size_t)t * 3 * D + 2 * D + h * hd, sizeof(float) * hd);
+            }
+    }
+    return r;
+}
+// attention of query (h, t) over keys j <= t, in double, from the reference tensors
+static std::vector<double> ref_attention(const RefLayer& r, int h, int t) {
+    std::vector<double> p(r.T, 0.0);
+    double m = -INFINITY, z = 0.0;
+    for (int j = 0; j <= t; j++) {
+        double s = 0.0;
+        for (int d = 0; d < r.dk; d++) s += (double)r.q(h, t)[d] * r.k(h, j)[d];
+        p[j] = s * r.scale - (r.slopes ? r.slopes[h] * (double)(t - j) : 0.0);
+        m = std::max(m, p[j]);
+    }
+    for (int j = 0; j <= t; j++) z += (p[j] = exp(p[j] - m));
+    for (int j = 0; j <= t; j++) p[j] /= z;
+    return p;
+}
+static double norm_d(const float* x, int n) {
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return sqrt(s);
+}
+// the reference scores (G, T) of a press with every one of the T tokens held
+static std::vector<double> ref_press_scores(const RefLayer& r, const Press& p) {
+    const int T = r.T, G = r.G, gr = r.group;
+    std::vector<double> sc((size_t)G * T, 0.0);
+    auto S = [&](int g, int j) -> double& { return sc[(size_t)g * T + j]; };
+    for (int g = 0; g < G; g++)
+        for (int hh = 0; hh < gr; hh++) {
+            const int h = g * gr + hh;
+            if (p.kind == PRESS_KNORM)
+                for (int j = 0; j < T; j++) S(g, j) -= norm_d(r.k(h, j), r.dk) / gr;
+            if (p.kind == PRESS_KEYDIFF) {
+                std::vector<double> an(r.dk, 0.0);
+                for (int j = 0; j < T; j++)
+                    for (int d = 0; d < r.dk; d++) an[d] += r.k(h, j)[d] / norm_d(r.k(h, j), r.dk) / T;
+                for (int j = 0; j < T; j++) {
+                    double dot = 0.0, na = 0.0;
+                    for (int d = 0; d < r.dk; d++) { dot += r.k(h, j)[d] * an[d]; na += an[d] * an[d]; }
+                    S(g, j) -= dot / (norm_d(r.k(h, j), r.dk) * sqrt(na)) / gr;
+                }
+            }
+            if (p.kind == PRESS_SNAPKV) {
+                std::vector<double> mean(T, 0.0);
+                for (int t = T - p.window; t < T; t++) {
+                    std::vector<double> a = ref_attention(r, h, t);
+                    for (int j = 0; j < T - p.window; j++) mean[j] += a[j] / p.window;
+                }
+                for (int j = 0; j < T - p.window; j++) {
+                    double x = 0.0;
+                    for (int d = -2; d <= 2; d++)
+                        if (j + d >= 0 && j + d < T - p.window) x += mean[j + d];
+                    S(g, j) += x / 5 / gr;
+                }
+            }
+            if (p.kind == PRESS_H2O)
+                for (int t = 0; t < T; t++) {
+                    std::vector<double> a = ref_attention(r, h, t);
+                    for (int j = 0; j <= t; j++) S(g, j) += a[j] / (T - j) / gr;
+                }
+            if (p.kind == PRESS_EXPECTED) {
+                // the un-rotated queries of positions >= 4 (NeoX pairs, angle t * base^(-2i/rot))
+                const int dk = r.dk, half = r.rot / 2;
+                std::vector<double> mu(dk, 0.0), cov((size_t)dk * dk, 0.0), u(dk);
+                int n = 0;
+                for (int t = p.n_sink; t < T; t++, n++) {
+                    for (int d = 0; d < dk; d++) u[d] = r.q(h, t)[d];
+                    for (int i = 0; i < half; i++) {
+                        double th = t * pow(r.base, -2.0 * i / r.rot), x1 = u[r.rot_off + i], x2 = u[r.rot_off + i + half];
+                        u[r.rot_off + i] = x1 * cos(th) + x2 * sin(th);
+                        u[r.rot_off + i + half] = x2 * cos(th) - x1 * sin(th);
+                    }
+                    for (int x = 0; x < dk; x++) { mu[x] += u[x]; for (int y = 0; y < dk; y++) cov[(size_t)x * dk + y] += u[x] * u[y]; }
+                }
+                for (int x = 0; x < dk; x++) mu[x] /= n;
+                for (int x = 0; x < dk; x++)
+                    for (int y = 0; y < dk; y++) cov[(size_t)x * dk + y] = cov[(size_t)x * dk + y] / n - mu[x] * mu[y];
+                // the mean rotation over the next 512 positions as a dense matrix: mu' = R mu, S' = R S R^T
+                std::vector<double> R((size_t)dk * dk, 0.0), RS((size_t)dk * dk, 0.0), S2((size_t)dk * dk, 0.0), m2(dk, 0.0);
+                for (int d = 0; d < dk; d++) R[(size_t)d * dk + d] = 1.0;
+                for (int i = 0; i < half; i++) {
+                    double cb = 0, sb = 0;
+                    for (int t = T; t < T + 512; t++) { double th = t * pow(r.base, -2.0 * i / r.rot); cb += cos(th) / 512; sb += sin(th) / 512; }
+                    int a = r.rot_off + i, b = r.rot_off + i + half;
+                    R[(size_t)a * dk + a] = cb; R[(size_t)a * dk + b] = -sb; R[(size_t)b * dk + a] = sb; R[(size_t)b * dk + b] = cb;
+                }
+                for (int x = 0; x < dk; x++)
+                    for (int y = 0; y < dk; y++) { m2[x] += R[(size_t)x * dk + y] * mu[y]; for (int z = 0; z < dk; z++) RS[(size_t)x * dk + y] += R[(size_t)x * dk + z] * cov[(size_t)z * dk + y]; }
+                for (int x = 0; x < dk; x++)
+                    for (int y = 0; y < dk; y++)
+                        for (int z = 0; z < dk; z++) S2[(size_t)x * dk + y] += RS[(size_t)x * dk + z] * R[(size_t)y * dk + z];
+                std::vector<double> zj(T, -INFINITY);
+                double mx = -INFINITY, tot = 0.0;
+                for (int j = p.n_sink; j < T; j++) {
+                    double lin = 0, quad = 0;
+                    for (int x = 0; x < dk; x++) {
+                        lin += m2[x] * r.k(h, j)[x];
+                        for (int y = 0; y < dk; y++) quad += r.k(h, j)[x] * S2[(size_t)x * dk + y] * r.k(h, j)[y];
+                    }
+                    zj[j] = r.scale * lin + 0.5 * r.scale * r.scale * quad - (r.slopes ? r.slopes[h] * (double)(T - j) : 0.0);
+                    mx = std::max(mx, zj[j]);
+                }
+                for (int j = p.n_sink; j < T; j++) tot += (zj[j] = exp(zj[j] - mx));
+                for (int j = p.n_sink; j < T; j++) S(g, j) += zj[j] / tot * norm_d(r.v(h, j), r.dv) / gr;
+            }
+        }
+    for (int g = 0; g < G; g++)
+        for (int j = 0; j < T; j++) {
+            if (p.kind == PRESS_STREAMING) S(g, j) = j < p.n_sink ? INFINITY : j;
+            if (p.kind == PRESS_SNAPKV && j >= T - p.window) S(g, j) = INFINITY;
+            if (p.kind == PRESS_EXPECTED && j < p.n_sink) S(g, j) = INFINITY;
+        }
+    if (p.kind == PRESS_TOVA) {
+        std::vector<double> mean(T, 0.0);
+        for (int h = 0; h < r.H; h++) {
+            std::vector<double> a = ref_attention(r, h, T - 1);
+            for (int j = 0; j < T; j++) mean[j] += a[j] / r.H;
+        }
+        for (int g = 0; g < G; g++)
+            for (int j = 0; j < T; j++) S(g, j) = j == T - 1 ? INFINITY : mean[j];
+    }
+    return sc;
+}
+
+static void register_press_tests() {
+    // a model with peaked attention (3x the init scale), and a token sequence
+    auto press_model = [](GPTConfig cfg, int T) {
+        cfg.max_seq_len = std::max(cfg.max_seq_len, T + 8);
+        auto m = std::make_shared<GPT>(cfg);
+        m->init_weights(31);
+        for (size_t i = 0; i < m->ps.total; i++) m->params[i] *= 3.0f;
+        return m;
+    };
+    std::vector<GPTConfig> variants;
+    for (int a : {ATTN_MHA, ATTN_GQA, ATTN_MQA, ATTN_MLA, ATTN_KVSPLICE, ATTN_MKA, ATTN_FMKA})
+        for (int p : {POS_ROPE, POS_ALIBI}) variants.push_back(test_config(a, p));
+    variants.push_back(test_config(ATTN_MHA, POS_NONE));
+    variants.push_back(test_config(ATTN_MLA, POS_LEARNED));
+
+    add_test("presses: each press keeps the positions a brute-force reference from the full forward keeps (every variant, rope and alibi)", [=] {
+        const int T = 40;
+        for (const GPTConfig& cfg : variants) {
+            auto m = press_model(cfg, T);
+            std::vector<int> tok = random_tokens(T, cfg.vocab_size, 7);
+            m->forward(tok.data(), nullptr, 1, T);
+            std::vector<RefLayer> ref;
+            for (Layer& y : m->layers) ref.push_back(ref_layer(y.attn.get(), m->cfg, T));
+            std::string report;
+            for (int kind = 0; kind < PRESS_COUNT; kind++) {
+                if (kind == PRESS_RANDOM) continue;  // no reference: tested below
+                Press p;
+                p.kind = kind;
+                p.window = 8;  // a window well inside the 40 tokens
+                const int n_kept = press_n_kept(T, 0.5, 0);
+                m->decode_begin(1, T);
+                m->decode_press(p);
+                std::vector<int> seq(T, 0);
+                m->decode(tok.data(), seq.data(), T);
+                m->decode_compress(p, 0, n_kept);
+                int worst_sym = 0, near = 0;
+                for (int l = 0; l < cfg.n_layer; l++) {
+                    KVCache& c = m->layers[l].attn->kv_cache();
+                    CHECK(c.len[0] == n_kept, "%s %s: layer %d holds %d tokens, not %d", variant_name(cfg).c_str(), PRESS_NAMES[kind], l, c.len[0], n_kept);
+                    std::vector<double> rs = ref_press_scores(ref[l], p);
+                    for (int g = 0; g < c.heads; g++) {
+                        std::vector<double> row(rs.begin() + (size_t)g * T, rs.begin() + (size_t)(g + 1) * T), sorted = row;
+                        std::sort(sorted.begin(), sorted.end(), std::greater<double>());
+                        const double kth = sorted[n_kept - 1];
+                        double scale = 0.0;
+                        for (double x : row)
+                            if (std::isfinite(x)) scale = std::max(scale, fabs(x));
+                        const double tol = 1e-4 * scale + 1e-12;
+                        std::vector<bool> kept(T, false);
+                        for (int j = 0; j < n_kept; j++) kept[c.slot_pos(0, g, j)] = true;
+                        int sym = 0;
+                        for (int j = 0; j < T; j++) {
+                            const bool ref_keeps = row[j] > kth;  // a tie at kth may go either way
+                            if (kept[j] && !(row[j] >= kth - tol)) sym = 1000;  // kept a clearly lower-scored token
+                            if (!kept[j] && !(row[j] <= kth + tol)) sym = 1000;  // dropped a clearly higher-scored one
+                            if (kept[j] != ref_keeps && row[j] != kth) { sym++; near++; }
+                        }
+                        worst_sym = std::max(worst_sym, sym);
+                    }
+                }
+                CHECK(worst_sym <= 2, "%s %s: the kept set differs from the reference's beyond near-ties (%d)", variant_name(cfg).c_str(), PRESS_NAMES[kind], worst_sym);
+                report += std::string(" ") + PRESS_NAMES[kind] + (near ? "(" + std::to_string(near) + " near-ties)" : "");
+            }
+            printf("    %-20s ok:%s\n", variant_name(cfg).c_str(), report.c_str());
+        }
+    });
+
+    add_test("presses: decoding after eviction == attention over the kept tokens at their original positions (GQA family, MLA; rope, alibi)", [=] {
+        const int T = 150;  // crosses 64-key blocks and a 256-key chunk boundary is not needed: kept = 75
+        for (int attn : {ATTN_MHA, ATTN_GQA, ATTN_MQA, ATTN_MLA, ATTN_KVSPLICE})
+            for (int pos : {POS_ROPE, POS_ALIBI, POS_NONE}) {
+                GPTConfig cfg = test_config(attn, pos);
+                cfg.max_seq_len = T + 1;
+                const int C = cfg.d_model, H = cfg.n_head, hd = cfg.head_dim;
+                AttentionUnderTest u;
+                u.att = make_attention(cfg);
+                u.att->declare_params(u.ps, 0);
+                u.acts.resize(u.att->act_floats(1, T + 1));
+                u.scratch.resize(u.att->scratch_floats(1, T + 1));
+                u.att->bind(u.acts.data(), u.scratch.data());
+                Rng rng(41);
+                Vec params = randn(u.ps.total, rng, 0.3f), x = randn((size_t)(T + 1) * C, rng), full((size_t)(T + 1) * C), out(C);
+                u.att->init_params(params.data(), rng);
+                // decode T tokens, keep a random half per stream (different tokens per head), decode one more
+                u.att->decode_begin(params.data(), 1, T + 1);
+                std::vector<int> seq(T, 0), ps(T);
+                for (int t = 0; t < T; t++) ps[t] = t;
+                u.att->decode_step(params.data(), x.data(), seq.data(), ps.data(), T, full.data());
+                KVCache& c = u.att->kv_cache();
+                const int n_kept = T / 2;
+                std::vector<int> kept;
+                std::vector<std::vector<bool>> keep_mask(c.heads, std::vector<bool>(T + 1, false));
+                for (int g = 0; g < c.heads; g++) {
+                    std::vector<int> idx(T);
+                    std::iota(idx.begin(), idx.end(), 0);
+                    for (int i = T - 1; i > 0; i--) std::swap(idx[i], idx[rng.below(i + 1)]);
+                    std::sort(idx.begin(), idx.begin() + n_kept);
+                    kept.insert(kept.end(), idx.begin(), idx.begin() + n_kept);
+                    for (int i = 0; i < n_kept; i++) keep_mask[g][idx[i]] = true;
+                    keep_mask[g][T] = true;  // the new token sees itself
+                }
+                c.keep(0, kept, n_kept);
+                c.resize(n_kept + 1);
+                int s0 = 0, pT = T;
+                u.att->decode_step(params.data(), &x[(size_t)T * C], &s0, &pT, 1, out.data());
+                // the reference: the full forward's q, k, v; attention of the last query over the kept tokens
+                u.att->forward(params.data(), x.data(), full.data(), 1, T + 1);
+                RefLayer r = ref_layer(u.att.get(), cfg, T + 1);
+                std::vector<double> y((size_t)H * hd, 0.0);
+                for (int h = 0; h < H; h++) {
+                    const int g = h / r.group;
+                    std::vector<double> sc(T + 1, -INFINITY);
+                    double m = -INFINITY, z = 0.0;
+                    for (int j = 0; j <= T; j++) {
+                        if (!keep_mask[g][j]) continue;
+                        double d = 0.0;
+                        for (int k = 0; k < r.dk; k++) d += (double)r.q(h, T)[k] * r.k(h, j)[k];
+                        sc[j] = d * r.scale - (r.slopes ? r.slopes[h] * (double)(T - j) : 0.0);
+                        m = std::max(m, sc[j]);
+                    }
+                    for (int j = 0; j <= T; j++)
+                        if (keep_mask[g][j]) z += (sc[j] = exp(sc[j] - m));
+                    for (int j = 0; j <= T; j++)
+                        if (keep_mask[g][j])
+                            for (int k = 0; k < hd; k++) y[(size_t)h * hd + k] += sc[j] / z * r.v(h, j)[k];
+                }
+                size_t w_o = 0, b_o = 0;
+                if (auto* a = dynamic_cast<GQAAttention*>(u.att.get())) { w_o = a->w_o; b_o = a->b_o; }
+                if (auto* a = dynamic_cast<MLAAttention*>(u.att.get())) { w_o = a->w_o; b_o = a->b_o; }
+                double worst = 0.0, scale = 0.0;
+                for (int o = 0; o < C; o++) {
+                    double ref = params[b_o + o];
+                    for (int k = 0; k < H * hd; k++) ref += (double)params[w_o + (size_t)o * H * hd + k] * y[k];
+                    worst = nan_max(worst, fabs(ref - out[o]));
+                    scale = std::max(scale, fabs(ref));
+                }
+                CHECK(worst <= 1e-4 * (1.0 + scale), "%s: decoding after eviction differs from the reference by %.3g (scale %.3g)", variant_name(cfg).c_str(), worst, scale);
+                CHECK(c.bytes() == sizeof(float) * c.floats_per_token() * (n_kept + 1), "%s: %zu B for %d tokens", variant_name(cfg).c_str(), c.bytes(), n_kept + 1);
+            }
+    });
+
+    add_test("presses: random is seeded (same seed same tokens, another seed others); each stream keeps n_kept in position order", [=] {
+        const int T = 40;
+        auto m = press_model(test_config(ATTN_GQA, POS_ROPE), T);
+        std::vector<int> tok = random_tokens(T, m->cfg.vocab_size, 3);
+        auto kept = [&](uint64_t seed) {
+            Press p;
+            p.kind = PRESS_RANDOM;
+            p.seed = seed;
+            m->decode_begin(1, T);
+            std::vector<int> seq(T, 0);
+            m->decode(tok.data(), seq.data(), T);
+            m->decode_compress(p, 0, 13);
+            std::vector<int> out;
+            for (Layer& y : m->layers) {
+                KVCache& c = y.attn->kv_cache();
+                for (int g = 0; g < c.heads; g++)
+                    for (int j = 0; j < c.len[0]; j++) {
+                        out.push_back(c.slot_pos(0, g, j));
+                        CHECK(j == 0 || c.slot_pos(0, g, j) > c.slot_pos(0, g, j - 1), "positions out of order");
+                    }
+            }
+            return out;
+        };
+        std::vector<int> a = kept(1), b = kept(1), c = kept(2);
+        CHECK(a.size() == (size_t)13 * 2 * 2, "%zu kept", a.size());
+        CHECK(a == b, "the same seed kept other tokens");
+        CHECK(a != c, "another seed kept the same tokens");
+    });
+
+    // documents of random tokens (and the model that reads them)
+    auto docs_of = [](const std::vector<int>& toks, long len) {
+        std::vector<PressDoc> d;
+        for (long o = 0; o + len <= (long)toks.size(); o += len) d.push_back({toks.data() + o, len});
+        return d;
+    };
+    add_test("presses: ratio 0 and a budget >= the context are bitwise the no-press result (every variant, prefill and decode protocols)", [=] {
+        const int P = 20, N = 8, S = 28;
+        for (const GPTConfig& cfg : variants) {
+            auto m = press_model(cfg, 32);
+            std::vector<int> toks = random_tokens(4 * 40, cfg.vocab_size, 5);
+            std::vector<PressDoc> docs = docs_of(toks, 40);
+            PressResult a0 = press_prefill_eval(*m, docs, P, N, nullptr, 0, 0, 0, false), b0 = press_decode_eval(*m, docs, S, 3, nullptr, 0, 0, 0, 0);
+            CHECK(a0.nll.n == 4 * N && b0.nll.n == 4 * S && std::isfinite(a0.nll.sum), "%s: %ld and %ld tokens scored", variant_name(cfg).c_str(), a0.nll.n, b0.nll.n);
+            for (int kind = 0; kind < PRESS_COUNT; kind++) {
+                Press p;
+                p.kind = kind;
+                p.window = 8;
+                PressResult a1 = press_prefill_eval(*m, docs, P, N, &p, 0.0, 0, 0, false), a2 = press_prefill_eval(*m, docs, P, N, &p, 0.5, P, 0, false);
+                PressResult b1 = press_decode_eval(*m, docs, S, 3, &p, 0.0, 0, 0, 0), b2 = press_decode_eval(*m, docs, S, 3, &p, 0.0, S + 5, 0, 0);
+                CHECK(a1.nll.sum == a0.nll.sum && a2.nll.sum == a0.nll.sum, "%s %s prefill: %.17g %.17g vs %.17g", variant_name(cfg).c_str(), PRESS_NAMES[kind],
+                      a1.nll.sum, a2.nll.sum, a0.nll.sum);
+                CHECK(b1.nll.sum == b0.nll.sum && b2.nll.sum == b0.nll.sum, "%s %s decode: %.17g %.17g vs %.17g", variant_name(cfg).c_str(), PRESS_NAMES[kind],
+                      b1.nll.sum, b2.nll.sum, b0.nll.sum);
+            }
+        }
+    });
+
+    add_test("presses on a trained model: naive == baseline bitwise, prefill-compress-continue at 0.5 differs; the buffers really shrink", [=] {
+        // train a small model on sequences that repeat with period 5 (each its own 5 tokens):
+        // predicting the repeats needs attention, so what a press evicts shows in the loss. (The
+        // test-sized MLA, a 12-wide latent with a 4-wide rope key, does not learn it in 300 steps;
+        // its presses are checked against the brute-force reference above.)
+        for (int attn : {ATTN_MHA, ATTN_MKA}) {
+            GPTConfig cfg = test_config(attn, POS_ROPE);
+            cfg.max_seq_len = 64;
+            cfg.rotary_pct = 1.0f;  // every dim rotated: fixed-offset attention is easy to learn
+            config_finalize(&cfg);
+            GPT m(cfg);
+            m.init_weights(1);
+            Rng rng(9);
+            const int B = 8, T = 48, V = cfg.vocab_size;
+            auto periodic = [&](int n) {
+                std::vector<int> base(5), out(n);
+                for (int& b : base) b = (int)rng.below(V);
+                for (int i = 0; i < n; i++) out[i] = base[i % 5];
+                return out;
+            };
+            std::vector<int> in((size_t)B * T), tg((size_t)B * T);
+            float loss = 0;
+            for (int step = 1; step <= 300; step++) {
+                for (int b = 0; b < B; b++) {
+                    std::vector<int> x = periodic(T + 1);
+                    for (int t = 0; t < T; t++) { in[(size_t)b * T + t] = x[t]; tg[(size_t)b * T + t] = x[t + 1]; }
+                }
+                m.zero_grad();
+                loss = m.forward(in.data(), tg.data(), B, T);
+                m.backward();
+                m.adamw_update(1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f, step);
+            }
+            std::vector<int> toks;
+            for (int d = 0; d < 6; d++) { std::vector<int> x = periodic(41); toks.insert(toks.end(), x.begin(), x.end()); }
+            std::vector<PressDoc> docs = docs_of(toks, 41);
+            const int P = 30, N = 10;
+            PressResult base = press_prefill_eval(m, docs, P, N, nullptr, 0, 0, 0, false), naive0 = press_prefill_eval(m, docs, P, N, nullptr, 0, 0, 0, true);
+            printf("    %s trained to loss %.3f; prefill protocol PPL %.3f; naive PPL %.3f\n", ATTN_NAMES[attn], loss, base.nll.ppl(), naive0.nll.ppl());
+            CHECK(loss < 2.0f, "%s: the model did not learn the repeats (loss %.3f; a uniform guess: %.3f)", ATTN_NAMES[attn], loss, log((double)V));
+            m.decode_begin(1, 1);
+            const size_t per_tok = kv_bytes_per_token(m), fixed = kv_bytes_fixed(m);
+            CHECK(base.kv_bytes == per_tok * P + fixed, "%s: the full cache holds %zu B, not %zu", ATTN_NAMES[attn], base.kv_bytes, per_tok * P + fixed);
+            for (int kind = 0; kind < PRESS_COUNT; kind++) {
+                Press p;
+                p.kind = kind;
+                p.window = 8;
+                PressResult naive = press_prefill_eval(m, docs, P, N, &p, 0.5, 0, 0, true), a = press_prefill_eval(m, docs, P, N, &p, 0.5, 0, 0, false);
+                PressResult b = press_decode_eval(m, docs, 40, 3, &p, 0.5, 0, 4, 0);
+                printf("      %-18s naive %.3f | prefill-compress-continue %.3f | decode-time eviction %.3f (held %.1f of %.1f)\n", PRESS_NAMES[kind],
+                       naive.nll.ppl(), a.nll.ppl(), b.nll.ppl(), b.held_tokens, b.context_tokens);
+                CHECK(naive.nll.sum == naive0.nll.sum, "%s %s: the naive protocol changed (%.17g vs %.17g): it must not see the press", ATTN_NAMES[attn],
+                      PRESS_NAMES[kind], naive.nll.sum, naive0.nll.sum);
+                CHECK(a.nll.sum != base.nll.sum && std::isfinite(a.nll.sum), "%s %s: compression at 0.5 left the scored tokens unchanged", ATTN_NAMES[attn], PRESS_NAMES[kind]);
+                CHECK(a.held_tokens == P / 2 && a.kv_bytes == per_tok * (P / 2) + fixed, "%s %s: %.1f tokens held in %zu B; %d tokens take %zu B", ATTN_NAMES[attn],
+                      PRESS_NAMES[kind], a.held_tokens, a.kv_bytes, P / 2, per_tok * (P / 2) + fixed);
+                CHECK(b.kv_bytes == per_tok * (20 + 4) + fixed && b.held_tokens <= 24 && b.held_tokens > 10, "%s %s decode: %zu B allocated, %.1f held",
+                      ATTN_NAMES[attn], PRESS_NAMES[kind], b.kv_bytes, b.held_tokens);
+            }
+        }
+    });
+
+    add_test("presses: documents shorter than a sample, and a press without its observation, are clear errors", [=] {
+        auto m = press_model(test_config(ATTN_MHA, POS_ROPE), 32);
+        std::vector<int> toks = random_tokens(30, m->cfg.vocab_size, 1);
+        std::vector<PressDoc> docs = docs_of(toks, 30);
+        Press p;
+        std::string out;
+        int st = run_forked([&] { press_prefill_eval(*m, docs, 25, 10, &p, 0.5, 0, 0, false); }, &out);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1 && out.find("no document holds P + N + 1 = 36 tokens") != std::string::npos, "%s", out.c_str());
+        st = run_forked([&] { press_decode_eval(*m, docs, 40, 2, &p, 0.5, 0, 0, 0); }, &out);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1 && out.find("no document holds S + 1 = 41 tokens") != std::string::npos, "%s", out.c_str());
+        Press s;
+        s.kind = PRESS_SNAPKV;
+        m->decode_begin(1, 20);
+        std::vector<int> seq(10, 0);
+        m->decode(toks.data(), seq.data(), 10);  // OpenMP here, not after the fork
+        st = run_forked([&] { m->decode_compress(s, 0, 5); }, &out);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1 && out.find("snapkv has no recorded queries") != std::string::npos, "%s", out.c_str());
+    });
+}
+
 static void register_cli_tests(const std::string& bin) {
     add_test("train_gpt: bad flags and combinations give clear errors", [bin] {
         std::string small = " --d-model 32 --layers 1 --heads 2 -b 1 -t 16 -x 2 -n 0 -v 1 -L /dev/null";
@@ -1654,6 +2109,34 @@ static void register_eval_cli_tests(const std::string& bin) {
               "a failing section must not abort the others: rc %d %s %s", rc, out.c_str(), js.c_str());
     });
 
+    add_test("eval_gpt --press: every protocol writes its table and JSON; bad press flags are clear errors", [bin] {
+        std::string d = tmpdir(), ck = d + "/press.ckpt";
+        std::string train = bin.substr(0, bin.rfind('/') + 1) + "train_gpt";
+        std::string out;
+        int rc = run_command(train + " --d-model 32 --layers 1 --heads 2 -b 2 -t 32 -x 3 -n 0 -v 1 -L /dev/null -o " + ck, &out);
+        CHECK(rc == 0, "training failed: %s", out.c_str());
+        std::string base = bin + " -c " + ck + " --press-samples 2 --json " + d + "/p.json";
+        rc = run_command(base + " --press knorm,streaming --ratio 0.5 --budget 10 --press-protocols prefill,decode,naive"
+                         " --press-data data/eval/gpt-neox-20b/wikitext_eval,data/eval/gpt-neox-20b/book_eval", &out);
+        for (const char* want : {"[prefill] prefill 24 tokens", "[decode] streams of 32 tokens", "[naive] NAIVE", "| none (full cache) |", "| knorm | 0.50 | - |",
+                                 "| streaming | - | 10 |", "leak guard: passed"})
+            CHECK(rc == 0 && out.find(want) != std::string::npos, "missing '%s' (rc %d): %s", want, rc, out.c_str());
+        std::string js;
+        rc = run_command("python3 -c \"import json; p=json.load(open('" + d + "/p.json'))['press']; "
+                         "print(len(p['prefill']['runs']), len(p['decode']['runs']), len(p['naive']['runs']), p['prefill']['runs'][1]['held_tokens'], "
+                         "p['naive']['runs'][0]['ppl'] == p['naive']['runs'][2]['ppl'])\"", &js);
+        CHECK(rc == 0 && js.find("5 5 5 12.0 True") != std::string::npos, "JSON: %s", js.c_str());
+        struct Case { std::string args; const char* needle; };
+        for (const Case& c : std::vector<Case>{{"--press foo", "unknown press 'foo'"}, {"--press knorm --ratio 1", "--ratio 1 is out of range [0, 1)"},
+                                               {"--press knorm --ratio -0.1", "--ratio -0.1 is out of range"}, {"--press knorm --ratio x", "'x' is not a number"},
+                                               {"--press knorm --budget 0", "--budget 0 is out of range"}, {"--press knorm --press-protocols fast", "unknown press protocol 'fast'"},
+                                               {"--press knorm --press-context 100000 --press-data data/eval/gpt-neox-20b/reversal_train_000000.bin", "no document holds P + N + 1"},
+                                               {"--press knorm --press-data /nonexistent/x", "/nonexistent/x.bin"}}) {
+            rc = run_command(base + " " + c.args, &out);
+            CHECK(rc == 1 && out.find(c.needle) != std::string::npos && out.find("Error:") != std::string::npos, "'%s': rc %d %s", c.args.c_str(), rc, out.c_str());
+        }
+    });
+
     add_test("eval_gpt: end-of-text is the tokenizer's (gpt2: 50256), taken from the eval shards", [bin] {
         std::string d = tmpdir(), ck = d + "/g2.ckpt";
         std::string train = bin.substr(0, bin.rfind('/') + 1) + "train_gpt";
@@ -1784,12 +2267,24 @@ static void register_sample_cli_tests(const std::string& bin) {
                                                {"--prompt 'a long prompt for a tiny context' --ctx 3", "longer than the context"},
                                                {"--prompt-ids 1,99999999", "outside the vocab"}, {"--prompt x --prompt-ids 1", "alternatives"},
                                                {"--prompt-file /nonexistent.txt", "cannot open"}, {"--num-samples 0", "--num-samples 0 is out of range"},
-                                               {"-d cuda", "CPU backend"}}) {
+                                               {"-d cuda", "CPU backend"}, {"--press foo --budget 4", "unknown press 'foo'"},
+                                               {"--press knorm", "--press needs --budget"}, {"--budget 8", "apply with --press"},
+                                               {"--press knorm --budget 8 --ctx 30", "alternatives"}, {"--press knorm --budget 0", "--budget 0 is out of range"}}) {
             rc = run_command(bin + " -c " + ck + " " + c.args, &out);
             CHECK(rc == 1 && out.find(c.needle) != std::string::npos && out.find("Error:") != std::string::npos, "'%s': rc %d %s", c.args.c_str(), rc, out.c_str());
         }
         rc = run_command(bin + " -c " + cl + " --prompt-ids " + [] { std::string s = "1"; for (int i = 0; i < 45; i++) s += ",1"; return s; }(), &out);
         CHECK(rc == 1 && out.find("learned positions end at 40") != std::string::npos, "a prompt past the learned table: %s", out.c_str());
+        // with a press the cache stays at its budget: a 40-token prompt and 60 new tokens in 16 + 1 slots
+        std::string ids40 = "1";
+        for (int i = 0; i < 39; i++) ids40 += "," + std::to_string(100 + 37 * i % 900);
+        rc = run_command(bin + " -c " + ck + " --prompt-ids " + ids40 + " -n 60 --greedy --print-ids --press snapkv --budget 16", &out);
+        CHECK(rc == 0 && ids_of(out, 1).size() == 60 && out.find("press snapkv: the cache held at 16 + 1 tokens") != std::string::npos &&
+                  out.find("KV cache held: 17 tokens") != std::string::npos && out.find("positions reached 99") != std::string::npos,  // 40 + 59 fed (the last token is not)
+              "a pressed generation: rc %d %s", rc, out.c_str());
+        // a budget the generation never reaches changes nothing
+        rc = run_command(bin + " -c " + ck + " --prompt 'ROMEO: my lord' -n 40 --greedy --print-ids --press h2o --budget 200", &o4);
+        CHECK(rc == 0 && ids_of(o4, 1) == gen && o4.find("0 compression(s)") != std::string::npos, "an unreached budget: %s", o4.c_str());
     });
 }
 
@@ -1798,6 +2293,7 @@ int main(int argc, char** argv) {
     const char* filter = argc > 1 ? argv[1] : "";
     const char* bin = getenv("KVGPT_TRAIN_BIN");
     register_tests();
+    register_press_tests();
     register_cli_tests(bin ? bin : "./train_gpt");
     register_resume_cli_tests(bin ? bin : "./train_gpt");
     const char* ebin = getenv("KVGPT_EVAL_BIN");
