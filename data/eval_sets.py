@@ -47,7 +47,7 @@ import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from prepare import PrepError, read_text, run_cli, wikitext_articles  # noqa: E402
+from prepare import PrepError, read_text, run_cli, strip_gutenberg, wikitext_articles  # noqa: E402
 from shards import write_shard  # noqa: E402
 from tokenizer import TOKENIZER_IDS, load_tokenizer  # noqa: E402
 
@@ -186,20 +186,10 @@ def write_reversal(tokenizer, out, repeats=50, seed=1):
     return rows
 
 
-def gutenberg_body(text):
-    """The book between Project Gutenberg's '*** START OF ...' and '*** END OF ...' lines."""
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, l in enumerate(lines) if l.startswith("*** START OF")), None)
-    end = next((i for i, l in enumerate(lines) if l.startswith("*** END OF")), None)
-    if start is None or end is None or end <= start:  # already without them
-        return text.strip("\n\r\ufeff ") + "\n"
-    return "".join(lines[start + 1:end]).strip("\n\r\ufeff ") + "\n"
-
-
 def write_book_eval(path, tokenizer, out):
     tok = load_tokenizer(tokenizer)
     raw = read_text(path, {})
-    body = gutenberg_body(raw)
+    body = strip_gutenberg(raw).lstrip("\ufeff \n")
     title = next((l[len("Title:"):].strip() for l in raw.splitlines() if l.startswith("Title:")), os.path.basename(path))
     ids = tok.encode(body)
     os.makedirs(out, exist_ok=True)

@@ -41,7 +41,7 @@ def fmt(x, f="{:.3f}"):
 PROTOCOL_TEXT = {
     "prefill": "prefill P tokens, compress the cache, score the next N tokens decoded against it (protocol a)",
     "decode": "streams of S tokens decoded token by token, the cache held at budget + slack (protocol b)",
-    "naive": "NAIVE: the prefilled window scores itself, the press runs after (the earlier work's pitfall: equal to the full cache by construction)",
+    "naive": "NAIVE: the prefilled window scores itself and the press runs after it (the earlier work's pitfall: every press and ratio gives the no-press figure, by construction)",
 }
 
 
@@ -70,6 +70,10 @@ def report(runs):
     return "\n".join(out) + "\n"
 
 
+def ratios_of(pressed, proto):
+    return ", ".join(f"{x:g}" for x in sorted({x["ratio"] for r in pressed for x in r["press"][proto]["runs"] if x["press"] and x.get("ratio") is not None}))
+
+
 def plots(runs, d):
     try:
         import matplotlib
@@ -81,6 +85,9 @@ def plots(runs, d):
     os.makedirs(d, exist_ok=True)
     made = []
     markers = "osv^D<>p*h"
+    all_presses = sorted({x["press"] for r in runs for v in r["press"].values() if isinstance(v, dict) and "runs" in v for x in v["runs"] if x["press"]})
+    color = {n: plt.cm.tab10(i % 10) for i, n in enumerate(all_presses)}  # one colour and marker per press in every plot
+    marker = {n: markers[i % len(markers)] for i, n in enumerate(all_presses)}
     for proto in ("prefill", "decode"):
         pressed = [r for r in runs if proto in r.get("press", {}) and len(r["press"][proto]["runs"]) > 1]
         if not pressed:
@@ -90,9 +97,9 @@ def plots(runs, d):
         for ax, r in zip(axes[0], pressed):
             rr = r["press"][proto]["runs"]
             names = sorted({x["press"] for x in rr if x["press"] and x.get("ratio") is not None})
-            for i, n in enumerate(names):
+            for n in names:
                 pts = sorted((x["ratio"], x["ppl"]) for x in rr if x["press"] == n and x.get("ratio") is not None and x["ppl"])
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)], label=n)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker[n], color=color[n], label=n)
             ax.axhline(rr[0]["ppl"], color="k", ls="--", lw=1, label="full cache")
             if proto == "prefill" and "naive" in r["press"]:
                 ax.axhline(r["press"]["naive"]["runs"][0]["ppl"], color="gray", ls=":", lw=1.5, label="naive protocol (every press)")
@@ -111,7 +118,7 @@ def plots(runs, d):
         plt.close(fig)
         made.append(path)
         # the Pareto picture: every model's own cache, and the presses on top
-        fig, ax = plt.subplots(figsize=(7.5, 5))
+        fig, ax = plt.subplots(figsize=(10, 5.5))
         own = [r for r in runs if proto in r.get("press", {})]
         xs = [r["press"][proto]["runs"][0]["kv_bytes_per_context_token"] for r in own]
         ys = [r["press"][proto]["runs"][0]["ppl"] for r in own]
@@ -120,17 +127,17 @@ def plots(runs, d):
             ax.annotate(model_name(r), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
         for j, r in enumerate(pressed):
             rr = r["press"][proto]["runs"]
-            for i, n in enumerate(sorted({x["press"] for x in rr if x["press"] and x.get("ratio") is not None})):
+            for n in sorted({x["press"] for x in rr if x["press"] and x.get("ratio") is not None}):
                 pts = sorted((x["kv_bytes_per_context_token"], x["ppl"]) for x in rr if x["press"] == n and x.get("ratio") is not None and x["ppl"])
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)], ms=4, lw=1,
-                        ls="-" if j == 0 else "--", label=f"{model_name(r)} + {n}")
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker[n], color=color[n], ms=4, lw=1,
+                        ls=["-", "--", ":", "-."][j % 4], label=f"{model_name(r)} + {n}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("KV-cache bytes held per token of context (fp32, all layers; measured from the buffers)")
         ax.set_ylabel("PPL (log scale)")
-        ax.set_title(f"PPL vs KV bytes, {proto} protocol; {label}", fontsize=9)
+        ax.set_title(f"PPL vs KV bytes, {proto} protocol; {label}\n(presses at ratios {ratios_of(pressed, proto)}; lines: one per model and press)", fontsize=9)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=6, ncol=2)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         path = os.path.join(d, f"press_pareto_{proto}.png")
         fig.savefig(path, dpi=120)
@@ -157,6 +164,14 @@ def main(argv=None):
             sys.stderr.write(f"note: {p}: its press section failed: {r['press']['error']}\n")
     if not runs:
         sys.exit("Error: no JSON with a press section (run ./eval_gpt --press ...)")
+    # a checkpoint measured twice (its baseline alone, then with the presses): keep the fuller run
+    size = lambda r: sum(len(v["runs"]) for v in r["press"].values() if isinstance(v, dict) and "runs" in v)
+    best = {}
+    for r in runs:
+        k = (r.get("checkpoint"), json.dumps(r["press"].get("sets")))
+        if k not in best or size(r) > size(best[k]):
+            best[k] = r
+    runs = [r for r in runs if best[(r.get("checkpoint"), json.dumps(r["press"].get("sets")))] is r]
     md = report(runs)
     pdir = a.plots or (os.path.dirname(os.path.abspath(a.out)) if a.out else None)
     made = plots(runs, pdir) if pdir else []

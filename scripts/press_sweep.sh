@@ -12,17 +12,20 @@
 #
 #   bash scripts/press_sweep.sh                         # everything (about 75 minutes on 2 cores)
 #   STEPS=100 SAMPLES=8 OUT=/tmp/p bash scripts/press_sweep.sh    # a quick look
+#   DOCS=data/tinyshakespeare/gpt-neox-20b/val_000000.bin EVAL_OUT=runs/press/shakespeare \
+#       REPORT=docs/presses/shakespeare/report.md bash scripts/press_sweep.sh   # the same models, in-domain text
 # Environment: OUT (runs/press), STEPS (training steps, 600), T (training length, 256), SAMPLES (cap
 # on samples and on streams per protocol, spread evenly over the sets: 96; 0: all, hours on 2
 # cores), RATIOS (0.25,0.5,0.75,0.9), PRESSES (all), DOCS (the eval set prefixes), REPORT
-# (docs/presses/report.md; its plots beside it).
+# (docs/presses/report.md; its plots beside it), EVAL_OUT (where the eval JSONs go: OUT),
+# PYTHON (the interpreter of the report: python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/press}; STEPS=${STEPS:-600}; T=${T:-256}; SAMPLES=${SAMPLES:-96}
 RATIOS=${RATIOS:-0.25,0.5,0.75,0.9}; PRESSES=${PRESSES:-all}; TOK=gpt-neox-20b
 DOCS=${DOCS:-data/eval/$TOK/wikitext_eval,data/eval/$TOK/book_eval}
-REPORT=${REPORT:-docs/presses/report.md}
-mkdir -p "$OUT"
+REPORT=${REPORT:-docs/presses/report.md}; EVAL_OUT=${EVAL_OUT:-$OUT}; PYTHON=${PYTHON:-python3}
+mkdir -p "$OUT" "$EVAL_OUT"
 make -s train_gpt eval_gpt
 train() {  # name, flags
     local name=$1; shift
@@ -37,10 +40,10 @@ train mla -a mla -k 64
 train kvsplice -a kvsplice -k 64 -r 32
 for m in mha gqa mqa mla kvsplice; do  # every model's own cache, unpressed (the trained-compression points)
     ./eval_gpt -c "$OUT/$m.ckpt.best" --protocols press --press none --press-data "$DOCS" --press-samples "$SAMPLES" \
-        --press-protocols prefill,decode --json "$OUT/$m.baseline.json"
+        --press-protocols prefill,decode --json "$EVAL_OUT/$m.baseline.json"
 done
 for m in mha mla; do
     ./eval_gpt -c "$OUT/$m.ckpt.best" --protocols press --press "$PRESSES" --ratio "$RATIOS" --press-data "$DOCS" \
-        --press-samples "$SAMPLES" --press-protocols prefill,decode,naive --json "$OUT/$m.presses.json"
+        --press-samples "$SAMPLES" --press-protocols prefill,decode,naive --json "$EVAL_OUT/$m.presses.json"
 done
-python3 scripts/press_report.py "$OUT"/*.json --out "$REPORT" --plots "$(dirname "$REPORT")"
+"$PYTHON" scripts/press_report.py "$EVAL_OUT"/*.json --out "$REPORT" --plots "$(dirname "$REPORT")"

@@ -226,6 +226,24 @@ def gutenberg_header_and_wikitext_articles():
 
 
 @test
+def book_eval_set_is_one_document_without_the_gutenberg_frame():
+    book = "Title: Pride\n*** START OF THE PROJECT GUTENBERG EBOOK PRIDE ***\n\nIt is a truth universally acknowledged.\n\n*** END OF THE PROJECT GUTENBERG EBOOK PRIDE ***\nLicense\n"
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "pg.txt")
+        open(src, "w").write(book)
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert eval_sets.main(["book", "--path", src, "--out", d]) == 0
+        rows = [r.split("\t") for r in open(os.path.join(d, "book_eval.tsv")).read().splitlines()]
+        info, toks = shards.read_shard(os.path.join(d, "book_eval.bin"))
+        assert len(rows) == 2 and rows[1][0] == "0" and int(rows[1][1]) == len(toks) and rows[1][4] == "Pride", rows
+        assert info["n_docs"] == 1 and tokenizer.load_tokenizer("gpt-neox-20b").decode(toks) == "It is a truth universally acknowledged.\n"
+    # the bundled set is the vendored book, whole
+    rows = open(os.path.join(ROOT, "data", "eval", "gpt-neox-20b", "book_eval.tsv")).read().splitlines()
+    info, toks = shards.read_shard(os.path.join(ROOT, "data", "eval", "gpt-neox-20b", "book_eval.bin"))
+    assert len(rows) == 2 and int(rows[1].split("\t")[1]) == len(toks) > 150000
+
+
+@test
 def reversal_sentences_are_well_formed():
     rows = eval_sets.reversal_set()
     assert len(rows) >= 50 and any(r["synthetic"] for r in rows)
