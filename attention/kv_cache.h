@@ -11,6 +11,7 @@
 // The press observation state (what the scoring functions read: recent queries, query moments,
 // accumulated attention) lives here too, recorded by attend() only when a press asks for it.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>

@@ -92,7 +92,7 @@ static void press_attention(const AttnCore& core, const KVCache& c, int s, int g
 }
 
 // scores (heads, len) of sequence s in one layer; higher is kept
-static void press_scores(const Press& p, Attention& a, int layer, int s, int n_kept, uint64_t round, std::vector<float>& sc) {
+static void press_scores(const Press& p, Attention& a, int layer, int s, uint64_t round, std::vector<float>& sc) {
     KVCache& c = a.kv_cache();
     const AttnCore& core = a.decode_core();
     const int n = c.len[s], G = c.heads, group = core.group, H = core.H;
@@ -144,11 +144,9 @@ static void press_scores(const Press& p, Attention& a, int layer, int s, int n_k
             if (W < 1) fail("internal: snapkv has no recorded queries (press_observe was not called)");
             int pw0 = 0;
             c.recent_query(s, W - 1, 0, &pw0);  // the window's first position
-            int nw = 0;                         // slots before the window (a prefix: slots are in position order)
-            while (nw < n && c.slot_pos(s, 0, nw) < pw0) nw++;
             for (int g = 0; g < G; g++) {
                 std::vector<double> mean(n, 0.0);
-                int nwg = 0;
+                int nwg = 0;  // slots before the window (a prefix: slots are in position order)
                 while (nwg < n && c.slot_pos(s, g, nwg) < pw0) nwg++;
                 for (int hh = 0; hh < group; hh++)
                     for (int k = 0; k < W; k++) {
@@ -166,7 +164,6 @@ static void press_scores(const Press& p, Attention& a, int layer, int s, int n_k
                     S(g, j) = (float)(x / p.kernel);
                 }
             }
-            (void)nw;
             break;
         }
         case PRESS_TOVA: {
@@ -249,7 +246,6 @@ static void press_scores(const Press& p, Attention& a, int layer, int s, int n_k
     }
     for (float x : sc)
         if (std::isnan(x)) fail_hint("the model's cache holds non-finite values", "press %s produced a NaN score", PRESS_NAMES[p.kind]);
-    (void)n_kept;
 }
 
 // per stream, the n_kept highest scores (ties: the later position first), ascending slot order
@@ -276,6 +272,6 @@ static void press_compress_layer(const Press& p, Attention& a, int layer, int s,
     if (n_kept >= c.len[s]) return;
     if (n_kept < 1) fail("internal: press keeps %d tokens", n_kept);
     std::vector<float> sc;
-    press_scores(p, a, layer, s, n_kept, round, sc);
+    press_scores(p, a, layer, s, round, sc);
     c.keep(s, press_select(sc, c, s, n_kept), n_kept);
 }
