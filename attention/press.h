@@ -27,7 +27,9 @@
 //                       of the next 512 positions (R = mean_t R_t; mu <- R mu, S <- R S R^T), score =
 //                       softmax_j(s k.mu + s^2 k^T S k / 2) * ||v|| with s the attention scale (and
 //                       ALiBi's bias at the next position), mean over the stream's heads; n_sink
-//                       first positions always kept
+//                       first positions always kept. While decoding, the moments run over every
+//                       query of the stream so far (kvpress's DecodingPress uses the hidden states
+//                       since its last compression, at most 256)
 //   keydiff             -cos(k, mean of the normalised keys): keys least like the average are kept
 // What a press reads while decoding (recent queries, query moments, accumulated attention) is
 // recorded only when press_observe() turned it on for that press.
