@@ -220,8 +220,7 @@ static int sample_main(int argc, char** argv) {
     // what it cost, and the cache it held (measured from the buffers)
     long held = 0;
     for (int b = 0; b < N; b++) held += model.decode_held(b);
-    size_t per_tok = model.kv_cache_floats_per_token(), fixed = 0;
-    for (const Layer& y : model.layers) fixed += y.attn->cache_floats_fixed();
+    size_t per_tok = model.kv_cache_floats_per_token(), fixed = model.kv_cache_floats_fixed();
     double bytes = 4.0 * ((double)per_tok * held + (double)fixed * N), mha = 4.0 * 2.0 * cfg.n_head * cfg.head_dim * cfg.n_layer * held;
     double alloc = 4.0 * ((double)per_tok * ctx * N + (double)fixed * N);
     fprintf(stderr, "\nprompt: %d tokens x %d sample(s); prefill %.1f ms (%.0f tokens/s)\n", P, N, 1000 * prefill_s, P * N / std::max(prefill_s, 1e-9));

@@ -137,8 +137,7 @@ int main(int argc, char** argv) {
                     }
                     std::sort(ts.begin(), ts.end());
                     double dt = ts[ts.size() / 2];
-                    size_t fixed = 0;
-                    for (const Layer& y : m.layers) fixed += y.attn->cache_floats_fixed();
+                    size_t fixed = m.kv_cache_floats_fixed();
                     double bytes = 4.0 * ((double)m.decode_weight_floats() + (double)B * ((double)m.kv_cache_floats_per_token() * (L + 1) + fixed));
                     double bound = bytes / (bw * 1e9);
                     printf("| %s | %s | %zu | %s | %d | %d | %.2f | %.0f | %.1f | %.2f | %.0f%% |\n", shape.c_str(), v.c_str(), m.kv_cache_floats_per_token(),

@@ -8,7 +8,6 @@
 // All NLLs are natural-log sums in double; PPL = exp(sum / count).
 #pragma once
 #include <cmath>
-#include <ctime>
 #include <memory>
 #include <string>
 #include <vector>
@@ -290,7 +289,7 @@ static KVMemory kv_memory(GPT& m, int ctx) {
     m.decode_begin(ctx);
     KVMemory k;
     k.floats_per_token = m.kv_cache_floats_per_token();
-    for (const Layer& y : m.layers) k.fixed_floats += y.attn->cache_floats_fixed();
+    k.fixed_floats = m.kv_cache_floats_fixed();
     return k;
 }
 
@@ -333,11 +332,7 @@ static double token_nll(const float* lg, int V, int target) {
     for (int v = 0; v < V; v++) z += exp((double)lg[v] - m);
     return m + log(z) - lg[target];
 }
-static double now_ms() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
+static double now_ms() { return 1e3 * now_seconds(); }
 // the pieces of `len` tokens (plus the one target after them) the documents hold; with
 // max_samples > 0 at most that many, evenly spread over all of them (every set is represented)
 static std::vector<std::pair<int, long>> press_pieces(const std::vector<PressDoc>& docs, long len, long max_samples) {
@@ -351,11 +346,7 @@ static std::vector<std::pair<int, long>> press_pieces(const std::vector<PressDoc
 }
 // bytes one token takes in the caches of every layer, and the per-sequence fixed part (after decode_begin)
 static size_t kv_bytes_per_token(GPT& m) { return sizeof(float) * m.kv_cache_floats_per_token(); }
-static size_t kv_bytes_fixed(GPT& m) {
-    size_t f = 0;
-    for (const Layer& y : m.layers) f += sizeof(float) * y.attn->cache_floats_fixed();
-    return f;
-}
+static size_t kv_bytes_fixed(GPT& m) { return sizeof(float) * m.kv_cache_floats_fixed(); }
 // (a) prefill -> compress -> continue, and (c) naive when `naive` is set
 static PressResult press_prefill_eval(GPT& m, const std::vector<PressDoc>& docs, int P, int N, const Press* press, double ratio, int budget,
                                       long max_samples, bool naive) {

@@ -242,8 +242,8 @@ struct GPT {
     // bytes of the K/V buffers as allocated (every layer, every sequence), per-sequence state included
     size_t kv_cache_bytes() {
         size_t b = 0;
-        for (Layer& y : layers) b += y.attn->kv_cache().bytes() + sizeof(float) * y.attn->cache_floats_fixed() * dec_len.size();
-        return b;
+        for (Layer& y : layers) b += y.attn->kv_cache().bytes();
+        return b + sizeof(float) * kv_cache_floats_fixed() * dec_len.size();
     }
     // TEST / BENCHMARK ONLY: sequence s holds L tokens (positions 0..L-1) of whatever the buffers hold
     void decode_pretend_held(int s, int L) {
@@ -336,6 +336,12 @@ struct GPT {
     size_t kv_cache_floats_per_token() {
         size_t n = 0;
         for (Layer& y : layers) n += y.attn->cache_floats_per_token();
+        return n;
+    }
+    // floats the caches hold per sequence whatever its length (MKA's running sums), all layers
+    size_t kv_cache_floats_fixed() const {
+        size_t n = 0;
+        for (const Layer& y : layers) n += y.attn->cache_floats_fixed();
         return n;
     }
 
