@@ -91,6 +91,9 @@ sample_gpt: sample_gpt.cu $(HEADERS)
 test/test_kvgpt: test/test_kvgpt.cpp test/testlib.h $(HEADERS)
 	$(CXX) $(CXXFLAGS) test/test_kvgpt.cpp -o $@ $(BLAS_LIBS)
 
+test/logits_dump: test/logits_dump.cpp $(HEADERS)
+	$(CXX) $(CXXFLAGS) test/logits_dump.cpp -o $@ $(BLAS_LIBS)
+
 dev/bench_cpu: dev/bench_cpu.cpp $(HEADERS)
 	$(CXX) $(CXXFLAGS) dev/bench_cpu.cpp -o $@ $(BLAS_LIBS)
 
@@ -128,7 +131,7 @@ test/test_cuda_emu: test/test_cuda.cpp test/testlib.h $(HEADERS) build/cuda_back
 train_gpt_emu: train_gpt.cu $(HEADERS) build/cuda_backend_emu.o
 	$(CXX) $(CXXFLAGS) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ train_gpt.cu -x none build/cuda_backend_emu.o -o $@ $(BLAS_LIBS)
 
-test: train_gpt eval_gpt sample_gpt train_gpt_emu test/test_kvgpt test/test_cuda_emu bench_cuda_emu $(CUDA_TESTS)
+test: train_gpt eval_gpt sample_gpt train_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda_emu bench_cuda_emu $(CUDA_TESTS)
 	PYTHON=$(PYTHON) bash test/run_all.sh
 
 data:
@@ -139,4 +142,4 @@ data:
 	  $(PYTHON) data/eval_sets.py book --path data/corpora/pg-1342-pride-and-prejudice.txt --tokenizer $$t || exit 1; done
 
 clean:
-	rm -rf dev/cuda/bin dev/cuda/emu train_gpt eval_gpt sample_gpt train_gpt_emu test/test_kvgpt test/test_cuda test/test_cuda_emu dev/bench_cpu dev/bench_decode build train_log.jsonl
+	rm -rf dev/cuda/bin dev/cuda/emu train_gpt eval_gpt sample_gpt train_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda test/test_cuda_emu dev/bench_cpu dev/bench_decode build train_log.jsonl

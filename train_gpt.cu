@@ -22,7 +22,7 @@
 struct RunConfig {
     std::string preset = "tiny", attn = "mha", pos = "", device = "auto", matmul = "auto", precision = "bf16";
     float peak_tflops = 0.0f;
-    std::string train_glob, val_glob, out, resume, log = "";
+    std::string train_glob, val_glob, out, resume, init_from, log = "";
     int kv_heads = 0, kv_rank = 0, rope_dim = -1, q_rank = 0, splice_rank = 0, splice_ln = 0;
     int d_model = 0, layers = 0, heads = 0, d_ff = 0, max_seq = 0, parallel = -1, tied = -1;
     float rotary_pct = -1.0f, rope_base = -1.0f, alibi_slope = 0.0f;
@@ -72,6 +72,7 @@ static std::vector<Flag> make_flags(RunConfig& r) {
         {"", "--sample-every", F_INT, &r.sample_every, "print a short greedy sample every N steps (0: off)"},
         {"", "--patience", F_INT, &r.patience, "early stop after N evaluations without a better val loss (0: off)"},
         {"", "--resume", F_STR, &r.resume, "resume from this checkpoint (bitwise identical continuation)"},
+        {"", "--init-from", F_STR, &r.init_from, "start a new run from this checkpoint's weights (FILE, FILE.best, or scripts/hf_import.py's output): its config defines the model; step 0, fresh optimizer"},
         {"-L", "--log", F_STR, &r.log, "JSONL log file (default: <out>.jsonl, or train_log.jsonl)"},
         {"-d", "--device", F_STR, &r.device, "auto, cpu or cuda"},
         {"", "--matmul", F_STR, &r.matmul, "CPU matmul: auto (OpenBLAS when built with it), blas or builtin"},
@@ -111,11 +112,13 @@ static void check_ranges(const RunConfig& r, const std::set<std::string>& given)
     if ((long)t.B * t.T > INT32_MAX / 4) fail_hint("use a smaller -b or -t", "B x T = %ld tokens per micro-batch is too large", (long)t.B * t.T);
 }
 
-// --resume: the checkpoint defines the model; a model-shape flag that says otherwise is an error
-static void check_resume_flags(const RunConfig& r, const std::set<std::string>& given, const GPTConfig& c, const char* path) {
+// --resume / --init-from: the checkpoint defines the model; a model-shape flag that says otherwise
+// is an error
+static void check_resume_flags(const RunConfig& r, const std::set<std::string>& given, const GPTConfig& c, const char* path,
+                               const char* how) {
     auto clash = [&](const char* flag, const std::string& want, const std::string& have) {
-        fail_hint("drop the model-shape flags when resuming (the checkpoint defines the model), or train a new model without --resume",
-                  "--resume %s: %s %s contradicts the checkpoint, which has %s", path, flag, want.c_str(), have.c_str());
+        fail_hint("drop the model-shape flags (the checkpoint defines the model), or train a new model from scratch",
+                  "%s %s: %s %s contradicts the checkpoint, which has %s", how, path, flag, want.c_str(), have.c_str());
     };
     auto num = [](double x) { char b[32]; snprintf(b, sizeof b, "%g", x); return std::string(b); };
     auto cmp_i = [&](const char* flag, int want, int have) { if (given.count(flag) && want != have) clash(flag, num(want), num(have)); };
@@ -220,15 +223,21 @@ static int train_main(int argc, char** argv) {
 
     GPTConfig cfg;
     CheckpointHeader resume_h;
+    if (!r.resume.empty() && !r.init_from.empty())
+        fail_hint("--resume continues a run (weights, optimizer, data order); --init-from starts a new run from weights: pick one",
+                  "--resume and --init-from were both given");
     if (!r.resume.empty()) {
         resume_h = checkpoint_read_header(r.resume.c_str());
         cfg = resume_h.config;  // the checkpoint defines the model
-        check_resume_flags(r, given, cfg, r.resume.c_str());
+        check_resume_flags(r, given, cfg, r.resume.c_str(), "--resume");
         // and the data: the same shards unless -i / -j say otherwise
         if (r.train_glob.empty() && resume_h.train_data[0]) r.train_glob = resume_h.train_data;
         if (r.val_glob.empty() && resume_h.val_data[0]) r.val_glob = resume_h.val_data;
         if (resume_h.train_T > 0 && resume_h.train_T != tc.T)
             printf("note: -t %d differs from the checkpoint's T=%d: the continuation is not the run it would have been\n", tc.T, resume_h.train_T);
+    } else if (!r.init_from.empty()) {
+        cfg = checkpoint_read_header(r.init_from.c_str()).config;  // the weights define the model
+        check_resume_flags(r, given, cfg, r.init_from.c_str(), "--init-from");
     } else {
         cfg = build_config(r);
     }
@@ -263,6 +272,7 @@ static int train_main(int argc, char** argv) {
             outputs.push_back({"-o (its .best)", r.out + ".best"});
             if (same_file(r.out, r.log)) fail_hint("give the log another name", "-o and -L name the same file '%s'", r.out.c_str());
         }
+        if (!r.init_from.empty()) inputs.push_back(r.init_from);
         if (!r.resume.empty()) {
             inputs.push_back(r.resume + ".best");  // read at the start of the run, written at its end under -o's name only
             if (!r.out.empty() && same_file(r.log, r.resume)) fail_hint("give the log another name", "-L names the checkpoint being resumed");
@@ -289,6 +299,12 @@ static int train_main(int argc, char** argv) {
     model.init_weights(tc.seed);
     int start_step = 0;
     float best_val = INFINITY;
+    if (!r.init_from.empty()) {  // the weights only: AdamW's moments start at zero, the step at 0
+        int64_t from_step = 0;
+        if (!checkpoint_read_params(r.init_from.c_str(), model, model.params, &from_step))
+            fail_hint("the file is truncated; use another checkpoint", "cannot read the parameters of '%s'", r.init_from.c_str());
+        printf("initialised from %s (its step %lld); fresh optimizer state\n", r.init_from.c_str(), (long long)from_step);
+    }
     if (!r.resume.empty()) {
         CheckpointHeader h = checkpoint_load(r.resume.c_str(), model);
         start_step = (int)h.step;
@@ -310,6 +326,7 @@ static int train_main(int argc, char** argv) {
     std::vector<std::pair<std::string, std::string>> rows;
     auto row = [&](const char* k, const std::string& v) { rows.push_back({k, v}); };
     row("model preset", cfg.preset);
+    if (!r.init_from.empty()) row("initial weights", r.init_from);
     if (is_mla_family(cfg.attn))
         snprintf(buf, sizeof buf, "%s, d_c=%d d_R=%d q_rank=%d%s", ATTN_NAMES[cfg.attn], cfg.kv_rank, cfg.rope_dim, cfg.q_rank,
                  cfg.attn == ATTN_KVSPLICE ? (", r=" + std::to_string(cfg.splice_rank) + (cfg.splice_ln ? " +LN" : "")).c_str() : "");
