@@ -123,7 +123,13 @@ static void check_resume_flags(const RunConfig& r, const std::set<std::string>& 
     auto num = [](double x) { char b[32]; snprintf(b, sizeof b, "%g", x); return std::string(b); };
     auto cmp_i = [&](const char* flag, int want, int have) { if (given.count(flag) && want != have) clash(flag, num(want), num(have)); };
     auto cmp_f = [&](const char* flag, float want, float have) { if (given.count(flag) && want != have) clash(flag, num(want), num(have)); };
-    if (given.count("--model") && r.preset != c.preset) clash("-m", r.preset, c.preset);
+    if (given.count("--model") && r.preset != c.preset) {  // a preset names a shape: an imported model of that shape matches it
+        GPTConfig p;
+        bool same = config_from_preset(&p, r.preset.c_str()) && p.n_layer == c.n_layer && p.d_model == c.d_model && p.n_head == c.n_head &&
+                    p.d_ff == c.d_ff && p.vocab_size == c.vocab_size && p.parallel_residual == c.parallel_residual &&
+                    p.tied_embeddings == c.tied_embeddings && p.gelu_exact == c.gelu_exact && p.tokenizer_id == c.tokenizer_id;
+        if (!same) clash("-m", r.preset, c.preset);
+    }
     if (given.count("--attn") && r.attn != ATTN_NAMES[c.attn]) clash("-a", r.attn, ATTN_NAMES[c.attn]);
     if (given.count("--pos") && r.pos != POS_NAMES[c.pos]) clash("-p", r.pos, POS_NAMES[c.pos]);
     cmp_i("--kv-heads", r.kv_heads, c.n_kv_head);

@@ -5,6 +5,7 @@
 #   3. training throughput: ./train_gpt (bf16) for gpt2-124m (B=16, T=1024) and pythia-70m (B=8,
 #      T=2048), side by side with
 #      dev/torch_gpt.py (PyTorch SDPA, eager and torch.compile) on the same shapes, same device
+#   4. scripts/hf_parity_gpu.sh (import / export against transformers) into docs/gpu/hf_parity.txt
 # and writes docs/gpu/report.md (Markdown table: tok/s, ms/step, MFU). Run from the repo root:
 #   make train_gpt test/test_cuda bench_cuda && bash scripts/bench_gpu.sh [steps]
 set -u
@@ -62,3 +63,10 @@ done
     echo "Raw outputs: test_cuda.txt, dev_cuda.txt, train_*.txt / .jsonl, torch_*.txt in this folder."
 } > "$OUT/report.md"
 cat "$OUT/report.md"
+
+# the Hugging Face parity against transformers' own classes (the GPU machine has transformers)
+if $PY -c "import transformers" >/dev/null 2>&1; then
+    bash scripts/hf_parity_gpu.sh > /dev/null 2>&1; echo "hf_parity: $(tail -n 1 "$OUT/hf_parity.txt")"
+else
+    echo "hf_parity: skipped (no transformers in $PY)"
+fi

@@ -250,6 +250,19 @@ def imported_checkpoint_runs_in_eval_sample_and_train():
 
 
 @test
+def init_from_takes_a_preset_of_the_same_shape():
+    """-m names a shape: an imported model of the tiny preset's shape passes -m tiny, not -m gpt2-124m"""
+    cfg = dict(NEOX, hidden_size=128, num_hidden_layers=4, intermediate_size=512)
+    d = save_hf(os.path.join(TMP, "tiny_shape"), cfg, ref.random_state_dict("neox", cfg, 15))
+    c = os.path.join(TMP, "tiny_shape.ckpt")
+    hf_import.import_dir(d, c, quiet=True)
+    r = subprocess.run([os.path.join(ROOT, "train_gpt"), "--init-from", c, "-m", "tiny", "-x", "0"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and "initial weights" in r.stdout, r.stdout[-1500:] + r.stderr[-1500:]
+    r = subprocess.run([os.path.join(ROOT, "train_gpt"), "--init-from", c, "-m", "gpt2-124m", "-x", "0"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode != 0 and "-m gpt2-124m contradicts" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+@test
 def tokenizer_is_checked_against_the_directory():
     sd = ref.random_state_dict("neox", dict(NEOX, num_hidden_layers=1), 12)
     cfg = dict(NEOX, num_hidden_layers=1)
