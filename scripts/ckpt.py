@@ -11,10 +11,9 @@ one flat float32 buffer in which every tensor starts 16 floats (64 bytes) after 
 then, unless the file holds weights only, the AdamW moments m and v. Both checksums are verified
 on read and written on write, so a file written here is checked by the C++ loader like its own.
 
-Tensor names and shapes come from the parameter layout that llmc/model.h and attention/gqa.h
-declare; this module knows the GQA family's (mha, mqa, gqa), which is what the Hugging Face
-import and export (scripts/hf_import.py, scripts/hf_export.py) write and read. For the other
-variants read() returns the flat buffer as tensors["flat"] and says so.
+Tensor names and shapes are the parameter layout llmc/model.h and attention/*.h declare, for
+every variant (the tests check it against the C++). Padded rows (the vocab rounded up to a
+multiple of 64) are included: tensors["wte"][:config["vocab_size"]] are the real ones.
 """
 import math
 import os
@@ -140,23 +139,46 @@ def rotary_dim(cfg):
     return int(np.rint(x)) & ~1
 
 
+def _attention_specs(cfg, p):
+    """one layer's attention tensors, as each variant's declare_params() adds them (attention/*.h)"""
+    attn = ATTN_NAMES[cfg["attn"]]
+    C, H, hd = cfg["d_model"], cfg["n_head"], cfg["head_dim"]
+    if attn in ("mha", "mqa", "gqa"):  # gqa.h
+        qkv = (H + 2 * cfg["n_kv_head"]) * hd
+        return [(p + "w_qkv", (qkv, C)), (p + "b_qkv", (qkv,)), (p + "w_o", (C, H * hd)), (p + "b_o", (C,))]
+    if attn in ("mla", "kvsplice"):  # mla.h (+ kvsplice.h's Splice)
+        dc, dR, qr = cfg["kv_rank"], cfg["rope_dim"] if POS_NAMES[cfg["pos"]] == "rope" else 0, cfg["q_rank"]
+        qdim = H * (hd + dR)
+        s = [(p + "w_dkv", (dc + dR, C)), (p + "kv_norm", (dc,))]
+        if attn == "kvsplice":
+            r = cfg["splice_rank"]
+            s += [(p + "splice.w_c", (r, dc)), (p + "splice.w_e", (dc, r))]
+            if cfg["splice_ln"]:
+                s += [(p + "splice.ln_w", (r,)), (p + "splice.ln_b", (r,))]
+        s.append((p + "w_ukv", (H * 2 * hd, dc)))
+        if qr:
+            s += [(p + "w_dq", (qr, C)), (p + "q_norm", (qr,)), (p + "w_uq", (qdim, qr))]
+        else:
+            s.append((p + "w_q", (qdim, C)))
+        return s + [(p + "w_o", (C, H * hd)), (p + "b_o", (C,))]
+    # mka.h (mka and fmka): 16 memory slots, a router of width max(16, C/4) choosing among 3 levels
+    D, M, R = H * hd, 16, max(16, C // 4)
+    return [(p + "w_qkv", (3 * D, C)), (p + "b_qkv", (3 * D,)), (p + "mem_slots", (M, C)), (p + "router.w1", (R, C)),
+            (p + "router.b1", (R,)), (p + "router.w2", (3, R)), (p + "router.b2", (3,)), (p + "w_o", (C, D)), (p + "b_o", (C,))]
+
+
 def layout(cfg):
-    """[(name, shape, offset in floats)] and the total float count, as GPT's constructor declares
-    them (llmc/model.h, attention/gqa.h); None for the variants this module does not describe."""
-    if ATTN_NAMES[cfg["attn"]] not in ("mha", "mqa", "gqa"):
-        return None, None
+    """[(name, shape, offset in floats)] and the total float count, in the order GPT's constructor
+    declares them (llmc/model.h, attention/*.h); test/test_hf.py checks it against the C++ for
+    every variant."""
     C, F, Vp, L = cfg["d_model"], cfg["d_ff"], cfg["padded_vocab_size"], cfg["n_layer"]
-    H, G, hd = cfg["n_head"], cfg["n_kv_head"], cfg["head_dim"]
-    qkv = (H + 2 * G) * hd
     specs = [("wte", (Vp, C))]
     if POS_NAMES[cfg["pos"]] == "learned":
         specs.append(("wpe", (cfg["max_seq_len"], C)))
     for l in range(L):
         p = f"h{l}."
-        specs += [(p + "ln1.w", (C,)), (p + "ln1.b", (C,)),
-                  (p + "attn.w_qkv", (qkv, C)), (p + "attn.b_qkv", (qkv,)),
-                  (p + "attn.w_o", (C, H * hd)), (p + "attn.b_o", (C,)),
-                  (p + "ln2.w", (C,)), (p + "ln2.b", (C,)),
+        specs += [(p + "ln1.w", (C,)), (p + "ln1.b", (C,))] + _attention_specs(cfg, p + "attn.") + \
+                 [(p + "ln2.w", (C,)), (p + "ln2.b", (C,)),
                   (p + "mlp.fc_w", (F, C)), (p + "mlp.fc_b", (F,)),
                   (p + "mlp.proj_w", (C, F)), (p + "mlp.proj_b", (C,))]
     specs += [("lnf.w", (C,)), ("lnf.b", (C,))]
@@ -213,10 +235,6 @@ def read(path, moments=False):
     if crc32c(flat) != header["crc_params"]:
         raise CheckpointError(f"{path}: the parameters fail their checksum (the file is corrupt)")
     specs, total = layout(config)
-    if specs is None:
-        print(f"note: {path}: -a {ATTN_NAMES[config['attn']]}: this reader returns the flat parameter buffer as tensors['flat']",
-              file=sys.stderr)
-        return Checkpoint(config, header, {"flat": flat}, flat)
     if total != n:
         raise CheckpointError(f"{path}: {n} floats, but its config implies {total}")
 
@@ -233,8 +251,6 @@ def write(path, config, tensors, train_T=0, step=0, best_val_loss=float("inf")):
     atomically: a temp file beside path, fsync, rename. config holds every GPTConfig field;
     tensors maps each layout() name to an array of its shape (padded vocab rows included)."""
     specs, total = layout(config)
-    if specs is None:
-        raise CheckpointError(f"writing -a {ATTN_NAMES[config['attn']]} checkpoints is not supported here")
     flat = np.zeros(total, dtype="<f4")
     want = {name for name, _, _ in specs}
     if set(tensors) != want:

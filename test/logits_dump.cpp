@@ -2,10 +2,19 @@
 // the Hugging Face parity tests (test/test_hf.py, scripts/hf_parity_gpu.sh), which compare them
 // with an independent PyTorch forward and with transformers' own.
 //   ./test/logits_dump CKPT IDS OUT     IDS: int32 token ids (T of them); OUT: float32 (T, vocab)
+//   ./test/logits_dump --layout CKPT    the parameter layout: "name offset floats" per tensor (what
+//                                       scripts/ckpt.py's layout() must reproduce for every variant)
 // The real model code is included (llm.c's test style), the parameters read as eval_gpt reads them.
 #include "../llmc/checkpoint.h"
 
 int main(int argc, char** argv) {
+    if (argc == 3 && !strcmp(argv[1], "--layout")) {
+        CheckpointHeader h = checkpoint_read_header(argv[2]);
+        GPT layout(h.config, false);
+        for (const ParamSpec& s : layout.ps.specs) printf("%s %zu %zu\n", s.name.c_str(), s.offset, s.n);
+        printf("total %zu\n", layout.ps.total);
+        return 0;
+    }
     if (argc != 4) fail_hint("./test/logits_dump CKPT IDS.i32 OUT.f32", "expected 3 arguments, got %d", argc - 1);
     CheckpointHeader h = checkpoint_read_header(argv[1]);
     GPT model(h.config);

@@ -224,6 +224,34 @@ def kvgpt_trained_checkpoint_exports_and_reads():
 
 
 @test
+def ckpt_py_reads_every_variant_as_the_cpp_declares_it():
+    """scripts/ckpt.py's layout (names, offsets, sizes) == the C++ ParamSet for every variant, on
+    checkpoints train_gpt wrote; and its writer's output loads in C++ (bitwise round trip)"""
+    shape = ["--layers", "2", "--d-model", "32", "--heads", "4", "--d-ff", "64", "-x", "1", "-b", "1", "-t", "16", "-v", "1", "-d", "cpu"]
+    for i, flags in enumerate((["-a", "mha", "-p", "learned", "--tied", "1"], ["-a", "mqa", "-p", "alibi"], ["-a", "gqa", "-g", "2"],
+                               ["-a", "mla", "-k", "16"], ["-a", "mla", "-k", "16", "--q-rank", "8", "-p", "alibi"],
+                               ["-a", "kvsplice", "-k", "16", "-r", "8", "--splice-ln", "1"], ["-a", "kvsplice", "-k", "16", "-r", "4", "-p", "none"],
+                               ["-a", "mka"], ["-a", "fmka", "-p", "alibi"])):
+        out = os.path.join(TMP, f"variant{i}.ckpt")
+        r = subprocess.run([os.path.join(ROOT, "train_gpt"), *flags, *shape, "-o", out, "-L", out + ".jsonl"], capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:]
+        r = subprocess.run([os.path.join(ROOT, "test", "logits_dump"), "--layout", out], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        rows = [l.split() for l in r.stdout.strip().split("\n")]
+        cpp = [(n, int(o), int(k)) for n, o, k in rows[:-1]]
+        c = ckpt.read(out, moments=True)
+        specs, total = ckpt.layout(c.config)
+        py = [(n, off, int(np.prod(shape))) for n, shape, off in specs]
+        assert py == cpp and total == int(rows[-1][1]), f"{flags}: ckpt.py's layout differs from the C++ one: " + \
+            str([(a, b) for a, b in zip(py, cpp) if a != b][:3])
+        assert set(c.m) == set(c.tensors) and c.header["has_moments"] == 1
+        again = os.path.join(TMP, f"variant{i}.rewritten.ckpt")
+        ckpt.write(again, c.config, c.tensors, train_T=16)
+        ids = ids_for(c.config["vocab_size"], i)[:20]
+        assert np.array_equal(kvgpt_logits(out, ids), kvgpt_logits(again, ids)), f"{flags}: rewritten checkpoint differs"
+
+
+@test
 def imported_checkpoint_runs_in_eval_sample_and_train():
     d = save_hf(os.path.join(TMP, "programs"), NEOX, ref.random_state_dict("neox", NEOX, 11))
     c = os.path.join(TMP, "programs.ckpt")
