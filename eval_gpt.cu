@@ -30,6 +30,7 @@
 #include "llmc/cli.h"
 #include "llmc/dataloader.h"
 #include "llmc/eval.h"
+#include "llmc/runinfo.h"
 
 struct EvalArgs {
     std::string ckpt, val_glob, wikitext, reversal, json, protocols = "disjoint,sliding,wikitext,positions,extrap,reversal,qk,kv";
@@ -240,6 +241,25 @@ static int eval_main(int argc, char** argv) {
     if (a.press_data.empty()) a.press_data = "data/eval/" + tok + "/wikitext_eval";
     if (a.json.empty()) a.json = a.ckpt + ".eval.json";
     if (same_file(a.json, a.ckpt)) fail_hint("pass another --json path", "--json names the checkpoint '%s'", a.ckpt.c_str());
+    {  // rerunning part of an evaluation never overwrites a fuller result: when the JSON there holds
+       // a measurement this run does not make, this run's goes beside it (FILE.2.json, FILE.3.json, ...)
+        std::ifstream old(a.json);
+        std::string text((std::istreambuf_iterator<char>(old)), std::istreambuf_iterator<char>());
+        std::string lost;
+        const char* keys[][2] = {{"disjoint", "disjoint"}, {"positions", "positions"}, {"sliding", "sliding"}, {"wikitext", "wikitext"},
+                                 {"extrap", "extrapolation"}, {"reversal", "reversal"}, {"qk", "qk"}, {"kv", "kv_cache"}, {"press", "press"}};
+        for (auto& k : keys)
+            if (!wants(a, k[0]) && text.find(fmt("\n\"%s\": ", k[1])) != std::string::npos) lost += (lost.empty() ? "" : ",") + std::string(k[0]);
+        if (!lost.empty()) {
+            std::string base = a.json.size() > 5 && a.json.compare(a.json.size() - 5, 5, ".json") == 0 ? a.json.substr(0, a.json.size() - 5) : a.json;
+            std::string next;
+            for (int i = 2;; i++)
+                if (access((next = fmt("%s.%d.json", base.c_str(), i)).c_str(), F_OK) != 0) break;
+            printf("note: %s holds %s, which this run does not measure: writing %s instead (nothing is overwritten)\n", a.json.c_str(),
+                   lost.c_str(), next.c_str());
+            a.json = next;
+        }
+    }
     if (!dir_writable(a.json)) fail_hint("create the directory, or pick a writable --json path", "--json '%s' cannot be written", a.json.c_str());
     int W = a.window ? a.window : T, S = a.stride ? a.stride : std::max(1, T / 2);
     if (S < 1 || S > W) fail_hint("use 1 <= --stride <= --window", "stride %d does not fit window %d", S, W);
@@ -262,6 +282,12 @@ static int eval_main(int argc, char** argv) {
                                  model.num_parameters(), (long)h.step, h.train_T, T);
     js += fmt("\"val_data\": %s, \"eos_id\": %d, \"kv_elems_per_token_layer\": %ld, \"kv_mha_per_layer\": %ld", json_str(a.val_glob).c_str(), eos,
               model.kv_elems_per_token_layer(), 2L * cfg.n_head * cfg.head_dim);
+    // what was measured on and what was capped, beside every figure (scripts/eval_report.py prints them)
+    js += fmt(",\n\"data\": {\"val\": %s, \"wikitext\": %s, \"reversal\": %s, \"press\": %s, \"train\": %s}", json_str(a.val_glob).c_str(),
+              json_str(a.wikitext).c_str(), json_str(a.reversal).c_str(), json_str(a.press_data).c_str(), json_str(h.train_data).c_str());
+    js += fmt(",\n\"caps\": {\"max_windows\": %d, \"max_tokens\": %d, \"wiki_docs\": %d, \"press_samples\": %d}", a.max_windows, a.max_tokens,
+              a.wiki_docs, a.press_samples);
+    js += ",\n\"config\": " + config_json(cfg) + ",\n\"run\": " + run_metadata_json(argc, argv, flags, "");
     auto write_json = [&]() {
         std::string tmp = a.json + ".tmp";
         FILE* f = fopenCheck(tmp.c_str(), "w");

@@ -15,6 +15,7 @@
 #include "llmc/backend.h"
 #include "llmc/cli.h"
 #include "llmc/checkpoint.h"
+#include "llmc/runinfo.h"
 #include "llmc/sample.h"
 #include "llmc/tokenizer.h"
 #include "llmc/train.h"
@@ -374,11 +375,15 @@ static int train_main(int argc, char** argv) {
     row("seed", std::to_string(tc.seed));
     row("log", r.log);
     if (!r.out.empty()) row("checkpoint", r.out);
+    // values wider than 72 characters (long paths) continue on the next rows, so the box stays a box
+    const size_t wrap = 72;
     size_t width = 44;
-    for (auto& kv : rows) width = std::max(width, kv.second.size());
+    for (auto& kv : rows) width = std::max(width, std::min(wrap, kv.second.size()));
     std::string rule = "+--------------------------+" + std::string(width + 2, '-') + "+";
     printf("%s\n", rule.c_str());
-    for (auto& kv : rows) printf("| %-24s | %-*s |\n", kv.first.c_str(), (int)width, kv.second.c_str());
+    for (auto& kv : rows)
+        for (size_t at = 0; at == 0 || at < kv.second.size(); at += wrap)
+            printf("| %-24s | %-*s |\n", at ? "" : kv.first.c_str(), (int)width, kv.second.substr(at, wrap).c_str());
     printf("%s\n", rule.c_str());
     if (tc.steps == 0) { printf("-x 0: settings only, nothing trained\n"); return 0; }
     FILE* logf = fopenCheck(r.log.c_str(), start_step ? "a" : "w");
@@ -392,8 +397,16 @@ static int train_main(int argc, char** argv) {
         else printf("MFU: unknown device '%s'; pass --peak-tflops to see it\n", device_name.c_str());
     }
 #endif
-    fprintf(logf, "{\"event\":\"start\",\"preset\":\"%s\",\"attn\":\"%s\",\"pos\":\"%s\",\"params\":%zu,\"kv_elems_per_token_layer\":%ld,\"kv_mha_per_layer\":%ld,\"B\":%d,\"T\":%d,\"steps\":%d,\"start_step\":%d}\n",
-            cfg.preset, ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos], model.num_parameters(), kv_layer, kv_mha, tc.B, tc.T, tc.steps, start_step);
+    // the first event says everything needed to reproduce the run: command, resolved flags, code, data, machine
+    fprintf(logf, "{\"event\":\"start\",\"preset\":%s,\"attn\":\"%s\",\"pos\":\"%s\",\"params\":%zu,\"kv_elems_per_token_layer\":%ld,\"kv_mha_per_layer\":%ld,\"B\":%d,\"T\":%d,\"accum\":%d,\"steps\":%d,\"start_step\":%d,"
+            "\"tokens_per_step\":%ld,\"train_data\":%s,\"train_tokens\":%ld,\"train_shards\":%zu,\"val_data\":%s,\"val_tokens\":%ld,\"val_shards\":%zu,"
+            "\"init_from\":%s,\"resume\":%s,\"backend\":%s,\"config\":%s,\"run\":%s}\n",
+            json_escape(cfg.preset).c_str(), ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos], model.num_parameters(), kv_layer, kv_mha, tc.B, tc.T, tc.accum,
+            tc.steps, start_step, (long)tc.B * tc.T * tc.accum, json_escape(r.train_glob).c_str(), (long)train.total_tokens, train.shards.size(),
+            json_escape(r.val_glob).c_str(), (long)val.total_tokens, val.shards.size(), r.init_from.empty() ? "null" : json_escape(r.init_from).c_str(),
+            r.resume.empty() ? "null" : json_escape(r.resume).c_str(), json_escape(backend == BACKEND_CUDA ? backend_desc : "cpu").c_str(),
+            config_json(cfg).c_str(), run_metadata_json(argc, argv, flags, backend == BACKEND_CUDA ? device_name : "").c_str());
+    fflush(logf);
 
     // validation with best-weight tracking and early stopping (--patience evaluations without improvement)
     std::vector<float> best_params;
@@ -408,6 +421,7 @@ static int train_main(int argc, char** argv) {
             best_params.clear();
         }
     }
+    double t_start = now_seconds();  // elapsed times and ETAs count from here
     auto do_val = [&](int step) {
         double t0 = now_seconds();
         float vl = run.val(val, tc.val_batches);
@@ -425,7 +439,8 @@ static int train_main(int argc, char** argv) {
             fail_hint("lower the learning rate (-l), raise warmup (-u), or check the validation data",
                       "validation loss is %f at step %d: training diverged (no checkpoint written for it)", vl, step);
         printf("val loss %.4f (step %d, %.0f ms)\n", vl, step, 1000 * (now_seconds() - t0));
-        fprintf(logf, "{\"step\":%d,\"val_loss\":%.6f}\n", step, vl);
+        fprintf(logf, "{\"step\":%d,\"val_loss\":%.6f,\"tokens\":%ld,\"elapsed_s\":%.2f}\n", step, vl, (long)step * tc.B * tc.T * tc.accum,
+                now_seconds() - t_start);
         fflush(logf);
     };
     // --sample-every: a short greedy continuation of the end-of-text token, as llm.c prints
@@ -445,7 +460,6 @@ static int train_main(int argc, char** argv) {
         printf("--- sample at step %d (greedy, %d tokens from end-of-text) ---\n%s%s\n---\n", at_step, n, ts.push(tok.decode_bytes(ids)).c_str(),
                ts.push("", true).c_str());
     };
-    double t_start = now_seconds();
     int step = start_step;
     signal(SIGINT, on_stop_signal);
     signal(SIGTERM, on_stop_signal);
@@ -466,9 +480,12 @@ static int train_main(int argc, char** argv) {
         char mfu[32] = "";
         double mfu_pct = peak_tflops > 0 ? 100.0 * flops_per_token * tok_s / (peak_tflops * 1e12) : -1.0;
         if (mfu_pct >= 0) snprintf(mfu, sizeof mfu, " | mfu %.1f%%", mfu_pct);
-        printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s%s\n", step + 1, tc.steps, s.loss, s.lr, s.grad_norm, ms, tok_s, mfu);
-        fprintf(logf, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.2f,\"tok_s\":%.1f%s}\n", step + 1, s.loss, s.lr,
-                s.grad_norm, ms, tok_s, mfu_pct >= 0 ? (",\"mfu\":" + std::to_string(mfu_pct / 100.0)).c_str() : "");
+        double elapsed = now_seconds() - t_start, eta = elapsed / (step + 1 - start_step) * (tc.steps - step - 1);
+        printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s%s | %s, ETA %s\n", step + 1, tc.steps, s.loss, s.lr,
+               s.grad_norm, ms, tok_s, mfu, human_duration(elapsed).c_str(), human_duration(eta).c_str());
+        fprintf(logf, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.2f,\"tok_s\":%.1f,\"tokens\":%ld,\"elapsed_s\":%.2f%s}\n", step + 1,
+                s.loss, s.lr, s.grad_norm, ms, tok_s, (long)(step + 1) * tc.B * tc.T * tc.accum, elapsed,
+                mfu_pct >= 0 ? (",\"mfu\":" + std::to_string(mfu_pct / 100.0)).c_str() : "");
         if (r.sample_every && (step + 1) % r.sample_every == 0) print_sample(step + 1);
         if (r.ckpt_every && (step + 1) % r.ckpt_every == 0 && step + 1 < tc.steps) {
             run.pull();

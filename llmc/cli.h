@@ -19,17 +19,30 @@ struct Flag {
     const char* help;
 };
 
+// every flag with its help and its default (printed before any flag is parsed)
 static void print_usage(const std::vector<Flag>& flags, const char* prog, const char* example) {
     printf("usage: %s [flags]\n\n", prog);
-    for (const Flag& f : flags) printf("  %-3s %-16s %s\n", f.shortname, f.longname, f.help);
+    for (const Flag& f : flags) {
+        std::string def;
+        char b[64];
+        switch (f.type) {
+            case F_STR: def = ((const std::string*)f.ptr)->empty() ? "" : "'" + *(const std::string*)f.ptr + "'"; break;
+            case F_INT: def = std::to_string(*(const int*)f.ptr); break;
+            case F_FLOAT: snprintf(b, sizeof b, "%g", *(const float*)f.ptr); def = b; break;
+            case F_U64: def = std::to_string(*(const uint64_t*)f.ptr); break;
+            case F_BOOL: def = ""; break;
+        }
+        printf("  %-3s %-18s %s%s\n", f.shortname, f.longname, f.help, def.empty() ? "" : (" [default: " + def + "]").c_str());
+    }
     printf("\nexample: %s\n", example);
 }
 
 static std::set<std::string> parse_flags(int argc, char** argv, const std::vector<Flag>& flags, const char* prog, const char* example) {
     std::string hint = std::string(prog) + " -h lists the flags";
     std::set<std::string> given;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i++)  // before anything is parsed, so the usage shows the defaults
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { print_usage(flags, prog, example); exit(0); }
+    for (int i = 1; i < argc; i++) {
         const Flag* f = nullptr;
         for (const Flag& g : flags)
             if ((g.shortname[0] && !strcmp(argv[i], g.shortname)) || !strcmp(argv[i], g.longname)) f = &g;

@@ -5,13 +5,15 @@
 //    word / byte perplexity and bits per byte
 //  - position-wise NLL buckets and the length-extrapolation curve
 //  - the reversal curse (Berglund et al.'s answer log-likelihoods), Q/K statistics with RoPE frequency bands, KV-cache memory
-// All NLLs are natural-log sums in double; PPL = exp(sum / count).
+// All NLLs are natural-log sums in double; PPL = exp(sum / count). Each long loop reports its
+// progress (done / total, tokens/s, ETA) at most every 10 s (runinfo.h's Progress).
 #pragma once
 #include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 #include "model.h"
+#include "runinfo.h"
 
 struct NLL {
     double sum = 0.0;
@@ -54,6 +56,8 @@ static NLL ppl_disjoint(GPT& m, const std::vector<int>& toks, int T, int B, long
     long n_win = ((long)toks.size() - 1) / T;
     if (max_windows > 0) n_win = std::min(n_win, max_windows);
     std::vector<int> in((size_t)B * T), tg((size_t)B * T);
+    Progress prog;
+    prog.begin("disjoint", "windows", n_win);
     for (long w0 = 0; w0 < n_win; w0 += B) {
         int nb = (int)std::min<long>(B, n_win - w0);
         for (int b = 0; b < nb; b++)
@@ -68,6 +72,7 @@ static NLL ppl_disjoint(GPT& m, const std::vector<int>& toks, int T, int B, long
                 r.add(l);
                 if (per_pos) (*per_pos)[t].add(l);
             }
+        prog.update(w0 + nb, (double)r.n);
     }
     return r;
 }
@@ -80,6 +85,8 @@ static NLL ppl_sliding(GPT& m, const std::vector<int>& toks, int W, int S, long 
     if (max_tokens > 0) N = std::min(N, max_tokens + 1);
     long scored_end = 0;  // targets with index < scored_end (token index, >= 1) are done
     std::vector<int> in(W), tg(W);
+    Progress prog;
+    prog.begin("sliding", "targets", N - 1);
     for (long begin = 0; scored_end < N - 1; begin += S) {
         long end = std::min(begin + W, N - 1);  // inputs [begin, end), targets [begin+1, end]
         int len = (int)(end - begin);
@@ -92,6 +99,7 @@ static NLL ppl_sliding(GPT& m, const std::vector<int>& toks, int W, int S, long 
         for (int t = 0; t < len; t++)
             if (tg[t] >= 0) r.add(m.losses[t]);
         scored_end = end;
+        prog.update(scored_end, (double)r.n);
         if (end >= N - 1) break;
     }
     return r;
@@ -137,13 +145,17 @@ struct WikiResult {
 static WikiResult ppl_wikitext(GPT& m, const std::vector<int>& toks, const std::vector<WikiDoc>& docs, int W, int eos, int max_docs) {
     WikiResult r;
     int n = 0;
+    Progress prog;
+    prog.begin("wikitext", "documents", max_docs > 0 ? std::min<long>(max_docs, (long)docs.size()) : (long)docs.size());
     for (const WikiDoc& d : docs) {
-        if (max_docs > 0 && n++ >= max_docs) break;
+        if (max_docs > 0 && n >= max_docs) break;
+        n++;
         NLL x = ppl_rolling_document(m, toks.data() + d.offset, d.n_tokens, W, eos);
         r.tokens.sum += x.sum;
         r.tokens.n += x.n;
         r.words += d.words;
         r.bytes += d.bytes;
+        prog.update(n, (double)r.tokens.n);
     }
     return r;
 }
@@ -359,7 +371,11 @@ static PressResult press_prefill_eval(GPT& m, const std::vector<PressDoc>& docs,
     const bool compress = press && n_kept < P;
     std::vector<int> seq(P, 0);
     std::unique_ptr<bool[]> none(new bool[P]());  // the context's logits are not needed (protocol a)
+    Progress prog;
+    prog.begin(std::string("press prefill ") + (press ? PRESS_NAMES[press->kind] : "baseline"), "samples", (long)pieces.size());
+    long done = 0;
     for (auto [d, o] : pieces) {
+        prog.update(done++, (double)(r.context_tokens + r.decode_tokens));
         const int* t = docs[d].tok + o;
         m.decode_begin(1, P + N);
         if (compress) m.decode_press(*press);
@@ -389,6 +405,7 @@ static PressResult press_prefill_eval(GPT& m, const std::vector<PressDoc>& docs,
         r.decode_ms += now_ms() - t0;
         r.decode_tokens += N;
     }
+    prog.update(done, (double)(r.context_tokens + r.decode_tokens));
     r.held_tokens /= r.samples; r.context_tokens /= r.samples; r.kv_bytes /= r.samples; r.kv_bytes_full /= r.samples;
     r.bytes_per_context_token = r.kv_bytes / r.context_tokens;
     return r;
@@ -407,6 +424,8 @@ static PressResult press_decode_eval(GPT& m, const std::vector<PressDoc>& docs, 
     if (slack <= 0) slack = std::max(1, keep / 16);
     const int cap = evict ? std::min(S, keep + slack) : S;
     double held_sum = 0.0, pos_sum = 0.0;
+    Progress prog;
+    prog.begin(std::string("press decode ") + (press ? PRESS_NAMES[press->kind] : "baseline"), "streams", (long)pieces.size());
     for (size_t p0 = 0; p0 < pieces.size(); p0 += B) {
         const int nb = (int)std::min<size_t>(B, pieces.size() - p0);
         m.decode_begin(nb, cap);
@@ -434,6 +453,7 @@ static PressResult press_decode_eval(GPT& m, const std::vector<PressDoc>& docs, 
             }
         }
         r.samples += nb;
+        prog.update(r.samples, (double)r.decode_tokens);
     }
     r.held_tokens = held_sum / r.nll.n;
     r.context_tokens = pos_sum / r.nll.n;
