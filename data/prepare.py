@@ -11,6 +11,11 @@ DATASET and what --path takes (Tiny Shakespeare has its own script, data/tinysha
                      Gutenberg header and footer are stripped; a document is one book
     pile             .jsonl or .jsonl.zst files (a file, a directory or a glob) of {"text": ...}
     tinystories      a .txt with <|endoftext|> between stories, or .jsonl with {"text": ...}
+    text             any plain text: .txt files (a file, a directory or a glob such as 'dir/*.txt');
+                     a document per file, or, with --separator S, split on S (e.g. '\n\n\n' or
+                     '<|endoftext|>'; \n, \t and \\ are read as escapes)
+    jsonl            any JSON lines (.jsonl / .jsonl.zst): one document per line, the string in
+                     --field (default "text"; e.g. --field content)
 With --hf NAME (and `datasets` importable) the text comes from the Hugging Face hub instead.
 
 Every document is followed by the end-of-text token. The train/val split is by document, never
@@ -19,6 +24,11 @@ the hash range, so the split is deterministic and identical documents always lan
 side (earlier work split shuffled windows and leaked validation text into training). Datasets
 with official splits (WikiText) keep them. Tokenization is streamed through a pool of worker
 processes in document order, so the output is identical for any --workers.
+
+Inputs are read as streams (JSON lines line by line, separated text in 1 MiB chunks, .zst through
+a streaming decompressor), so a corpus far larger than memory goes through; a document per file
+holds one file in memory at a time. A validation split smaller than one batch of train_gpt's
+default shape (B=8 windows of T+1=129 tokens) gets a warning.
 
 Bad input: a missing path or an unreadable file is an error naming it; empty documents are
 skipped and counted; a file that is not valid UTF-8 is decoded with replacement characters and
@@ -67,6 +77,78 @@ def read_text(path, stats):
         stats["bad_bytes"] = stats.get("bad_bytes", 0) + bad
         print(f"warning: {path} is not valid UTF-8: {bad} bad byte sequence(s) replaced by U+FFFD", file=sys.stderr)
         return text
+
+
+import codecs  # noqa: E402
+
+_BAD_BYTES = [0]
+
+
+def _count_bad_utf8(exc):  # a decode error handler: U+FFFD, counted
+    _BAD_BYTES[0] += 1
+    return "\ufffd", exc.end
+
+
+codecs.register_error("kvgpt_count", _count_bad_utf8)
+
+
+class TextStream:
+    """A file (or a .zst file, decompressed as it is read) as a stream of text: lines, or chunks.
+    Invalid UTF-8 becomes U+FFFD; the count goes to stats['bad_bytes'] with a warning on close."""
+
+    def __init__(self, path, stats):
+        if not os.path.exists(path):
+            raise PrepError(f"no such file: {path}")
+        self.path, self.stats, self.proc = path, stats, None
+        self.bad0 = _BAD_BYTES[0]
+        if path.endswith(".zst"):
+            try:
+                import zstandard  # optional
+                raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"))
+            except ImportError:
+                try:
+                    self.proc = subprocess.Popen(["zstd", "-dc", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                except FileNotFoundError:
+                    raise PrepError(f"{path}: .zst input needs the zstd program (apt-get install zstd) or the zstandard package")
+                raw = self.proc.stdout
+        else:
+            raw = open(path, "rb")
+        self.f = io.TextIOWrapper(io.BufferedReader(raw) if not hasattr(raw, "peek") else raw, encoding="utf-8",
+                                  errors="kvgpt_count", newline="")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+        if self.proc:
+            err = self.proc.stderr.read().decode(errors="replace").strip()
+            if self.proc.wait() != 0 and exc[0] is None:
+                raise PrepError(f"{self.path}: zstd could not decompress it: {err}")
+        bad = _BAD_BYTES[0] - self.bad0
+        if bad:
+            self.stats["bad_bytes"] = self.stats.get("bad_bytes", 0) + bad
+            print(f"warning: {self.path} is not valid UTF-8: {bad} bad byte sequence(s) replaced by U+FFFD", file=sys.stderr)
+        return False
+
+    def chunks(self, size=1 << 20):
+        while True:
+            c = self.f.read(size)
+            if not c:
+                return
+            yield c
+
+
+def split_stream(chunks, sep):
+    """The pieces between separators of a stream of text chunks, never holding more than a piece
+    and a chunk in memory."""
+    rest = ""
+    for c in chunks:
+        rest += c
+        parts = rest.split(sep)
+        rest = parts.pop()
+        yield from parts
+    yield rest
 
 
 def zstd_decompress(raw, path):
@@ -150,17 +232,37 @@ def docs_pg19(a, stats):
 
 
 def docs_jsonl(a, stats, patterns=("*.jsonl", "*.jsonl.zst")):
+    field = getattr(a, "field", None) or "text"
     for f in expand_paths(a.path, list(patterns)):
-        for n, line in enumerate(read_text(f, stats).splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PrepError(f"{f}:{n}: not valid JSON ({e.msg})")
-            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
-                raise PrepError(f'{f}:{n}: expected an object with a "text" string')
-            yield None, rec["text"]
+        with TextStream(f, stats) as ts:
+            for n, line in enumerate(ts.f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise PrepError(f"{f}:{n}: not valid JSON ({e.msg})")
+                if not isinstance(rec, dict) or not isinstance(rec.get(field), str):
+                    keys = ", ".join(list(rec)[:8]) if isinstance(rec, dict) else type(rec).__name__
+                    raise PrepError(f'{f}:{n}: expected an object with a "{field}" string (its keys: {keys})\n'
+                                    f"HINT: pass --field NAME for the key that holds the text")
+                yield None, rec[field]
+
+
+def unescape(sep):
+    return sep.replace("\\\\", "\0").replace("\\n", "\n").replace("\\t", "\t").replace("\\r", "\r").replace("\0", "\\")
+
+
+def docs_text(a, stats):
+    sep = unescape(a.separator) if a.separator else None
+    for f in expand_paths(a.path, ["*.txt"]):
+        if sep is None:  # a document per file
+            with TextStream(f, stats) as ts:
+                yield None, ts.f.read()
+        else:
+            with TextStream(f, stats) as ts:
+                for doc in split_stream(ts.chunks(), sep):
+                    yield None, doc
 
 
 def docs_tinystories(a, stats):
@@ -191,6 +293,8 @@ DATASETS = {
     "pg19": docs_pg19,
     "pile": docs_jsonl,
     "tinystories": docs_tinystories,
+    "text": docs_text,
+    "jsonl": docs_jsonl,
 }
 
 
@@ -273,8 +377,14 @@ def prepare(a):
     if os.path.exists(out) and not os.path.isdir(out):
         raise PrepError(f"--out {out} exists and is not a directory")
     parent = os.path.dirname(os.path.abspath(out))
+    made = []  # the folders this run creates, removed again if it fails
+    d = parent
+    while not os.path.isdir(d):
+        made.append(d)
+        d = os.path.dirname(d)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".prepare-", dir=parent)
+    ok = False
     try:
         writers = _prepare_into(a, docs, stats, tmp)
         created = not os.path.isdir(out)
@@ -285,10 +395,23 @@ def prepare(a):
             os.replace(os.path.join(tmp, f), os.path.join(out, f))
         if stale:
             print(f"replaced {len(stale)} shard(s) of an earlier run in {out}")
+        ok = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not ok:
+            for m in made:  # innermost first; only if still empty
+                try:
+                    os.rmdir(m)
+                except OSError:
+                    break
     for split, w in sorted(writers.items()):
         print(f"{split}: {w.total_docs:,} documents, {w.total:,} tokens in {w.index} shard(s) -> {out}/{split}_*.bin")
+    need = 8 * 129  # one batch of train_gpt's default shape: B = 8 windows of T + 1 = 129 tokens
+    nval = writers["val"].total if "val" in writers else 0
+    if nval < need:
+        print(f"warning: the validation split holds {nval:,} tokens, less than one batch of train_gpt's default shape "
+              f"(B=8 x T+1=129 = {need:,}): train_gpt refuses it at that shape\n"
+              f"HINT: raise --val-frac (now {a.val_frac}), or train with a smaller -b / -t", file=sys.stderr)
     return writers
 
 
@@ -350,6 +473,8 @@ def parse_args(argv=None):
     ap.add_argument("--hf-config", default=None)
     ap.add_argument("--hf-split", default="train")
     ap.add_argument("--hf-field", default="text")
+    ap.add_argument("--field", default="text", help="jsonl: the key holding each document's text")
+    ap.add_argument("--separator", help="text: split files on this string instead of a document per file")
     ap.add_argument("--tokenizer", default="gpt-neox-20b", choices=sorted(TOKENIZER_IDS))
     ap.add_argument("--out", help="output directory (default: data/DATASET/TOKENIZER)")
     ap.add_argument("--shard-size", type=int, default=100_000_000, help="tokens per shard")
@@ -357,6 +482,10 @@ def parse_args(argv=None):
     ap.add_argument("--overwrite", action="store_true", help="replace the shards an earlier run left in --out")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)))
     a = ap.parse_args(argv)
+    if a.separator is not None and a.dataset != "text":
+        ap.error("--separator applies to the text dataset")
+    if a.separator == "":
+        ap.error("--separator must not be empty")
     if a.shard_size < 1:
         ap.error("--shard-size must be positive")
     if not 0.0 <= a.val_frac < 1.0:

@@ -10,6 +10,7 @@ checked against golden ids made by a real HF tokenizers build (test/test_tokeniz
 """
 import json
 import os
+import re
 import unicodedata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -101,6 +102,11 @@ class ByteLevelBPE:
         for content, idx, _ in added:
             self.decoder[idx] = content
         self.nfc = normalize_nfc
+        self._added_re = {}
+        for specials in (True, False):
+            cands = [a for a in self.added if a[2] == specials]  # sorted longest first
+            self._added_re[specials] = (re.compile("|".join(re.escape(c) for c, _, _ in cands)) if cands else None,
+                                        {c: i for c, i, _ in cands})
         self.cache = {}
         self.vocab_size = max(self.decoder) + 1
         self.eos_id = next(idx for content, idx, _ in added if content == "<|endoftext|>")
@@ -133,27 +139,20 @@ class ByteLevelBPE:
         return ids
 
     def _split_added(self, text, specials):
-        """Leftmost-longest split on added tokens; yields (piece, id or None)."""
-        cands = [a for a in self.added if a[2] == specials]
-        if not cands:
+        """Leftmost-longest split on added tokens; yields (piece, id or None). One compiled
+        alternation, longest first: at the leftmost position where any token matches, re tries the
+        alternatives in order, so the first that matches is the longest (what HF's matcher picks)."""
+        pat, ids = self._added_re[specials]
+        if pat is None:
             yield text, None
             return
-        i, start, n = 0, 0, len(text)
-        while i < n:
-            hit = None
-            for content, idx, _ in cands:  # sorted longest first
-                if text.startswith(content, i):
-                    hit = (content, idx)
-                    break
-            if hit:
-                if start < i:
-                    yield text[start:i], None
-                yield hit[0], hit[1]
-                i += len(hit[0])
-                start = i
-            else:
-                i += 1
-        if start < n:
+        start = 0
+        for m in pat.finditer(text):
+            if start < m.start():
+                yield text[start:m.start()], None
+            yield m.group(), ids[m.group()]
+            start = m.end()
+        if start < len(text):
             yield text[start:], None
 
     def encode(self, text):
