@@ -34,7 +34,7 @@ struct RunConfig {
 static std::vector<Flag> make_flags(RunConfig& r) {
     TrainConfig& t = r.tc;
     return {
-        {"-m", "--model", F_STR, &r.preset, "preset: tiny (CPU default), pythia-70m, gpt2-124m"},
+        {"-m", "--model", F_STR, &r.preset, "preset: tiny (CPU default), pythia-14m, pythia-31m, pythia-70m, gpt2-124m"},
         {"-a", "--attn", F_STR, &r.attn, "attention: mha mqa gqa mla mka fmka kvsplice"},
         {"-p", "--pos", F_STR, &r.pos, "position encoding: rope alibi none learned (default: the preset's)"},
         {"-g", "--kv-heads", F_INT, &r.kv_heads, "GQA: number of KV heads G (divides the head count)"},
@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
 static GPTConfig build_config(const RunConfig& r) {
     GPTConfig c;
     if (!config_from_preset(&c, r.preset.c_str()))
-        fail_hint("presets: tiny, pythia-70m, gpt2-124m", "unknown model preset '%s'", r.preset.c_str());
+        fail_hint("presets: tiny, pythia-14m, pythia-31m, pythia-70m, gpt2-124m", "unknown model preset '%s'", r.preset.c_str());
     int a = parse_name(r.attn.c_str(), ATTN_NAMES, ATTN_COUNT);
     if (a < 0) fail_hint("-a takes mha, mqa, gqa, mla, mka, fmka or kvsplice", "unknown attention variant '%s'", r.attn.c_str());
     c.attn = a;

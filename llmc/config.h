@@ -52,6 +52,11 @@ static bool config_from_preset(GPTConfig* cfg, const char* name) {
         c.vocab_size = 50304; c.max_seq_len = 1024; c.n_layer = 4; c.d_model = 128; c.n_head = 4; c.d_ff = 512;
         c.parallel_residual = 1; c.tied_embeddings = 0; c.gelu_exact = 1; c.tokenizer_id = TOK_NEOX;
         c.pos = POS_ROPE; c.rotary_pct = 0.25f;
+    } else if (strcmp(name, "pythia-14m") == 0 || strcmp(name, "pythia-31m") == 0) {  // EleutherAI's smallest Pythias
+        bool w = name[7] == '3';
+        c.vocab_size = 50304; c.max_seq_len = 2048; c.n_layer = 6; c.d_model = w ? 256 : 128; c.n_head = w ? 8 : 4; c.d_ff = w ? 1024 : 512;
+        c.parallel_residual = 1; c.tied_embeddings = 0; c.gelu_exact = 1; c.tokenizer_id = TOK_NEOX;
+        c.pos = POS_ROPE; c.rotary_pct = 0.25f;
     } else if (strcmp(name, "pythia-70m") == 0) {
         c.vocab_size = 50304; c.max_seq_len = 2048; c.n_layer = 6; c.d_model = 512; c.n_head = 8; c.d_ff = 2048;
         c.parallel_residual = 1; c.tied_embeddings = 0; c.gelu_exact = 1; c.tokenizer_id = TOK_NEOX;

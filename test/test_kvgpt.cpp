@@ -1097,8 +1097,17 @@ static void register_tests() {
         CHECK(fabs(e[0] - cos(1.0)) < 1e-6 && fabs(e[8] - sin(1.0)) < 1e-6 && e[1] == 0.0f, "rotate-half layout");
     });
 
-    add_test("preset parameter counts (pythia-70m, gpt2-124m)", [] {
+    add_test("preset parameter counts (pythia-14m, pythia-31m, pythia-70m, gpt2-124m)", [] {
         GPTConfig c;
+        // Pythia's published non-embedding counts (1,189,888 and 4,739,072) plus two 50304-row tables
+        config_from_preset(&c, "pythia-14m");
+        config_finalize(&c);
+        size_t n14 = GPT(c).num_parameters();
+        CHECK(n14 == 1189888 + 2 * 50304 * 128, "pythia-14m has %zu parameters, expected 14,067,712", n14);
+        config_from_preset(&c, "pythia-31m");
+        config_finalize(&c);
+        size_t n31 = GPT(c).num_parameters();
+        CHECK(n31 == 4739072 + 2 * 50304 * 256, "pythia-31m has %zu parameters, expected 30,494,720", n31);
         config_from_preset(&c, "pythia-70m");
         config_finalize(&c);
         size_t n = GPT(c).num_parameters();
