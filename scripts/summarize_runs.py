@@ -30,7 +30,8 @@ def load(p):
     end = next((e for e in reversed(ev) if e.get("event") == "end"), {})
     vals = [e for e in ev if "val_loss" in e]
     name = os.path.basename(p)
-    name = name[:-6] if name.endswith(".jsonl") else name
+    for suffix in (".jsonl", ".ckpt"):  # -L NAME.jsonl, or train_gpt's default NAME.ckpt.jsonl
+        name = name[: -len(suffix)] if name.endswith(suffix) else name
     return name, start, vals, end
 
 
