@@ -51,6 +51,9 @@ class HFError(Exception):
 # ---------------------------------------------------------------------------------------------
 # safetensors
 _ST_DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "F64": np.dtype("<f8"), "BF16": np.dtype("<u2")}
+# non-float tensors (old checkpoints' causal-mask buffers are BOOL): read as they are, never as weights
+_ST_OTHER = {"BOOL": np.dtype("bool"), "U8": np.dtype("u1"), "I8": np.dtype("i1"), "I16": np.dtype("<i2"), "I32": np.dtype("<i4"),
+             "I64": np.dtype("<i8")}
 
 
 def read_safetensors(path):
@@ -73,15 +76,19 @@ def read_safetensors(path):
         if name == "__metadata__":
             continue
         dt = info.get("dtype")
-        if dt not in _ST_DTYPES:
-            raise HFError(f"{path}: tensor {name} has dtype {dt}; the reader takes F32, F16, BF16 and F64",
+        if dt not in _ST_DTYPES and dt not in _ST_OTHER:
+            raise HFError(f"{path}: tensor {name} has dtype {dt}; the reader takes F32, F16, BF16 and F64 weights",
                           "convert the model to one of those dtypes in transformers (model.float().save_pretrained(...))")
         shape = tuple(int(s) for s in info["shape"])
         b, e = (int(x) for x in info["data_offsets"])
         count = math.prod(shape)
-        if not (0 <= b <= e <= len(data)) or e - b != count * _ST_DTYPES[dt].itemsize:
+        item = (_ST_DTYPES.get(dt) or _ST_OTHER[dt]).itemsize
+        if not (0 <= b <= e <= len(data)) or e - b != count * item:
             raise HFError(f"{path}: tensor {name}: data_offsets [{b}, {e}] do not fit shape {list(shape)} of {dt} "
                           f"in {len(data)} data bytes (truncated or corrupt file)")
+        if dt in _ST_OTHER:
+            out[name] = np.frombuffer(data[b:e], dtype=_ST_OTHER[dt]).reshape(shape)
+            continue
         raw = np.frombuffer(data[b:e], dtype=_ST_DTYPES[dt]).reshape(shape)
         if dt == "BF16":
             a = (raw.astype(np.uint32) << 16).view(np.float32)
@@ -100,6 +107,8 @@ def write_safetensors(path, tensors, metadata=None):
             dt, raw = "F32", a.astype("<f4").tobytes()
         elif a.dtype == np.float16:
             dt, raw = "F16", a.astype("<f2").tobytes()
+        elif a.dtype == np.bool_:
+            dt, raw = "BOOL", a.tobytes()
         else:
             raise HFError(f"write_safetensors: tensor {name} has dtype {a.dtype}")
         header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
@@ -316,6 +325,8 @@ def to_kvgpt(sd, cfg, arch):
     def take(name, shape):
         if name not in sd:
             raise HFError(f"the weights have no tensor '{name}' (a {arch} model with this config needs it)")
+        if not np.issubdtype(np.asarray(sd[name]).dtype, np.floating):
+            raise HFError(f"tensor '{name}' has dtype {np.asarray(sd[name]).dtype}: a weight must be floating point")
         a = np.asarray(sd[name], dtype=np.float32)
         if a.shape != tuple(shape):
             raise HFError(f"tensor '{name}' has shape {list(a.shape)}; config.json implies {list(shape)}")

@@ -126,8 +126,9 @@ def random_state_dict(arch, cfg, seed):
             sd["embed_out.weight"] = sd["gpt_neox.embed_in.weight"]
         else:
             sd["embed_out.weight"] = n(V, C, std=0.5)
-        # the buffers older checkpoints carry, which the importer must skip
+        # the buffers older checkpoints carry, which the importer must skip (the mask is BOOL in safetensors)
         sd["gpt_neox.layers.0.attention.rotary_emb.inv_freq"] = np.ones(4, np.float32)
+        sd["gpt_neox.layers.0.attention.bias"] = np.tril(np.ones((1, 1, 8, 8), bool))
     else:
         C, V = cfg["n_embd"], cfg["vocab_size"]
         F = cfg.get("n_inner") or 4 * C

@@ -57,7 +57,7 @@ def save_hf(d, cfg, sd, fmt="f32", tokenizer=True):
     json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
     if fmt in ("f32", "f16"):
         dt = np.float16 if fmt == "f16" else np.float32
-        hi.write_safetensors(os.path.join(d, "model.safetensors"), {k: v.astype(dt) for k, v in sd.items()})
+        hi.write_safetensors(os.path.join(d, "model.safetensors"), {k: v if v.dtype == bool else v.astype(dt) for k, v in sd.items()})
     elif fmt == "bf16":  # written by hand: the writer does not produce BF16, the reader must read it
         write_bf16(os.path.join(d, "model.safetensors"), sd)
     elif fmt == "sharded":
@@ -92,7 +92,7 @@ def write_bf16(path, sd):
 
 
 def bf16_round(sd):
-    return {k: ((v.astype(np.float32).view(np.uint32) >> 16) << 16).view(np.float32) for k, v in sd.items()}
+    return {k: ((v.astype(np.float32).view(np.uint32) >> 16) << 16).view(np.float32) if v.dtype != bool else v for k, v in sd.items()}
 
 
 def kvgpt_logits(path, ids):
@@ -122,7 +122,7 @@ def parity(name, arch, cfg, fmt="f32", seed=1):
     out = os.path.join(TMP, name + ".ckpt")
     hf_import.import_dir(d, out, quiet=True)
     if fmt == "f16":
-        sd = {k: v.astype(np.float16).astype(np.float32) for k, v in sd.items()}
+        sd = {k: v.astype(np.float16).astype(np.float32) if v.dtype != bool else v for k, v in sd.items()}
     if fmt == "bf16":
         sd = bf16_round(sd)
     ids = ids_for(cfg["vocab_size"], seed)
@@ -182,7 +182,7 @@ def import_export_import_is_bitwise():
         # the exported weights are the original HF weights (minus the buffers), under HF's names
         back, _ = hi.load_state_dict(e)
         for k, v in sd.items():
-            if k.endswith(("inv_freq", "attn.bias")):
+            if k.endswith(("inv_freq", "attn.bias", "attention.bias")):
                 continue
             kk = k if k in back else k.replace("transformer.", "")
             assert np.array_equal(back[kk], v), f"{name}: exported {k} differs from the original"
