@@ -108,15 +108,6 @@ static std::vector<ReversalFact> read_reversal(const std::string& path, int V) {
 static const char* PROTOCOLS[] = {"disjoint", "sliding", "wikitext", "positions", "extrap", "reversal", "qk", "kv", "press"};
 static bool wants(const EvalArgs& a, const char* p) { return ("," + a.protocols + ",").find(std::string(",") + p + ",") != std::string::npos; }
 
-static std::string json_str(const std::string& s) {
-    std::string o = "\"";
-    for (unsigned char c : s) {
-        if (c == '"' || c == '\\') { o += '\\'; o += (char)c; }
-        else if (c < 0x20) { char b[8]; snprintf(b, sizeof b, "\\u%04x", c); o += b; }
-        else o += (char)c;
-    }
-    return o + "\"";
-}
 // a JSON number; NaN and Inf (not JSON) become null
 static std::string jnum(double x) {
     if (!std::isfinite(x)) return "null";
@@ -278,13 +269,13 @@ static int eval_main(int argc, char** argv) {
            val_from_ckpt ? " (the checkpoint's)" : "");
 
     std::string js = "{\n" + fmt("\"checkpoint\": %s, \"preset\": %s, \"attn\": \"%s\", \"pos\": \"%s\", \"params\": %zu, \"step\": %ld, \"train_T\": %d, \"eval_T\": %d,\n",
-                                 json_str(a.ckpt).c_str(), json_str(cfg.preset).c_str(), ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos],
+                                 json_escape(a.ckpt).c_str(), json_escape(cfg.preset).c_str(), ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos],
                                  model.num_parameters(), (long)h.step, h.train_T, T);
-    js += fmt("\"val_data\": %s, \"eos_id\": %d, \"kv_elems_per_token_layer\": %ld, \"kv_mha_per_layer\": %ld", json_str(a.val_glob).c_str(), eos,
+    js += fmt("\"val_data\": %s, \"eos_id\": %d, \"kv_elems_per_token_layer\": %ld, \"kv_mha_per_layer\": %ld", json_escape(a.val_glob).c_str(), eos,
               model.kv_elems_per_token_layer(), 2L * cfg.n_head * cfg.head_dim);
     // what was measured on and what was capped, beside every figure (scripts/eval_report.py prints them)
-    js += fmt(",\n\"data\": {\"val\": %s, \"wikitext\": %s, \"reversal\": %s, \"press\": %s, \"train\": %s}", json_str(a.val_glob).c_str(),
-              json_str(a.wikitext).c_str(), json_str(a.reversal).c_str(), json_str(a.press_data).c_str(), json_str(h.train_data).c_str());
+    js += fmt(",\n\"data\": {\"val\": %s, \"wikitext\": %s, \"reversal\": %s, \"press\": %s, \"train\": %s}", json_escape(a.val_glob).c_str(),
+              json_escape(a.wikitext).c_str(), json_escape(a.reversal).c_str(), json_escape(a.press_data).c_str(), json_escape(h.train_data).c_str());
     js += fmt(",\n\"caps\": {\"max_windows\": %d, \"max_tokens\": %d, \"wiki_docs\": %d, \"press_samples\": %d}", a.max_windows, a.max_tokens,
               a.wiki_docs, a.press_samples);
     js += ",\n\"config\": " + config_json(cfg) + ",\n\"run\": " + run_metadata_json(argc, argv, flags, "");
@@ -302,7 +293,7 @@ static int eval_main(int argc, char** argv) {
     int guard_T = std::min(256, cfg.pos == POS_LEARNED ? cfg.max_seq_len : 256);
     std::string why;
     if (!leak_check(model, guard_T, 12345, &why)) {
-        js += fmt(", \"leak_guard\": \"failed\", \"leak_guard_T\": %d, \"error\": %s", guard_T, json_str("leak guard: " + why).c_str());
+        js += fmt(", \"leak_guard\": \"failed\", \"leak_guard_T\": %d, \"error\": %s", guard_T, json_escape("leak guard: " + why).c_str());
         write_json();
         fail_hint("this model sees the future: its perplexities would be meaningless; fix the attention mask",
                   "leak guard: %s", why.c_str());
@@ -327,7 +318,7 @@ static int eval_main(int argc, char** argv) {
             body();
         } catch (const KvgptError& e) {
             js.resize(mark);
-            js += fmt(",\n\"%s\": {\"error\": %s}", name, json_str(e.message + (e.hint.empty() ? "" : " (HINT: " + e.hint + ")")).c_str());
+            js += fmt(",\n\"%s\": {\"error\": %s}", name, json_escape(e.message + (e.hint.empty() ? "" : " (HINT: " + e.hint + ")")).c_str());
             fprintf(stderr, "Error: section %s: %s\n", name, e.message.c_str());
             if (!e.hint.empty()) fprintf(stderr, "HINT: %s\n", e.hint.c_str());
             failed_sections++;
@@ -392,7 +383,7 @@ static int eval_main(int argc, char** argv) {
             else if (Ll > (1 << 22)) skip = "too long";
             if (!skip.empty()) {
                 printf("| %ld | n/a (%s) | |\n", Ll, skip.c_str());
-                js += fmt("%s{\"length\": %ld, \"ppl\": null, \"skipped\": %s}", first ? "" : ", ", Ll, json_str(skip).c_str());
+                js += fmt("%s{\"length\": %ld, \"ppl\": null, \"skipped\": %s}", first ? "" : ", ", Ll, json_escape(skip).c_str());
                 first = false;
                 continue;
             }
@@ -430,7 +421,7 @@ static int eval_main(int argc, char** argv) {
         };
         js += fmt(",\n\"reversal\": {\"set\": %s, \"eos_id\": %d, \"forward\": {\"trained\": %s, \"heldout\": %s, \"gain\": %s}, "
                   "\"reversed\": {\"trained\": %s, \"heldout\": %s, \"gain\": %s}}",
-                  json_str(a.reversal).c_str(), eos, score(r.fwd[1]).c_str(), score(r.fwd[0]).c_str(), jnum(r.fwd_gain()).c_str(),
+                  json_escape(a.reversal).c_str(), eos, score(r.fwd[1]).c_str(), score(r.fwd[0]).c_str(), jnum(r.fwd_gain()).c_str(),
                   score(r.rev[1]).c_str(), score(r.rev[0]).c_str(), jnum(r.rev_gain()).c_str());
     });
     if (wants(a, "qk")) section("qk", [&] {
@@ -474,7 +465,7 @@ static int eval_main(int argc, char** argv) {
                                              : read_wiki_index(pre + ".tsv", (long)set_tokens.back().size());
             for (const WikiDoc& d : idx) docs.push_back({set_tokens.back().data() + d.offset, d.n_tokens});
             for (const WikiDoc& d : idx) doc_tokens += d.n_tokens;
-            sets_js += fmt("%s{\"prefix\": %s, \"documents\": %zu, \"tokens\": %zu}", sets_js.empty() ? "" : ", ", json_str(pre).c_str(), idx.size(),
+            sets_js += fmt("%s{\"prefix\": %s, \"documents\": %zu, \"tokens\": %zu}", sets_js.empty() ? "" : ", ", json_escape(pre).c_str(), idx.size(),
                            set_tokens.back().size());
         }
         model.decode_begin(1, 1);  // the cache's bytes per token, measured from its buffers
@@ -517,7 +508,7 @@ static int eval_main(int argc, char** argv) {
                        r.context_tokens, r.kv_bytes, per_ctx, std::isfinite(r.ms_per_token()) ? fmt("%.3f", r.ms_per_token()).c_str() : "-");
                 js += fmt("%s\n  {\"press\": %s, \"ratio\": %s, \"budget\": %s, \"ppl\": %s, \"loss\": %s, \"tokens\": %ld, \"samples\": %ld, \"held_tokens\": %s, "
                           "\"context_tokens\": %s, \"kv_bytes\": %zu, \"kv_bytes_full\": %zu, \"kv_bytes_per_context_token\": %s, \"ms_per_token\": %s, \"compress_ms\": %s}",
-                          i ? "," : "", u.press ? json_str(PRESS_NAMES[u.press->kind]).c_str() : "null", u.press && !u.budget ? jnum(u.ratio).c_str() : "null",
+                          i ? "," : "", u.press ? json_escape(PRESS_NAMES[u.press->kind]).c_str() : "null", u.press && !u.budget ? jnum(u.ratio).c_str() : "null",
                           u.budget ? std::to_string(u.budget).c_str() : "null", jnum(r.nll.ppl()).c_str(), jnum(r.nll.mean()).c_str(), r.nll.n, r.samples,
                           jnum(r.held_tokens).c_str(), jnum(r.context_tokens).c_str(), r.kv_bytes, r.kv_bytes_full, jnum(per_ctx).c_str(),
                           jnum(r.ms_per_token()).c_str(), jnum(r.compress_ms).c_str());

@@ -4,10 +4,11 @@ import json
 import os
 import sys
 import tempfile
-import traceback
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "data"))
+sys.path.insert(0, os.path.join(ROOT, "test"))
+from pytestlib import run_tests, test  # noqa: E402
 import eval_sets  # noqa: E402
 import prepare  # noqa: E402
 import shards  # noqa: E402
@@ -19,12 +20,7 @@ import re  # noqa: E402
 import subprocess  # noqa: E402
 from tokenizer import load_tokenizer  # noqa: E402
 
-TESTS = []
 
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
 
 
 @test
@@ -331,18 +327,7 @@ def prepare_refuses_stale_shards_and_leaves_nothing_on_failure():
 
 
 def main():
-    passed = failed = 0
-    for fn in TESTS:
-        try:
-            fn()
-            print(f"PASS {fn.__name__}")
-            passed += 1
-        except Exception:
-            print(f"FAIL {fn.__name__}")
-            traceback.print_exc()
-            failed += 1
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run_tests()
 
 
 if __name__ == "__main__":

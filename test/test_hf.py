@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import traceback
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -30,16 +29,12 @@ import hf_export  # noqa: E402
 import hf_import  # noqa: E402
 import hf_interop as hi  # noqa: E402
 import hf_reference as ref  # noqa: E402
+from pytestlib import run_tests, test  # noqa: E402
 
-TESTS = []
 TMP = tempfile.mkdtemp(prefix="kvgpt_hf_test.")
 T_TOKENS = 300  # "a few hundred tokens": crosses every 64/128 block of the CPU kernels
 REL_TOL = 1e-4
 
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
 
 
 NEOX = {"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox", "hidden_size": 64, "num_hidden_layers": 2,
@@ -422,19 +417,7 @@ def export_refuses_what_hf_cannot_express_and_protects_files():
 
 
 def main():
-    passed = failed = 0
-    for fn in TESTS:
-        try:
-            fn()
-            print(f"PASS {fn.__name__}")
-            passed += 1
-        except Exception:
-            print(f"FAIL {fn.__name__}")
-            traceback.print_exc()
-            failed += 1
-    shutil.rmtree(TMP, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run_tests(lambda: shutil.rmtree(TMP, ignore_errors=True))
 
 
 if __name__ == "__main__":

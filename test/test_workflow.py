@@ -10,18 +10,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import traceback
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.join(ROOT, "test"))
+from pytestlib import SKIPPED, run_tests, test  # noqa: E402
 TMP = tempfile.mkdtemp(prefix="kvgpt_workflow_test.")
-TESTS = []
-SKIPPED = []
 SMALL = ["--layers", "1", "--d-model", "32", "--heads", "2", "--d-ff", "64", "-b", "2", "-t", "16", "-v", "1", "-d", "cpu"]
 
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
 
 
 def run(args, **kw):
@@ -176,21 +171,7 @@ def prepare_text_and_jsonl_corpora():
 
 
 def main():
-    passed = failed = 0
-    for fn in TESTS:
-        try:
-            fn()
-            print(f"PASS {fn.__name__}")
-            passed += 1
-        except Exception:
-            print(f"FAIL {fn.__name__}")
-            traceback.print_exc()
-            failed += 1
-    for s in SKIPPED:
-        print(f"SKIP {s}")
-    shutil.rmtree(TMP, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed, {len(SKIPPED)} skipped")
-    return 1 if failed else 0
+    return run_tests(lambda: shutil.rmtree(TMP, ignore_errors=True))
 
 
 if __name__ == "__main__":
