@@ -8,7 +8,11 @@ step time, tok/s and MFU computed with train_gpt's FLOP count (6 x matmul params
 
   python3 dev/torch_gpt.py --model gpt2-124m -b 16 -t 1024 --steps 30 [--compile]
 
-Random tokens: the point is speed on the same shapes, not loss. Needs torch and a GPU.
+Random tokens: the point is speed on the same shapes, not loss. On a GPU: bf16 autocast, fused
+AdamW. With --device cpu: fp32, the same step (forward, backward, grad-norm clip at 1.0, AdamW),
+torch's own thread count (--threads); the parameter count is asserted against the kvgpt preset's
+(124,439,808 / 70,426,624). dev/bench_peers.sh runs it interleaved with ./train_gpt on the CPU.
+Works with Debian's torch 1.13 (no scaled_dot_product_attention there: an explicit causal softmax).
 """
 import argparse
 import json
@@ -60,7 +64,13 @@ class Block(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.H, self.hd).permute(2, 0, 3, 1, 4)
         if self.rope is not None:
             q, k = self.rope(q), self.rope(k)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if hasattr(F, "scaled_dot_product_attention"):
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:  # torch < 2.0
+            T = q.shape[2]
+            s = (q @ k.transpose(-1, -2)) / math.sqrt(self.hd)
+            s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool, device=q.device), 1), float("-inf"))
+            y = torch.softmax(s, dim=-1) @ v
         return self.o(y.transpose(1, 2).reshape(B, T, C))
 
     def mlp(self, x):
@@ -109,17 +119,25 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--peak-tflops", type=float, default=0.0)
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    ap.add_argument("--threads", type=int, default=0, help="CPU: torch threads (0: torch's default)")
     a = ap.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("torch_gpt.py: no CUDA device")
-    dev = "cuda"
+    if a.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("torch_gpt.py: no CUDA device (use --device cpu)")
+    dev = a.device
+    gpu = dev == "cuda"
+    if a.threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     p = PRESETS[a.model]
     model = GPT(p, dev).to(dev)
+    counted = sum(w.numel() for w in model.parameters()) - (model.Vp - p["vocab"]) * p["C"] * (1 if p["tied"] else 2)
+    want = {"gpt2-124m": 124439808, "pythia-70m": 70426624}[a.model]
+    assert counted == want, f"{a.model}: {counted} parameters, kvgpt's preset has {want}"
     decay = [w for n, w in model.named_parameters() if w.dim() >= 2]
     no_decay = [w for n, w in model.named_parameters() if w.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=6e-4,
-                            betas=(0.9, 0.95), eps=1e-8, fused=True)
+    groups = [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=6e-4, betas=(0.9, 0.95), eps=1e-8, **({"fused": True} if gpu else {}))
     step_fn = torch.compile(model) if a.compile else model
     # train_gpt's FLOP count: 6 per matmul weight per token (lookup-only tables excluded) + attention
     n_params = sum(w.numel() for w in model.parameters())
@@ -127,26 +145,30 @@ def main():
     matmul_params = n_params - (0 if p["tied"] else model.Vp * C) - (p["max_T"] * C if p["pos"] == "learned" else 0)
     matmul_params -= (model.Vp - p["vocab"]) * C  # kvgpt counts the real vocab only
     flops_per_token = 6.0 * matmul_params + 6.0 * L * H * (C // H) * a.t
-    name = torch.cuda.get_device_name(0)
-    peak = a.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), 0.0)
+    name = torch.cuda.get_device_name(0) if gpu else f"cpu, {torch.get_num_threads()} threads"
+    peak = a.peak_tflops or (next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), 0.0) if gpu else 0.0)
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
     times = []
     for step in range(a.steps):
         x = torch.randint(0, p["vocab"], (a.b, a.t + 1), device=dev)
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        if gpu:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = step_fn(x[:, :-1], x[:, 1:])
+        else:  # fp32, as kvgpt's CPU backend
             loss = step_fn(x[:, :-1], x[:, 1:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
+        sync()
         dt = time.perf_counter() - t0
         times.append(dt)
         tok_s = a.b * a.t / dt
         mfu = 100 * flops_per_token * tok_s / (peak * 1e12) if peak else float("nan")
         print(f"step {step + 1:4d}/{a.steps} | loss {loss.item():.4f} | {1000 * dt:.1f} ms | {tok_s:.0f} tok/s | mfu {mfu:.1f}%")
-    med = statistics.median(times[min(5, len(times) - 1):])  # after compile / warm-up
+    med = statistics.median(times[min(5 if gpu else 1, len(times) - 1):])  # after compile / warm-up
     tok_s = a.b * a.t / med
     print(json.dumps({"impl": "pytorch" + (" + compile" if a.compile else " eager"), "torch": torch.__version__, "device": name,
                       "model": a.model, "B": a.b, "T": a.t, "ms": 1000 * med, "tok_s": tok_s,
