@@ -35,6 +35,7 @@ skipped and counted; a file that is not valid UTF-8 is decoded with replacement 
 the number of bad bytes is reported (so one stray byte does not lose a whole corpus).
 """
 import argparse
+import codecs
 import glob
 import hashlib
 import io
@@ -63,23 +64,11 @@ class PrepError(Exception):
 
 
 def read_text(path, stats):
-    """UTF-8 text of a file; invalid bytes become U+FFFD and are counted in stats['bad_bytes']."""
-    if not os.path.exists(path):
-        raise PrepError(f"no such file: {path}")
-    raw = open(path, "rb").read()
-    if path.endswith(".zst"):
-        raw = zstd_decompress(raw, path)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8", errors="replace")
-        bad = text.count("\ufffd") - raw.decode("utf-8", errors="ignore").count("\ufffd")
-        stats["bad_bytes"] = stats.get("bad_bytes", 0) + bad
-        print(f"warning: {path} is not valid UTF-8: {bad} bad byte sequence(s) replaced by U+FFFD", file=sys.stderr)
-        return text
+    """The whole UTF-8 text of a file (.zst decompressed); invalid bytes become U+FFFD and are
+    counted in stats['bad_bytes'] (TextStream's reading, held whole: a document per file)."""
+    with TextStream(path, stats) as ts:
+        return ts.f.read()
 
-
-import codecs  # noqa: E402
 
 _BAD_BYTES = [0]
 
@@ -149,20 +138,6 @@ def split_stream(chunks, sep):
         rest = parts.pop()
         yield from parts
     yield rest
-
-
-def zstd_decompress(raw, path):
-    try:
-        import zstandard  # optional
-        return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)).read()
-    except ImportError:
-        pass
-    try:
-        return subprocess.run(["zstd", "-dc"], input=raw, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True).stdout
-    except FileNotFoundError:
-        raise PrepError(f"{path}: .zst needs the `zstd` command or the `zstandard` module (apt-get install zstd)")
-    except subprocess.CalledProcessError as e:
-        raise PrepError(f"{path}: zstd could not decompress it: {e.stderr.decode(errors='replace').strip()}")
 
 
 def expand_paths(path, patterns):
@@ -257,8 +232,7 @@ def docs_text(a, stats):
     sep = unescape(a.separator) if a.separator else None
     for f in expand_paths(a.path, ["*.txt"]):
         if sep is None:  # a document per file
-            with TextStream(f, stats) as ts:
-                yield None, ts.f.read()
+            yield None, read_text(f, stats)
         else:
             with TextStream(f, stats) as ts:
                 for doc in split_stream(ts.chunks(), sep):
