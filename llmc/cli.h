@@ -3,6 +3,7 @@
 // numbers, non-finite floats (nan, inf) and empty strings are clear errors with a hint.
 // parse_flags returns the long names of the flags given, so callers can tell a flag the user
 // set from its default (e.g. to refuse flags that contradict a checkpoint).
+// The same table prints the usage with every default, and a run's resolved flags as JSON (runinfo.h).
 #pragma once
 #include <cmath>
 #include <set>
@@ -19,20 +20,46 @@ struct Flag {
     const char* help;
 };
 
-// every flag with its help and its default (printed before any flag is parsed)
+static std::string json_escape(const std::string& s) {
+    std::string o = "\"";
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\') { o += '\\'; o += (char)c; }
+        else if (c < 0x20) { char b[8]; snprintf(b, sizeof b, "\\u%04x", c); o += b; }
+        else o += (char)c;
+    }
+    return o + "\"";
+}
+
+// the shortest decimal that reads back as the same float (0.002, not 0.00200000009)
+static std::string float_json(float x) {
+    char b[64];
+    if (!std::isfinite(x)) return "null";
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(b, sizeof b, "%.*g", prec, x);
+        if (strtof(b, nullptr) == x) break;
+    }
+    return b;
+}
+
+// a flag's current value as JSON (after parsing and defaulting: the value the run used)
+static std::string flag_value_json(const Flag& f) {
+    switch (f.type) {
+        case F_STR: return json_escape(*(const std::string*)f.ptr);
+        case F_INT: return std::to_string(*(const int*)f.ptr);
+        case F_FLOAT: return float_json(*(const float*)f.ptr);
+        case F_U64: return std::to_string(*(const uint64_t*)f.ptr);
+        case F_BOOL: return *(const bool*)f.ptr ? "true" : "false";
+    }
+    return "null";
+}
+
+// every flag with its help and its default (printed before any flag is parsed; empty strings and
+// switches have none to show)
 static void print_usage(const std::vector<Flag>& flags, const char* prog, const char* example) {
     printf("usage: %s [flags]\n\n", prog);
     for (const Flag& f : flags) {
-        std::string def;
-        char b[64];
-        switch (f.type) {
-            case F_STR: def = ((const std::string*)f.ptr)->empty() ? "" : "'" + *(const std::string*)f.ptr + "'"; break;
-            case F_INT: def = std::to_string(*(const int*)f.ptr); break;
-            case F_FLOAT: snprintf(b, sizeof b, "%g", *(const float*)f.ptr); def = b; break;
-            case F_U64: def = std::to_string(*(const uint64_t*)f.ptr); break;
-            case F_BOOL: def = ""; break;
-        }
-        printf("  %-3s %-18s %s%s\n", f.shortname, f.longname, f.help, def.empty() ? "" : (" [default: " + def + "]").c_str());
+        bool none = f.type == F_BOOL || (f.type == F_STR && ((const std::string*)f.ptr)->empty());
+        printf("  %-3s %-18s %s%s\n", f.shortname, f.longname, f.help, none ? "" : (" [default: " + flag_value_json(f) + "]").c_str());
     }
     printf("\nexample: %s\n", example);
 }

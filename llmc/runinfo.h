@@ -13,16 +13,6 @@
 #include "cli.h"
 #include "config.h"
 
-static std::string json_escape(const std::string& s) {
-    std::string o = "\"";
-    for (unsigned char c : s) {
-        if (c == '"' || c == '\\') { o += '\\'; o += (char)c; }
-        else if (c < 0x20) { char b[8]; snprintf(b, sizeof b, "\\u%04x", c); o += b; }
-        else o += (char)c;
-    }
-    return o + "\"";
-}
-
 // the first line a shell command prints (empty on failure); for git and nothing user-controlled
 static std::string command_line_output(const std::string& cmd) {
     FILE* p = popen((cmd + " 2>/dev/null").c_str(), "r");
@@ -57,17 +47,6 @@ static std::string cpu_model_name() {
     return name;
 }
 
-// the shortest decimal that reads back as the same float (0.002, not 0.00200000009)
-static std::string float_json(float x) {
-    char b[64];
-    if (!std::isfinite(x)) return "null";
-    for (int prec = 6; prec <= 9; prec++) {
-        snprintf(b, sizeof b, "%.*g", prec, x);
-        if (strtof(b, nullptr) == x) break;
-    }
-    return b;
-}
-
 // every field of the model config, resolved (ranks, rotary dims, KV heads: what the model is)
 static std::string config_json(const GPTConfig& c) {
     char b[1024];
@@ -81,18 +60,6 @@ static std::string config_json(const GPTConfig& c) {
              float_json(c.rotary_pct).c_str(), c.rotary_dim(), float_json(c.rope_base).c_str(), float_json(c.alibi_slope).c_str(), c.n_kv_head,
              c.kv_rank, c.rope_dim, c.q_rank, c.splice_rank, c.splice_ln);
     return b;
-}
-
-// a flag's current value as JSON (after parsing and defaulting: the value the run used)
-static std::string flag_value_json(const Flag& f) {
-    switch (f.type) {
-        case F_STR: return json_escape(*(const std::string*)f.ptr);
-        case F_INT: return std::to_string(*(const int*)f.ptr);
-        case F_FLOAT: return float_json(*(const float*)f.ptr);
-        case F_U64: return std::to_string(*(const uint64_t*)f.ptr);
-        case F_BOOL: return *(const bool*)f.ptr ? "true" : "false";
-    }
-    return "null";
 }
 
 // gpu: the device the run used ("" for none)
