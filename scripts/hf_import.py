@@ -15,6 +15,7 @@ Needs numpy (Debian: python3-numpy).
 import argparse
 import json
 import os
+import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -39,9 +40,11 @@ def import_dir(d, out, quiet=False):
         for f in [cj] + [os.path.join(d, x) for x in os.listdir(d)]:
             if os.path.exists(f) and os.path.samefile(f, out):
                 raise hi.HFError(f"-o '{out}' is one of the model's own files", "write the checkpoint to a new path; inputs are never overwritten")
-        with open(out, "rb") as f:
-            magic = f.read(4)
-        if not os.path.isfile(out) or magic != b"KCVK":
+        ours = False
+        if os.path.isfile(out):  # a directory or a device is never opened as a checkpoint
+            with open(out, "rb") as f:
+                ours = f.read(4) == struct.pack("<I", ckpt.MAGIC)
+        if not ours:
             raise hi.HFError(f"-o '{out}' exists and is not a kvgpt checkpoint", "pick another -o; only kvgpt checkpoints are overwritten")
     odir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(odir) or not os.access(odir, os.W_OK):

@@ -407,6 +407,8 @@ def export_refuses_what_hf_cannot_express_and_protects_files():
     r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "hf_import.py"), d, "-o", precious], capture_output=True, text=True)
     assert r.returncode == 1 and "not a kvgpt checkpoint" in r.stderr, r.stderr
     assert open(precious).read() == "keep me"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "hf_import.py"), d, "-o", TMP], capture_output=True, text=True)
+    assert r.returncode == 1 and "not a kvgpt checkpoint" in r.stderr and "Traceback" not in r.stderr, r.stderr
     r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "hf_import.py"), d, "-o", os.path.join(d, "model.safetensors")],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "own files" in r.stderr, r.stderr
