@@ -27,6 +27,7 @@ import glob
 import json
 import math
 import os
+import shutil
 import struct
 import sys
 
@@ -232,7 +233,6 @@ def kvgpt_config(hf, tokenizer_id):
         if kvh != H:
             print(f"note: config.json has num_key_value_heads = {kvh}; GPT-NeoX's fused query_key_value holds all {H} heads' "
                   f"q, k and v (checked against the weights' shape)", file=sys.stderr)
-        train_T = c["max_seq_len"]
     else:
         C = _get(hf, "n_embd", required=True)
         c.update(preset="hf-gpt2", d_model=C, n_layer=_get(hf, "n_layer", required=True), n_head=_get(hf, "n_head", required=True),
@@ -248,10 +248,9 @@ def kvgpt_config(hf, tokenizer_id):
             raise HFError("config.json: scale_attn_by_inverse_layer_idx = true: kvgpt does not scale scores per layer")
         if _get(hf, "add_cross_attention", False):
             raise HFError("config.json: add_cross_attention = true: kvgpt is a decoder-only LM")
-        train_T = c["max_seq_len"]
     if c["d_model"] % c["n_head"]:
         raise HFError(f"config.json: hidden size {c['d_model']} is not divisible by {c['n_head']} heads")
-    return ckpt.config_finalize(c), arch, train_T
+    return ckpt.config_finalize(c), arch, c["max_seq_len"]  # both families were trained at their position limit
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,7 +446,6 @@ def from_kvgpt(tensors, cfg):
 
 def write_tokenizer(d, tokenizer_id):
     """The vendored tokenizer files, in the layout transformers' AutoTokenizer reads; False when unknown."""
-    import shutil
     if tokenizer_id == 1:
         shutil.copyfile(TOKENIZER_FILES[1], os.path.join(d, "tokenizer.json"))
         tc = {"tokenizer_class": "GPTNeoXTokenizerFast", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
