@@ -42,6 +42,21 @@ else
   $(info note: OpenBLAS not found (apt-get install libopenblas-dev): linear layers use the built-in kernel)
 endif
 
+# probe: MPI (Debian: libopenmpi-dev openmpi-bin) for data-parallel training (mpirun -np N
+# ./train_gpt); only train_gpt links it. NO_MPI=1 builds without it.
+ifeq ($(NO_MPI),)
+  # (the C API only: OMPI_SKIP_MPICXX keeps the deprecated C++ bindings, and their library, out)
+  MPI_CFLAGS := -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(shell pkg-config --cflags ompi-c 2>/dev/null || pkg-config --cflags mpich 2>/dev/null)
+  MPI_LIBS_FOUND := $(shell pkg-config --libs ompi-c 2>/dev/null || pkg-config --libs mpich 2>/dev/null)
+  MPI_OK := $(shell printf '#include <mpi.h>\nint main(int c,char**v){MPI_Init(&c,&v);return MPI_Finalize();}\n' | $(CXX) $(MPI_CFLAGS) -x c++ - $(MPI_LIBS_FOUND) -o /dev/null 2>/dev/null && echo yes)
+endif
+ifeq ($(MPI_OK),yes)
+  MPI_FLAGS := -DKVGPT_MPI $(MPI_CFLAGS)
+  MPI_LIBS := $(MPI_LIBS_FOUND)
+else
+  $(info note: MPI not found (apt-get install libopenmpi-dev openmpi-bin): train_gpt runs as one process)
+endif
+
 # -fno-math-errno: sqrtf and friends may then vectorise (AdamW); results are the same IEEE values
 CXXFLAGS ?= -O3 -std=c++17 -fno-math-errno -Wall -Wno-unused-function $(CPU_ARCH) $(OMP_FLAGS) $(BLAS_FLAGS)
 HEADERS := $(wildcard llmc/*.h attention/*.h)
@@ -63,6 +78,14 @@ else
   CUDA_FLAGS := -DKVGPT_CUDA -I$(CUDA_HOME)/include
   CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread -Wl,-rpath,$(CUDA_HOME)/lib64
   CUDA_TESTS := test/test_cuda
+  # NCCL (the GPU ranks' all-reduce) when the toolkit's libnccl is there and MPI bootstraps it
+  ifeq ($(MPI_OK),yes)
+    NCCL_OK := $(shell printf '#include <nccl.h>\nint main(){int v; return ncclGetVersion(&v);}\n' | $(CXX) -I$(CUDA_HOME)/include -x c++ - -L$(CUDA_HOME)/lib64 -lnccl -o /dev/null 2>/dev/null && echo yes)
+  endif
+  ifeq ($(NCCL_OK),yes)
+    MPI_FLAGS += -DKVGPT_NCCL
+    MPI_LIBS += -lnccl
+  endif
 endif
 NVCC_FLAGS ?= -O3 -std=c++17 $(CUDA_GENCODE)
 BUILD = $(CXX) $(CXXFLAGS) $(CUDA_FLAGS)
@@ -80,7 +103,7 @@ build/cuda_backend_emu.o: $(CUDA_SRC) llmc/cuda_emu.h
 	$(CXX) -O2 -std=c++17 -Wall -Wno-unused-function -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ -c llmc/cuda_backend.cu -o $@
 
 train_gpt: train_gpt.cu $(HEADERS) $(CUDA_OBJ)
-	$(BUILD) -x c++ train_gpt.cu -x none $(CUDA_OBJ) -o $@ $(LINK)
+	$(BUILD) $(MPI_FLAGS) -x c++ train_gpt.cu -x none $(CUDA_OBJ) -o $@ $(LINK) $(MPI_LIBS)
 
 eval_gpt: eval_gpt.cu $(HEADERS) $(CUDA_OBJ)
 	$(BUILD) -x c++ eval_gpt.cu -x none $(CUDA_OBJ) -o $@ $(LINK)
@@ -129,7 +152,7 @@ test/test_cuda_emu: test/test_cuda.cpp test/testlib.h $(HEADERS) build/cuda_back
 
 # the trainer with the emulated device (tests only: it runs the CUDA path end to end on the CPU)
 train_gpt_emu: train_gpt.cu $(HEADERS) build/cuda_backend_emu.o
-	$(CXX) $(CXXFLAGS) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ train_gpt.cu -x none build/cuda_backend_emu.o -o $@ $(BLAS_LIBS)
+	$(CXX) $(CXXFLAGS) $(filter-out -DKVGPT_NCCL,$(MPI_FLAGS)) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ train_gpt.cu -x none build/cuda_backend_emu.o -o $@ $(BLAS_LIBS) $(filter-out -lnccl,$(MPI_LIBS))
 
 test: train_gpt eval_gpt sample_gpt train_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda_emu bench_cuda_emu $(CUDA_TESTS)
 	PYTHON=$(PYTHON) bash test/run_all.sh

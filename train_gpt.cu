@@ -4,6 +4,7 @@
 //
 //   make train_gpt && ./train_gpt -a mha -p rope
 //   ./train_gpt -h                       # every flag
+//   mpirun -np 2 ./train_gpt ...         # data parallel (llmc/distributed.h)
 //
 // Host code built by the C++ compiler; with nvcc present the CUDA backend (llmc/cuda_backend.cu)
 // is linked in and used when a GPU is there (llmc/backend.h), else everything runs on the CPU.
@@ -217,7 +218,14 @@ static std::string human(double x) {
     return b;
 }
 
+// FNV-1a of a string: ranks compare their command lines by it
+static uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) {
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    return h;
+}
+
 static int train_main(int argc, char** argv) {
+    const Dist& dist = dist_init(&argc, &argv);  // first: under mpirun every rank is one of these
     setvbuf(stdout, nullptr, _IOLBF, 0);
     RunConfig r;
     std::vector<Flag> flags = make_flags(r);
@@ -265,6 +273,19 @@ static int train_main(int argc, char** argv) {
         fail_hint("lower -b or -t, or pass a larger validation set with -j",
                   "the validation data (%ld tokens) holds no batch of B=%d windows of T+1=%d tokens", (long)val.total_tokens, tc.B, tc.T + 1);
     val.reset();
+    // data-parallel ranks must run the same command on the same data, or their sums mean nothing
+    {
+        std::string cmd;
+        for (int i = 1; i < argc; i++) cmd += std::string(argv[i]) + '\0';
+        if (!dist_all_equal(fnv1a(cmd)))
+            fail_hint("launch every rank with the same command line (mpirun does this)", "the ranks were started with different arguments");
+        if (!dist_all_equal(fnv1a(std::to_string(train.total_tokens) + "/" + std::to_string(val.total_tokens) + "/" +
+                                  std::to_string(train.shards.size()))))
+            fail_hint("give every node the same shards at the same paths (a shared file system, or copies)",
+                      "the ranks see different data: here %s has %ld tokens in %zu shards", r.train_glob.c_str(), (long)train.total_tokens,
+                      train.shards.size());
+    }
+    const long step_tokens = (long)tc.B * tc.T * tc.accum * dist.size;  // every rank's micro-batches
 
     // outputs: never an input (a shard, the resumed checkpoint's .best), never a file that is not
     // ours, and writable now rather than after the whole run
@@ -318,6 +339,16 @@ static int train_main(int argc, char** argv) {
         train.rng.state = h.data_rng;
         best_val = h.best_val_loss;
         if (start_step >= tc.steps) fail_hint("raise -x above the checkpoint's step", "checkpoint is at step %d, already >= -x %d", start_step, tc.steps);
+        // the data order follows the micro-batches per step (ranks x accum); the ZeRO slices follow the ranks
+        long was = (long)h.ranks * h.accum, now = (long)dist.size * tc.accum;
+        if (h.ranks && was != now)
+            printf("note: the checkpoint was trained with %u rank(s) x accum %u = %ld micro-batches per step; this run takes %d x %d = %ld: "
+                   "the batch changes, so the continuation is not the run it would have been%s\n",
+                   h.ranks, h.accum, was, dist.size, tc.accum, now, was % dist.size == 0 ? (" (-A " + std::to_string(was / dist.size) + " keeps it)").c_str() : "");
+        else if (h.ranks && (int)h.ranks != dist.size)
+            printf("note: the checkpoint was trained on %u rank(s), this run has %d: the optimizer state is resharded and the batch and "
+                   "data order continue unchanged; the gradients are summed in another order, so the run matches the %u-rank one "
+                   "within float rounding, not bitwise\n", h.ranks, dist.size, h.ranks);
     }
 
     long kv_layer = model.kv_elems_per_token_layer();
@@ -358,7 +389,9 @@ static int train_main(int argc, char** argv) {
     snprintf(buf, sizeof buf, "%.1f%% vs MHA (%ld elems/layer)", 100.0 * (1.0 - (double)kv_layer / kv_mha), kv_mha); row("KV reduction", buf);
     snprintf(buf, sizeof buf, "%s (%zu shards, %s tokens)", r.train_glob.c_str(), train.shards.size(), human((double)train.total_tokens).c_str()); row("train data", buf);
     snprintf(buf, sizeof buf, "%s (%zu shards, %s tokens)", r.val_glob.c_str(), val.shards.size(), human((double)val.total_tokens).c_str()); row("val data", buf);
-    snprintf(buf, sizeof buf, "B=%d T=%d accum=%d (%d tokens/step)", tc.B, tc.T, tc.accum, tc.B * tc.T * tc.accum); row("batch", buf);
+    if (dist.on) snprintf(buf, sizeof buf, "B=%d T=%d accum=%d x %d ranks (%ld tokens/step)", tc.B, tc.T, tc.accum, dist.size, step_tokens);
+    else snprintf(buf, sizeof buf, "B=%d T=%d accum=%d (%ld tokens/step)", tc.B, tc.T, tc.accum, step_tokens);
+    row("batch", buf);
     snprintf(buf, sizeof buf, "%d (from %d)", tc.steps, start_step); row("steps", buf);
     snprintf(buf, sizeof buf, "%.2e, warmup %d, cosine to %.2e", tc.lr, tc.warmup, tc.lr * tc.lr_min_frac); row("lr schedule", buf);
     snprintf(buf, sizeof buf, "AdamW b=(%.2f,%.3f) wd=%.2f clip=%.1f", tc.beta1, tc.beta2, tc.weight_decay, tc.grad_clip); row("optimizer", buf);
@@ -371,6 +404,12 @@ static int train_main(int argc, char** argv) {
     } else {
         snprintf(buf, sizeof buf, "%s, %d threads", backend_desc.c_str(), omp_get_max_threads()); row("backend", buf);
         row("matmul", matmul_desc());
+    }
+    if (dist.on) {
+        snprintf(buf, sizeof buf, "%d ranks, %d on this node; %s", dist.size, dist.local_size,
+                 backend == BACKEND_CUDA ? "gradients all-reduced on the GPUs, AdamW on every rank"
+                                         : "MPI; ZeRO-1 (each rank holds 1/N of the AdamW state)");
+        row("data parallel", buf);
     }
     row("seed", std::to_string(tc.seed));
     row("log", r.log);
@@ -386,8 +425,9 @@ static int train_main(int argc, char** argv) {
             printf("| %-24s | %-*s |\n", at ? "" : kv.first.c_str(), (int)width, kv.second.substr(at, wrap).c_str());
     printf("%s\n", rule.c_str());
     if (tc.steps == 0) { printf("-x 0: settings only, nothing trained\n"); return 0; }
-    FILE* logf = fopenCheck(r.log.c_str(), start_step ? "a" : "w");
+    FILE* logf = fopenCheck(dist.rank == 0 ? r.log.c_str() : "/dev/null", start_step ? "a" : "w");  // rank 0 logs
     BackendRunner run(model, backend, precision, tc.B, tc.T);
+    if (dist.on) printf("data parallel: %d ranks, gradients over %s\n", dist.size, dist.transport);
     double peak_tflops = 0.0;
 #ifdef KVGPT_CUDA_BACKEND
     if (backend == BACKEND_CUDA) {
@@ -399,10 +439,10 @@ static int train_main(int argc, char** argv) {
 #endif
     // the first event says everything needed to reproduce the run: command, resolved flags, code, data, machine
     fprintf(logf, "{\"event\":\"start\",\"preset\":%s,\"attn\":\"%s\",\"pos\":\"%s\",\"params\":%zu,\"kv_elems_per_token_layer\":%ld,\"kv_mha_per_layer\":%ld,\"B\":%d,\"T\":%d,\"accum\":%d,\"steps\":%d,\"start_step\":%d,"
-            "\"tokens_per_step\":%ld,\"train_data\":%s,\"train_tokens\":%ld,\"train_shards\":%zu,\"val_data\":%s,\"val_tokens\":%ld,\"val_shards\":%zu,"
+            "\"ranks\":%d,\"tokens_per_step\":%ld,\"train_data\":%s,\"train_tokens\":%ld,\"train_shards\":%zu,\"val_data\":%s,\"val_tokens\":%ld,\"val_shards\":%zu,"
             "\"init_from\":%s,\"resume\":%s,\"backend\":%s,\"config\":%s,\"run\":%s}\n",
             json_escape(cfg.preset).c_str(), ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos], model.num_parameters(), kv_layer, kv_mha, tc.B, tc.T, tc.accum,
-            tc.steps, start_step, (long)tc.B * tc.T * tc.accum, json_escape(r.train_glob).c_str(), (long)train.total_tokens, train.shards.size(),
+            tc.steps, start_step, dist.size, step_tokens, json_escape(r.train_glob).c_str(), (long)train.total_tokens, train.shards.size(),
             json_escape(r.val_glob).c_str(), (long)val.total_tokens, val.shards.size(), r.init_from.empty() ? "null" : json_escape(r.init_from).c_str(),
             r.resume.empty() ? "null" : json_escape(r.resume).c_str(), json_escape(backend == BACKEND_CUDA ? backend_desc : "cpu").c_str(),
             config_json(cfg).c_str(), run_metadata_json(argc, argv, flags, backend == BACKEND_CUDA ? device_name : "").c_str());
@@ -439,13 +479,13 @@ static int train_main(int argc, char** argv) {
             fail_hint("lower the learning rate (-l), raise warmup (-u), or check the validation data",
                       "validation loss is %f at step %d: training diverged (no checkpoint written for it)", vl, step);
         printf("val loss %.4f (step %d, %.0f ms)\n", vl, step, 1000 * (now_seconds() - t0));
-        fprintf(logf, "{\"step\":%d,\"val_loss\":%.6f,\"tokens\":%ld,\"elapsed_s\":%.2f}\n", step, vl, (long)step * tc.B * tc.T * tc.accum,
+        fprintf(logf, "{\"step\":%d,\"val_loss\":%.6f,\"tokens\":%ld,\"elapsed_s\":%.2f}\n", step, vl, (long)step * step_tokens,
                 now_seconds() - t_start);
         fflush(logf);
     };
     // --sample-every: a short greedy continuation of the end-of-text token, as llm.c prints
     Tokenizer tok;
-    if (r.sample_every) tok.load(cfg.tokenizer_id, find_tokenizer_dir("", argv[0]));
+    if (r.sample_every && dist.rank == 0) tok.load(cfg.tokenizer_id, find_tokenizer_dir("", argv[0]));
     auto print_sample = [&](int at_step) {
         const int n = std::min(64, cfg.pos == POS_LEARNED ? cfg.max_seq_len - 1 : 64);
         run.pull_params();
@@ -464,7 +504,10 @@ static int train_main(int argc, char** argv) {
     signal(SIGINT, on_stop_signal);
     signal(SIGTERM, on_stop_signal);
     for (; step < tc.steps; step++) {
-        if (g_stop_signal) break;
+        if (dist_max(g_stop_signal)) {  // every rank stops at the same step (mpirun passes the signal on to them all)
+            if (!g_stop_signal) g_stop_signal = SIGTERM;
+            break;
+        }
         if (step == start_step || (tc.val_every > 0 && step % tc.val_every == 0)) {
             do_val(step);
             if (r.patience > 0 && evals_without_gain >= r.patience) {
@@ -476,7 +519,7 @@ static int train_main(int argc, char** argv) {
         double t0 = now_seconds();
         StepStats s = run.step(train, tc, step);
         double ms = 1000 * (now_seconds() - t0);
-        double tok_s = tc.B * tc.T * tc.accum / (ms / 1000);
+        double tok_s = step_tokens / (ms / 1000);
         char mfu[32] = "";
         double mfu_pct = peak_tflops > 0 ? 100.0 * flops_per_token * tok_s / (peak_tflops * 1e12) : -1.0;
         if (mfu_pct >= 0) snprintf(mfu, sizeof mfu, " | mfu %.1f%%", mfu_pct);
@@ -484,12 +527,13 @@ static int train_main(int argc, char** argv) {
         printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s%s | %s, ETA %s\n", step + 1, tc.steps, s.loss, s.lr,
                s.grad_norm, ms, tok_s, mfu, human_duration(elapsed).c_str(), human_duration(eta).c_str());
         fprintf(logf, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.2f,\"tok_s\":%.1f,\"tokens\":%ld,\"elapsed_s\":%.2f%s}\n", step + 1,
-                s.loss, s.lr, s.grad_norm, ms, tok_s, (long)(step + 1) * tc.B * tc.T * tc.accum, elapsed,
+                s.loss, s.lr, s.grad_norm, ms, tok_s, (long)(step + 1) * step_tokens, elapsed,
                 mfu_pct >= 0 ? (",\"mfu\":" + std::to_string(mfu_pct / 100.0)).c_str() : "");
-        if (r.sample_every && (step + 1) % r.sample_every == 0) print_sample(step + 1);
+        if (r.sample_every && (step + 1) % r.sample_every == 0 && dist.rank == 0) print_sample(step + 1);
         if (r.ckpt_every && (step + 1) % r.ckpt_every == 0 && step + 1 < tc.steps) {
             run.pull();
-            checkpoint_save(r.out.c_str(), model, step + 1, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob);
+            if (dist.rank == 0)
+                checkpoint_save(r.out.c_str(), model, step + 1, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob, true, dist.size, tc.accum);
             printf("checkpoint: %s (step %d)\n", r.out.c_str(), step + 1);
         }
     }
@@ -504,11 +548,11 @@ static int train_main(int argc, char** argv) {
     }
     double total = now_seconds() - t_start;
     printf("done: %d steps in %.1f s (%.0f tok/s overall, ~%.1f GFLOP/s)\n", step - start_step, total,
-           (double)(step - start_step) * tc.B * tc.T * tc.accum / total,
-           flops_per_token * (step - start_step) * tc.B * tc.T * tc.accum / total / 1e9);
+           (double)(step - start_step) * step_tokens / total, flops_per_token * (step - start_step) * step_tokens / total / 1e9);
     run.pull();
     if (!r.out.empty()) {  // the latest state, to resume from
-        checkpoint_save(r.out.c_str(), model, step, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob);
+        if (dist.rank == 0)
+            checkpoint_save(r.out.c_str(), model, step, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob, true, dist.size, tc.accum);
         printf("checkpoint: %s (step %d)\n", r.out.c_str(), step);
     }
     // the final evaluation uses the best weights seen, not the last (which may be worse)
@@ -522,7 +566,8 @@ static int train_main(int argc, char** argv) {
     if (!r.out.empty()) {
         std::string best_path = r.out + ".best";
         // step = the weights' step; weights only (a third of the size): evaluation and sampling need no moments
-        checkpoint_save(best_path.c_str(), model, final_step, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob, false);
+        if (dist.rank == 0)
+            checkpoint_save(best_path.c_str(), model, final_step, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob, false, dist.size, tc.accum);
         printf("best weights: %s (step %d; weights only, no optimizer state; evaluate this one)\n", best_path.c_str(), final_step);
     }
     if (stop_sig) {

@@ -60,22 +60,32 @@ static void choose_eval_backend(const char* want) {
 
 // runs training steps and validation on the chosen backend, over the CPU GPT `model`, which
 // keeps the configuration and the checkpoint state (pull() copies the device state into it)
+// (data-parallel ranks: the CPU path keeps its ZeRO-1 slice here; the CUDA trainer all-reduces)
 struct BackendRunner {
     GPT& model;
+    ZeroShard zero;  // CPU data-parallel ranks only
 #ifdef KVGPT_CUDA_BACKEND
     std::unique_ptr<CudaTrainer> gpu;
 #endif
     BackendRunner(GPT& m, Backend b, int precision, int B, int T) : model(m) {
 #ifdef KVGPT_CUDA_BACKEND
-        if (b == BACKEND_CUDA) gpu.reset(new CudaTrainer(m, precision, B, T));
+        if (b == BACKEND_CUDA) {
+            dist_init_device();
+            gpu.reset(new CudaTrainer(m, precision, B, T));
+        }
 #else
-        (void)b; (void)precision; (void)B; (void)T;
+        (void)precision; (void)B; (void)T;
 #endif
+        if (b == BACKEND_CPU && g_dist.on) {
+            zero.setup(m);
+            zero.take_moments(m);
+        }
     }
     StepStats step(DataLoader& train, const TrainConfig& tc, int step) {
 #ifdef KVGPT_CUDA_BACKEND
         if (gpu) return gpu->step(train, tc, step);
 #endif
+        if (g_dist.on) return train_step_dp(model, train, tc, step, zero);
         return train_step(model, train, tc, step);
     }
     float val(DataLoader& val, int max_batches) {
@@ -84,10 +94,14 @@ struct BackendRunner {
 #endif
         return val_loss(model, val, max_batches);
     }
-    void pull() {  // device -> model.params, model.m, model.v (for a checkpoint)
+    // device (or the ranks' ZeRO slices) -> model.params, model.m, model.v, for a checkpoint
+    // that rank 0 writes; every rank calls it (a collective), and the replicas are checked equal
+    void pull() {
 #ifdef KVGPT_CUDA_BACKEND
         if (gpu) gpu->pull();
 #endif
+        if (g_dist.on && !zero.counts.empty()) zero.gather_moments(model);
+        dist_check_replicas(model.params, model.ps.total, "before writing a checkpoint");
     }
     void pull_params() {  // device -> model.params (for a best-weights snapshot)
 #ifdef KVGPT_CUDA_BACKEND

@@ -28,7 +28,9 @@ struct CheckpointHeader {
     uint32_t crc_moments;    // CRC32C of m's bytes then v's (0 without moments)
     char train_data[CKPT_PATH_CHARS];  // the shard globs it was trained / validated on (absolute)
     char val_data[CKPT_PATH_CHARS];
-    uint32_t reserved[15];
+    uint32_t ranks;          // data-parallel ranks that trained it (0: unknown, an older file)
+    uint32_t accum;          // micro-batches accumulated per rank per step (0: unknown)
+    uint32_t reserved[13];
     uint32_t header_crc;     // CRC32C of every byte of the header before this field
 };
 
@@ -60,7 +62,8 @@ static std::string absolute_glob(const std::string& g) {
 // with_moments = false writes the parameters alone (FILE.best: what evaluation and sampling read,
 // a third of the size); such a file cannot be resumed from
 static void checkpoint_save(const char* path, GPT& model, int64_t step, uint64_t data_rng, float best_val, int train_T = 0,
-                            const std::string& train_data = "", const std::string& val_data = "", bool with_moments = true) {
+                            const std::string& train_data = "", const std::string& val_data = "", bool with_moments = true,
+                            int ranks = 0, int accum = 0) {
     size_t n = model.ps.total;
     for (size_t i = 0; i < n; i++)
         if (!std::isfinite(model.params[i]))
@@ -80,6 +83,8 @@ static void checkpoint_save(const char* path, GPT& model, int64_t step, uint64_t
     h.has_moments = with_moments ? 1 : 0;
     h.best_val_loss = best_val;
     h.train_T = train_T;
+    h.ranks = (uint32_t)ranks;
+    h.accum = (uint32_t)accum;
     if (with_moments && !model.m) { model.m = alloc_floats<float>(n); model.v = alloc_floats<float>(n); }
     h.crc_params = crc32c_update(0, model.params, n * sizeof(float));
     h.crc_moments = with_moments ? crc32c_update(crc32c_update(0, model.m, n * sizeof(float)), model.v, n * sizeof(float)) : 0;

@@ -344,6 +344,8 @@ struct DevModel : CudaGPT {
         host_pinned_free(stage_tg);
     }
 
+    float* device_grads() override { return grads; }
+    void* device_stream() override { return (void*)(intptr_t)g_stream; }
     std::string memory_report() const override {
         std::string r;
         char line[160];

@@ -56,6 +56,10 @@ struct CudaGPT {
     virtual void adamw(float lr, float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2, float clip,
                        float grad_scale) = 0;
     virtual std::string memory_report() const = 0;  // one line per buffer
+    // for the data-parallel gradient all-reduce (llmc/distributed.h): the fp32 gradients on the
+    // device and the stream the model's work is queued on (a cudaStream_t)
+    virtual float* device_grads() = 0;
+    virtual void* device_stream() = 0;
 };
 
 // devices found (0 with *why) and device 0's name

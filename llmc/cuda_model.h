@@ -66,27 +66,34 @@ struct CudaTrainer {
     StepStats step(DataLoader& train, const TrainConfig& tc, int step) {
         // the whole step is queued without waiting for the device; the host reads the losses and
         // the norm once, at the end (a NaN is then reported for the step it happened in)
+        // data-parallel ranks (llmc/distributed.h) train their micro-batches of the N x accum,
+        // then NCCL sums the gradients and every rank runs the same AdamW on the same sums
+        const int R = g_dist.size, rank = g_dist.rank;
         dev->zero_grad();
         for (int a = 0; a < tc.accum; a++) {
-            train.next_random_batch();
+            train.next_random_batch(rank, R);
             dev->forward(train.inputs.data(), train.targets.data(), tc.B, tc.T);
-            dev->backward(1.0f / tc.accum);
+            dev->backward(1.0f / ((float)tc.accum * R));
         }
+        dist_sum_device(dev->device_grads(), host.ps.total, dev->device_stream());
         StepStats s;
         s.lr = lr_at(tc, step);
         dev->grad_norm();  // the clip factor is computed from it on the device: no host round trip
         float bc1 = 1.0f - powf(tc.beta1, (float)(step + 1)), bc2 = 1.0f - powf(tc.beta2, (float)(step + 1));
         dev->adamw(s.lr, tc.beta1, tc.beta2, tc.eps, tc.weight_decay, bc1, bc2, tc.grad_clip, 1.0f);
-        std::vector<float> losses(tc.accum);
-        dev->read_losses(losses.data(), tc.accum);
+        std::vector<float> mine(tc.accum);
+        dev->read_losses(mine.data(), tc.accum);
+        std::vector<double> losses((size_t)tc.accum * R, 0.0);  // in the order one process would add them
+        for (int a = 0; a < tc.accum; a++) losses[(size_t)a * R + rank] = mine[a];
+        dist_sum(losses.data(), losses.size());
         double loss = 0.0;
-        for (int a = 0; a < tc.accum; a++) {
-            if (!std::isfinite(losses[a]))
+        for (size_t k = 0; k < losses.size(); k++) {
+            if (!std::isfinite(losses[k]))
                 fail_hint("lower the learning rate (-l), raise warmup (-u), or check the data; checkpoints on disk are from before this step",
-                          "loss is %f at step %d: training diverged", losses[a], step + 1);
-            loss += losses[a];
+                          "loss is %f at step %d: training diverged", losses[k], step + 1);
+            loss += losses[k];
         }
-        s.loss = (float)(loss / tc.accum);
+        s.loss = (float)(loss / losses.size());
         s.grad_norm = dev->read_grad_norm();
         if (!std::isfinite(s.grad_norm))
             fail_hint("lower the learning rate (-l) or the clip (--clip); checkpoints on disk are from before this step",

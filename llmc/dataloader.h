@@ -146,15 +146,19 @@ struct DataLoader {
             targets[(size_t)b * T + t] = s.token(pos + t + 1);
         }
     }
-    // training: B windows at uniformly random offsets over all shards
-    void next_random_batch() {
+    // training: B windows at uniformly random offsets over all shards. Data-parallel ranks each
+    // pass their rank as `part` of `parts`: every rank draws all parts x B windows (so the RNG
+    // stays in step everywhere) and loads only its own B, the ones a single process would train
+    // as micro-batch `part` of those `parts`
+    void next_random_batch(int part = 0, int parts = 1) {
         long windows = 0;
         for (const Shard& s : shards) windows += s.n_tokens - T;
-        for (int b = 0; b < B; b++) {
+        for (int b = 0; b < B * parts; b++) {
             long r = (long)rng.below((uint64_t)windows);
+            if (b / B != part) continue;
             size_t i = 0;
             while (r >= shards[i].n_tokens - T) r -= shards[i++].n_tokens - T;
-            load_window(b, shards[i], r);
+            load_window(b % B, shards[i], r);
         }
     }
     // validation: disjoint windows in order; returns false (and rewinds) when a full batch no longer fits

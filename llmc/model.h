@@ -353,17 +353,25 @@ struct GPT {
 
     // AdamW with bias correction; decoupled weight decay on matrices only; t counts from 1
     void adamw_update(float lr, float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale = 1.0f) {
-        ProfScope prof(PROF_OPTIMIZER);
         if (!m) { m = alloc_floats<float>(ps.total); v = alloc_floats<float>(ps.total); }
+        adamw_update_range(0, ps.total, grads, m, v, lr, beta1, beta2, eps, weight_decay, t, grad_scale);
+    }
+    // the same update of params[lo, hi) only, from gradients and moments that hold just that
+    // range (g[0] is element lo): a ZeRO-1 rank's slice (llmc/train.h: train_step_dp)
+    void adamw_update_range(size_t lo, size_t hi, const float* g_lo, float* m_lo, float* v_lo, float lr, float beta1, float beta2,
+                            float eps, float weight_decay, int t, float grad_scale) {
+        ProfScope prof(PROF_OPTIMIZER);
         float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
         for (const ParamSpec& s : ps.specs) {
+            size_t a = std::max(lo, s.offset), b = std::min(hi, s.offset + s.n);
+            if (a >= b) continue;
             float wd = s.decay ? weight_decay : 0.0f;
-            float* p = params + s.offset;
-            const float* g = grads + s.offset;
-            float* mm = m + s.offset;
-            float* vv = v + s.offset;
+            float* p = params + a;
+            const float* g = g_lo + (a - lo);
+            float* mm = m_lo + (a - lo);
+            float* vv = v_lo + (a - lo);
             #pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < s.n; i++) {
+            for (size_t i = 0; i < b - a; i++) {
                 float gi = g[i] * grad_scale;
                 mm[i] = beta1 * mm[i] + (1.0f - beta1) * gi;
                 vv[i] = beta2 * vv[i] + (1.0f - beta2) * gi * gi;

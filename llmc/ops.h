@@ -1,7 +1,9 @@
 // ops.h: the CPU forward and backward of every non-attention layer, side by side (fp32, OpenMP).
 // Shapes in comments: B batch, T time, C channels, V vocab, Vp vocab padded to a multiple of 64.
 // Parallel loops give each output element to one thread with a fixed summation order, so the
-// results are bitwise reproducible and independent of OMP_NUM_THREADS.
+// results are bitwise reproducible and independent of OMP_NUM_THREADS. (With --matmul blas the
+// linear layers are reproducible at a fixed thread count only: each thread's sgemm gets a column
+// slice whose width depends on the count, and OpenBLAS may block a narrower slice differently.)
 #pragma once
 #include <algorithm>
 #include <cmath>

@@ -24,6 +24,11 @@ struct KvgptError {
 // serial code may fail while it is set (an exception must not leave an OpenMP region).
 static int g_fail_throws = 0;
 
+// Set by a data-parallel run (llmc/distributed.h): who is failing ("rank 1 of 2: ") and how to
+// end the other ranks (MPI_Abort), which would otherwise wait for this one forever.
+static char g_fail_who[48] = "";
+static void (*g_fail_hook)() = nullptr;
+
 // fail(): print "Error: ..." (+ optional HINT) to stderr and exit(1). Never returns.
 [[noreturn]] static inline void fail_hint(const char* hint, const char* fmt, ...) {
     char msg[4096];
@@ -32,9 +37,10 @@ static int g_fail_throws = 0;
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (g_fail_throws > 0) throw KvgptError{msg, hint ? hint : ""};
-    fprintf(stderr, "Error: %s\n", msg);
+    fprintf(stderr, "Error: %s%s\n", g_fail_who, msg);
     if (hint && hint[0]) fprintf(stderr, "HINT: %s\n", hint);
     fflush(stderr);
+    if (g_fail_hook) g_fail_hook();
     exit(1);
 }
 #define fail(...) fail_hint(nullptr, __VA_ARGS__)
@@ -145,13 +151,17 @@ static inline double now_seconds() {
 
 // deterministic sum of n doubles produced by f(i), independent of the thread count:
 // fixed chunks summed in parallel, then the chunk sums added in order.
+// The chunks are public so a data-parallel run, whose ranks each hold some chunks of a vector,
+// can reproduce the same sum (llmc/train.h: train_step_dp).
+static const int DETERMINISTIC_SUM_CHUNKS = 64;
+static inline size_t deterministic_chunk_start(size_t n, int c) { return n * c / DETERMINISTIC_SUM_CHUNKS; }
 template <typename F>
 static inline double deterministic_sum(size_t n, F f) {
-    const int NCHUNK = 64;
+    const int NCHUNK = DETERMINISTIC_SUM_CHUNKS;
     double part[NCHUNK];
     #pragma omp parallel for schedule(static)
     for (int c = 0; c < NCHUNK; c++) {
-        size_t lo = n * c / NCHUNK, hi = n * (c + 1) / NCHUNK;
+        size_t lo = deterministic_chunk_start(n, c), hi = deterministic_chunk_start(n, c + 1);
         double s = 0.0;
         for (size_t i = lo; i < hi; i++) s += f(i);
         part[c] = s;

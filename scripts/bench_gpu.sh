@@ -5,7 +5,8 @@
 #   3. training throughput: ./train_gpt (bf16) for gpt2-124m (B=16, T=1024) and pythia-70m (B=8,
 #      T=2048), side by side with
 #      dev/torch_gpt.py (PyTorch SDPA, eager and torch.compile) on the same shapes, same device
-#   4. scripts/hf_parity_gpu.sh (import / export against transformers) into docs/gpu/hf_parity.txt
+#   4. data parallel with NCCL on one rank (mpirun -np 1) against the plain run
+#   5. scripts/hf_parity_gpu.sh (import / export against transformers) into docs/gpu/hf_parity.txt
 # and writes docs/gpu/report.md (Markdown table: tok/s, ms/step, MFU). Run from the repo root:
 #   make train_gpt test/test_cuda bench_cuda && bash scripts/bench_gpu.sh [steps]
 set -u
@@ -63,6 +64,22 @@ done
     echo "Raw outputs: test_cuda.txt, dev_cuda.txt, train_*.txt / .jsonl, torch_*.txt in this folder."
 } > "$OUT/report.md"
 cat "$OUT/report.md"
+
+# NCCL with one rank (a GPU machine here has one GPU): mpirun -np 1 must reproduce the plain
+# device run's losses exactly (a one-rank all-reduce is a copy)
+if command -v mpirun >/dev/null 2>&1 && ldd ./train_gpt | grep -q libnccl; then
+    [ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    common="-m pythia-70m -b 8 -t 512 -x 10 -n 0 -v 1 -d cuda"
+    ./train_gpt $common -L "$OUT/nccl_plain.jsonl" > "$OUT/nccl_plain.txt" 2>&1
+    timeout 300 mpirun -np 1 ./train_gpt $common -L "$OUT/nccl_np1.jsonl" > "$OUT/nccl_np1.txt" 2>&1
+    if grep -q "gradients over NCCL" "$OUT/nccl_np1.txt" && [ "$(grep -o '"loss":[^,]*' "$OUT/nccl_plain.jsonl")" = "$(grep -o '"loss":[^,]*' "$OUT/nccl_np1.jsonl")" ]; then
+        echo "nccl (1 rank): losses equal the plain run's"
+    else
+        echo "nccl (1 rank): FAILED (see $OUT/nccl_np1.txt)"
+    fi
+else
+    echo "nccl: skipped (no mpirun, or train_gpt built without NCCL)"
+fi
 
 # the Hugging Face parity against transformers' own classes (the GPU machine has transformers)
 if $PY -c "import transformers" >/dev/null 2>&1; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run_all.sh: runs every test suite (C++ CPU, CUDA on the emulator, CUDA on a GPU when built,
-# Python data tests, workflow tests, Hugging Face interop tests), sums their
+# Python data tests, workflow tests, data-parallel tests, Hugging Face interop tests), sums their
 # "N passed, N failed[, N skipped]" lines and prints the total as the closing line.
 # A suite that crashes or prints no summary counts as one failure.
 set -u
@@ -32,6 +32,7 @@ run_suite "dev/cuda benchmark checks on the CPU emulator" bash test/run_bench_ch
 [ -x test/test_cuda ] && run_suite "CUDA tests (GPU)" ./test/test_cuda
 run_suite "Python data tests" "$PYTHON" test/test_data.py
 run_suite "Workflow tests (metadata, progress, reports, plots, corpora)" "$PYTHON" test/test_workflow.py
+run_suite "Data-parallel tests (mpirun -np 2, ZeRO-1, failures)" "$PYTHON" test/test_distributed.py
 # the Hugging Face interop tests need numpy and torch: the first interpreter that has both
 # (Debian's python3-torch lives in /usr/bin/python3); without one they report themselves skipped
 HF_PYTHON=""

@@ -1176,6 +1176,48 @@ static void register_tests() {
         CHECK(memcmp(a.params, b.params, n) != 0, "sanity: the first half alone must differ");
     });
 
+    add_test("data-parallel slices: rank r of N loads micro-batch r of what one process draws for N", [] {
+        std::string shard = tmpdir() + "/slices_train_000.bin";
+        write_shard(shard, random_tokens(900, 61, 4), 61);
+        const int B = 3, T = 8, N = 3;
+        DataLoader whole;  // the reference: one loader drawing N*B windows at once
+        whole.open(shard, B * N, T, 61, TOK_NEOX, 7);
+        std::vector<DataLoader> ranks(N);
+        for (int r = 0; r < N; r++) ranks[r].open(shard, B, T, 61, TOK_NEOX, 7);
+        for (int step = 0; step < 4; step++) {
+            whole.next_random_batch();
+            for (int r = 0; r < N; r++) {
+                ranks[r].next_random_batch(r, N);
+                CHECK(memcmp(ranks[r].inputs.data(), whole.inputs.data() + (size_t)r * B * T, sizeof(int) * B * T) == 0 &&
+                          memcmp(ranks[r].targets.data(), whole.targets.data() + (size_t)r * B * T, sizeof(int) * B * T) == 0,
+                      "step %d: rank %d's windows are not micro-batch %d of the whole draw", step, r, r);
+                CHECK(ranks[r].rng.state == whole.rng.state, "step %d: rank %d's RNG is out of step", step, r);
+            }
+        }
+        CHECK(memcmp(ranks[0].inputs.data(), ranks[1].inputs.data(), sizeof(int) * B * T) != 0, "sanity: ranks 0 and 1 got the same windows");
+    });
+
+    add_test("a build without MPI refuses to run as one of several ranks", [] {
+#ifdef KVGPT_MPI
+        printf("    (this build has MPI: test/test_distributed.py covers it)\n");
+#else
+        std::string out;
+        CHECK(expect_exit_error([] {
+                  setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
+                  int argc = 1;
+                  char* args[] = {(char*)"train_gpt", nullptr};
+                  char** argv = args;
+                  dist_init(&argc, &argv);
+              }, "launched as one of 2 ranks, but it was built without MPI", &out),
+              "output: %s", out.c_str());
+        CHECK(out.find("HINT: install an MPI") != std::string::npos, "no hint: %s", out.c_str());
+        unsetenv("OMPI_COMM_WORLD_SIZE");
+        CHECK(launcher_world_size() == 1 && !launched_by_mpi(), "no launcher here, yet one is seen");
+        Dist& d = dist_init(nullptr, nullptr);
+        CHECK(!d.on && d.size == 1 && d.rank == 0, "a plain run must be one rank with the data-parallel path off");
+#endif
+    });
+
     add_test("bad shards give clear errors", [] {
         std::string d = tmpdir();
         std::vector<int> tok = random_tokens(100, 61, 1);
