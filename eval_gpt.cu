@@ -533,6 +533,7 @@ static int eval_main(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
+    omp_polite_spin(argv);  // llmc/utils.h: spin-waiting threads that yield their cores to other programs
     try {
         return eval_main(argc, argv);
     } catch (const std::bad_alloc&) {

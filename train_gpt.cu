@@ -9,6 +9,7 @@
 // Host code built by the C++ compiler; with nvcc present the CUDA backend (llmc/cuda_backend.cu)
 // is linked in and used when a GPU is there (llmc/backend.h), else everything runs on the CPU.
 #include <omp.h>
+#include <sys/resource.h>
 #include <csignal>
 #include <new>
 #include <stdexcept>
@@ -162,6 +163,7 @@ static void on_stop_signal(int sig) {
 
 static int train_main(int argc, char** argv);
 int main(int argc, char** argv) {
+    omp_polite_spin(argv);  // llmc/utils.h: spin-waiting threads that yield their cores to other programs
     try {
         return train_main(argc, argv);
     } catch (const std::bad_alloc&) {
@@ -207,6 +209,14 @@ static GPTConfig build_config(const RunConfig& r) {
     c.splice_ln = r.splice_ln;
     config_finalize(&c);
     return c;
+}
+
+// CPU seconds this process has used (all threads, user + system): per step, it shows threads
+// spinning or waiting when other programs share the cores
+static double cpu_seconds() {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
 }
 
 static std::string human(double x) {
@@ -516,9 +526,9 @@ static int train_main(int argc, char** argv) {
                 break;
             }
         }
-        double t0 = now_seconds();
+        double t0 = now_seconds(), c0 = cpu_seconds();
         StepStats s = run.step(train, tc, step);
-        double ms = 1000 * (now_seconds() - t0);
+        double ms = 1000 * (now_seconds() - t0), cpu_ms = 1000 * (cpu_seconds() - c0);
         double tok_s = step_tokens / (ms / 1000);
         char mfu[32] = "";
         double mfu_pct = peak_tflops > 0 ? 100.0 * flops_per_token * tok_s / (peak_tflops * 1e12) : -1.0;
@@ -526,8 +536,8 @@ static int train_main(int argc, char** argv) {
         double elapsed = now_seconds() - t_start, eta = elapsed / (step + 1 - start_step) * (tc.steps - step - 1);
         printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s%s | %s, ETA %s\n", step + 1, tc.steps, s.loss, s.lr,
                s.grad_norm, ms, tok_s, mfu, human_duration(elapsed).c_str(), human_duration(eta).c_str());
-        fprintf(logf, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.2f,\"tok_s\":%.1f,\"tokens\":%ld,\"elapsed_s\":%.2f%s}\n", step + 1,
-                s.loss, s.lr, s.grad_norm, ms, tok_s, (long)(step + 1) * step_tokens, elapsed,
+        fprintf(logf, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.2f,\"cpu_ms\":%.2f,\"tok_s\":%.1f,\"tokens\":%ld,\"elapsed_s\":%.2f%s}\n", step + 1,
+                s.loss, s.lr, s.grad_norm, ms, cpu_ms, tok_s, (long)(step + 1) * step_tokens, elapsed,
                 mfu_pct >= 0 ? (",\"mfu\":" + std::to_string(mfu_pct / 100.0)).c_str() : "");
         if (r.sample_every && (step + 1) % r.sample_every == 0 && dist.rank == 0) print_sample(step + 1);
         if (r.ckpt_every && (step + 1) % r.ckpt_every == 0 && step + 1 < tc.steps) {

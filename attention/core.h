@@ -41,6 +41,55 @@ struct AttnCore {
         return s * scale;
     }
 
+    // scores of query row qv (head h, position t) against keys b0 <= t2 < b1, into s[t2 - b0]:
+    // 4 keys per pass, so each q load serves 4 dot products (the last pass repeats its last key)
+    template <typename KA, typename KB>
+    inline void block_scores(const float* qv, int h, int t, int b0, int b1, KA ka_at, KB kb_at, float* s) const {
+        for (int t2 = b0; t2 < b1; t2 += 4) {
+            const int u1 = std::min(t2 + 1, b1 - 1), u2 = std::min(t2 + 2, b1 - 1), u3 = std::min(t2 + 3, b1 - 1);
+            float s4[4];
+            if (db) dot4x2(qv, ka_at(t2), ka_at(u1), ka_at(u2), ka_at(u3), da, qv + da, kb_at(t2), kb_at(u1), kb_at(u2), kb_at(u3), db, s4);
+            else dot4(qv, ka_at(t2), ka_at(u1), ka_at(u2), ka_at(u3), da, s4);
+            for (int j = 0; j < 4 && t2 + j < b1; j++) s[t2 + j - b0] = s4[j] * scale + bias(h, t, t2 + j);
+        }
+    }
+    // s[j] = exp(s[j] - m) for j < n, 16 at a time; returns their sum
+    static inline float block_exp(float* s, int n, float m) {
+        float l = 0.0f;
+        int j = 0;
+        for (; j + 16 <= n; j += 16) {
+            v16f e = exp16(*(v16f*)&s[j] - m);
+            *(v16f*)&s[j] = e;
+            l += hsum16(e);
+        }
+        for (; j < n; j++) { s[j] = expf(s[j] - m); l += s[j]; }
+        return l;
+    }
+    // acc (dim floats) = corr * acc + sum over b0 <= t2 < b1 of w[t2 - b0] * row(t2): in registers
+    // for the usual widths
+    template <typename RF>
+    static inline void accumulate_rows(int b0, int b1, const float* w, float corr, RF row, float* acc, int dim) {
+        switch (dim) {
+            case 16: accumulate_tile<1>(b0, b1, w, corr, row, acc); return;
+            case 32: accumulate_tile<2>(b0, b1, w, corr, row, acc); return;
+            case 48: accumulate_tile<3>(b0, b1, w, corr, row, acc); return;
+            case 64: accumulate_tile<4>(b0, b1, w, corr, row, acc); return;
+            case 96: accumulate_tile<6>(b0, b1, w, corr, row, acc); return;
+            case 128: accumulate_tile<8>(b0, b1, w, corr, row, acc); return;
+        }
+        for (int k = 0; k < dim; k++) acc[k] *= corr;
+        for (int t2 = b0; t2 < b1; t2++) {
+            const float x = w[t2 - b0];
+            const float* r = row(t2);
+            for (int k = 0; k < dim; k++) acc[k] += x * r[k];
+        }
+    }
+    static inline void axpy(float* y, float a, const float* x, int n) {
+        int i = 0;
+        for (; i + 16 <= n; i += 16) *(v16f*)(y + i) += a * *(const v16f*)(x + i);
+        for (; i < n; i++) y[i] += a * x[i];
+    }
+
     // Flash-style forward: each query row runs an online softmax over blocks of keys, so no
     // (T,T) matrix is ever kept; it saves only the log-sum-exp of each row, lse (B,H,T).
     void forward(int B, int T, StridedTensor q, StridedTensor ka, StridedTensor kb, StridedTensor v, float* lse,
@@ -50,7 +99,10 @@ struct AttnCore {
         #pragma omp parallel for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
-                int g = h / group;
+                const int g = h / group;
+                auto ka_at = [&](int t2) { return (const float*)ka.at(b, T, t2, g); };
+                auto kb_at = [&](int t2) { return (const float*)(db ? kb.at(b, T, t2, 0) : nullptr); };
+                auto v_at = [&](int t2) { return (const float*)v.at(b, T, t2, g); };
                 float s[BLK];
                 for (int t = 0; t < T; t++) {
                     const float* qv = q.at(b, T, t, h);
@@ -59,24 +111,16 @@ struct AttnCore {
                     float m = -INFINITY, l = 0.0f;
                     const int last = std::min(T - 1, t + g_test_only_future_leak);
                     for (int j0 = 0; j0 <= last; j0 += BLK) {
-                        int j1 = std::min(last + 1, j0 + BLK);
+                        const int j1 = std::min(last + 1, j0 + BLK);
+                        block_scores(qv, h, t, j0, j1, ka_at, kb_at, s);
                         float bm = -INFINITY;
-                        for (int t2 = j0; t2 < j1; t2++) {
-                            s[t2 - j0] = score(qv, ka.at(b, T, t2, g), db ? kb.at(b, T, t2, 0) : nullptr) + bias(h, t, t2);
-                            bm = fmaxf(bm, s[t2 - j0]);
-                        }
-                        float m_new = fmaxf(m, bm), corr = expf(m - m_new);
-                        l *= corr;
-                        for (int i = 0; i < dv; i++) yv[i] *= corr;
-                        for (int t2 = j0; t2 < j1; t2++) {
-                            float p = expf(s[t2 - j0] - m_new);
-                            l += p;
-                            const float* vv = v.at(b, T, t2, g);
-                            for (int i = 0; i < dv; i++) yv[i] += p * vv[i];
-                        }
+                        for (int j = 0; j < j1 - j0; j++) bm = fmaxf(bm, s[j]);
+                        const float m_new = fmaxf(m, bm), corr = expf(m - m_new);
+                        l = l * corr + block_exp(s, j1 - j0, m_new);
+                        accumulate_rows(j0, j1, s, corr, v_at, yv, dv);
                         m = m_new;
                     }
-                    float inv = 1.0f / l;
+                    const float inv = 1.0f / l;
                     for (int i = 0; i < dv; i++) yv[i] *= inv;
                     lse[((long)b * H + h) * T + t] = m + logf(l);
                 }
@@ -88,12 +132,13 @@ struct AttnCore {
     // dq is overwritten; dka, dkb, dval accumulate (callers zero them). dlse (B,H,T), when given,
     // is a gradient arriving at the saved lse itself (fmka mixes levels by it): since
     // d lse / d s = p, it adds p * dlse to each score's gradient, i.e. D becomes D - dlse.
-    // One thread owns every head
-    // that shares a key (a KV group, or the whole batch row when kb is shared), so no races and
-    // a fixed summation order.
+    // One thread owns every head that shares a key (a KV group, or the whole batch row when kb
+    // is shared), so no races and a fixed summation order. Keys go in blocks: their scores, p
+    // and dp = dy . v four keys at a time, dq summed in registers over the block.
     void backward(int B, int T, StridedTensor q, StridedTensor ka, StridedTensor kb, StridedTensor v, const float* lse,
                   StridedTensor y, StridedTensor dy, StridedTensor dq, StridedTensor dka, StridedTensor dkb, StridedTensor dval,
                   const float* dlse = nullptr) const {
+        const int BLK = 64;
         ProfScope prof(PROF_ATTENTION);
         int units = db ? 1 : H / group;
         #pragma omp parallel for collapse(2) schedule(static)
@@ -101,7 +146,11 @@ struct AttnCore {
             for (int u = 0; u < units; u++) {
                 int h0 = db ? 0 : u * group, h1 = db ? H : (u + 1) * group;
                 for (int h = h0; h < h1; h++) {
-                    int g = h / group;
+                    const int g = h / group;
+                    auto ka_at = [&](int t2) { return (const float*)ka.at(b, T, t2, g); };
+                    auto kb_at = [&](int t2) { return (const float*)(db ? kb.at(b, T, t2, 0) : nullptr); };
+                    auto v_at = [&](int t2) { return (const float*)v.at(b, T, t2, g); };
+                    float p[BLK], ds[BLK];
                     for (int t = 0; t < T; t++) {
                         const float* dyv = dy.at(b, T, t, h);
                         const float* qv = q.at(b, T, t, h);
@@ -109,26 +158,23 @@ struct AttnCore {
                         for (int i = 0; i < da + db; i++) dqv[i] = 0.0f;
                         float D = dotf(dyv, y.at(b, T, t, h), dv), L = lse[((long)b * H + h) * T + t];
                         if (dlse) D -= dlse[((long)b * H + h) * T + t];
-                        for (int t2 = 0; t2 <= t; t2++) {
-                            const float* k1 = ka.at(b, T, t2, g);
-                            const float* k2 = db ? kb.at(b, T, t2, 0) : nullptr;
-                            float p = expf(score(qv, k1, k2) + bias(h, t, t2) - L);
-                            const float* vv = v.at(b, T, t2, g);
-                            float* dvv = dval.at(b, T, t2, g);
-                            float dp = dotf(dyv, vv, dv);
-                            for (int i = 0; i < dv; i++) dvv[i] += p * dyv[i];
-                            float ds = p * (dp - D) * scale;
-                            float* dk1 = dka.at(b, T, t2, g);
-                            for (int i = 0; i < da; i++) {
-                                dqv[i] += ds * k1[i];
-                                dk1[i] += ds * qv[i];
+                        for (int j0 = 0; j0 <= t; j0 += BLK) {
+                            const int j1 = std::min(t + 1, j0 + BLK), n = j1 - j0;
+                            block_scores(qv, h, t, j0, j1, ka_at, kb_at, p);
+                            block_exp(p, n, L);
+                            for (int t2 = j0; t2 < j1; t2 += 4) {  // dp = dy . v, 4 keys at a time
+                                const int u1 = std::min(t2 + 1, j1 - 1), u2 = std::min(t2 + 2, j1 - 1), u3 = std::min(t2 + 3, j1 - 1);
+                                float dp4[4];
+                                dot4(dyv, v_at(t2), v_at(u1), v_at(u2), v_at(u3), dv, dp4);
+                                for (int j = 0; j < 4 && t2 + j < j1; j++) ds[t2 + j - j0] = p[t2 + j - j0] * (dp4[j] - D) * scale;
                             }
-                            if (db) {
-                                float* dk2 = dkb.at(b, T, t2, 0);
-                                for (int i = 0; i < db; i++) {
-                                    dqv[da + i] += ds * k2[i];
-                                    dk2[i] += ds * qv[da + i];
-                                }
+                            accumulate_rows(j0, j1, ds, 1.0f, ka_at, dqv, da);
+                            if (db) accumulate_rows(j0, j1, ds, 1.0f, kb_at, dqv + da, db);
+                            for (int t2 = j0; t2 < j1; t2++) {
+                                const float d = ds[t2 - j0];
+                                axpy(dka.at(b, T, t2, g), d, qv, da);
+                                if (db) axpy(dkb.at(b, T, t2, 0), d, qv + da, db);
+                                axpy(dval.at(b, T, t2, g), p[t2 - j0], dyv, dv);
                             }
                         }
                     }

@@ -2,6 +2,8 @@
 //   level 1, local:     causal attention over the tokens' own K/V (RoPE / ALiBi apply here)
 //   level 2, session:   s_t = mean(x_1..x_t), a causal running summary (never future tokens);
 //                       one memory item, so its softmax weight is 1 and it yields v = W_V s_t
+//                       (computed as the running mean of W_V x_i + b_V, which the shared
+//                       projection already holds: the same value, without a second matmul)
 //   level 3, long-term: M learned memory slots m_j (N(0,1) init, not zeros); q_t attends over
 //                       keys W_K m_j and values W_V m_j (no position: slots are not tokens)
 //   router:             r_t = softmax(W_2 gelu(W_1 x_t + b_1) + b_2), 3 weights per token
@@ -34,11 +36,11 @@ struct MKAAttention : Attention {
     AttnCore core;
     size_t w_qkv, b_qkv, w_o, b_o, mem, w_r1, b_r1, w_r2, b_r2;
     float *a_base = nullptr, *s_base = nullptr;
-    // saved: qkv raw (N,3D); qk rotated (N,2D); lse (B,H,T); y1,y2,y3,y (N,D); s (N,C);
+    // saved: qkv raw (N,3D); qk rotated (N,2D); lse (B,H,T); y1,y2,y3,y (N,D);
     // mkv (M,3D) = projected slots; p3 (N,H,M); r1, rg (N,R); rw (N,3)
-    float *qkv, *qk, *lse, *y1, *y2, *y3, *y, *s, *mkv, *p3, *r1, *rg, *rw;
-    // scratch: dy, dy1 (N,D); dqk (N,2D); dqkv (N,3D); ds (N,C); dmkv (M,3D); dp3 (N,H,M); drg, dr1 (N,R); drw (N,3); dmem (M,C)
-    float *dy, *dyl, *dqk, *dqkv, *ds, *dmkv, *dp3, *drg, *dr1, *drw, *dmem;
+    float *qkv, *qk, *lse, *y1, *y2, *y3, *y, *mkv, *p3, *r1, *rg, *rw;
+    // scratch: dy, dy1 (N,D); dqk (N,2D); dqkv (N,3D); dmkv (M,3D); dp3 (N,H,M); drg, dr1 (N,R); drw (N,3); dmem (M,C)
+    float *dy, *dyl, *dqk, *dqkv, *dmkv, *dp3, *drg, *dr1, *drw, *dmem;
     // decode
     KVCache cache;  // level 1's rotated k and v per head (kv_cache.h); presses evict from level 1 only
     std::vector<float> run_sum, dec_mkv, dec_buf;
@@ -75,12 +77,12 @@ struct MKAAttention : Attention {
     }
     size_t act_floats(int B, int T) const override {
         size_t N = (size_t)B * T;
-        return N * (3 * D + 2 * D + 4 * D + C + H * M + 2 * R + 3) + (size_t)M * 3 * D + (size_t)B * H * T +
+        return N * (3 * D + 2 * D + 4 * D + H * M + 2 * R + 3) + (size_t)M * 3 * D + (size_t)B * H * T +
                (fast ? N * (2 * D + 5 * H) : 0);
     }
     size_t scratch_floats(int B, int T) const override {
         size_t N = (size_t)B * T;
-        return N * (2 * D + 2 * D + 3 * D + C + H * M + 2 * R + 3) + (size_t)M * 3 * D + (size_t)M * C +
+        return N * (2 * D + 2 * D + 3 * D + H * M + 2 * R + 3) + (size_t)M * 3 * D + (size_t)M * C +
                (fast ? N * (2 * D + 3 * H) : 0);
     }
     void bind(float* acts, float* scratch) override { a_base = acts; s_base = scratch; }
@@ -89,11 +91,11 @@ struct MKAAttention : Attention {
         float* p = a_base;
         auto take = [&](size_t n) { float* r = p; p += n; return r; };
         qkv = take(N * 3 * D); qk = take(N * 2 * D); y1 = take(N * D); y2 = take(N * D); y3 = take(N * D); y = take(N * D);
-        s = take(N * C); p3 = take(N * H * M); r1 = take(N * R); rg = take(N * R); rw = take(N * 3); mkv = take((size_t)M * 3 * D);
+        p3 = take(N * H * M); r1 = take(N * R); rg = take(N * R); rw = take(N * 3); mkv = take((size_t)M * 3 * D);
         lse = take((size_t)B * H * T);
         if (fast) { kv2 = take(N * 2 * D); lse2 = take(N * H); lse3 = take(N * H); wts = take(N * H * 3); }
         p = s_base;
-        dy = take(N * D); dyl = take(N * D); dqk = take(N * 2 * D); dqkv = take(N * 3 * D); ds = take(N * C);
+        dy = take(N * D); dyl = take(N * D); dqk = take(N * 2 * D); dqkv = take(N * 3 * D);
         dp3 = take(N * H * M); drg = take(N * R); dr1 = take(N * R); drw = take(N * 3); dmkv = take((size_t)M * 3 * D); dmem = take((size_t)M * C);
         if (fast) { dkv2 = take(N * 2 * D); dlse1 = take(N * H); dlse2 = take(N * H); dlse3 = take(N * H); }
     }
@@ -154,21 +156,21 @@ struct MKAAttention : Attention {
         rope.apply_rows(qk, 2 * D, hd, 2 * H, B, T, false);  // level 1's q and k; level 3 keeps qkv's q unrotated
         // level 1
         core.forward(B, T, {qk, 2 * D, hd}, {qk + D, 2 * D, hd}, {nullptr, 0, 0}, {qkv + 2 * D, 3 * D, hd}, lse, {y1, D, hd});
-        // level 2: causal running mean, summed in order
+        // level 2: W s_t + b with s_t the causal running mean of x is the running mean of
+        // W x_i + b, qkv's rows: its V part (mka), its unrotated K and V parts (fmka), summed in order
+        const int l2_off = fast ? D : 2 * D, l2_w = fast ? 2 * D : D;
+        float* l2 = fast ? kv2 : y2;
         #pragma omp parallel for schedule(static)
         for (int b = 0; b < B; b++) {
             static thread_local std::vector<float> acc;  // allocated once per thread, not per step
-            acc.assign(C, 0.0f);
+            acc.assign(l2_w, 0.0f);
             for (int t = 0; t < T; t++) {
-                const float* xv = x + ((size_t)b * T + t) * C;
-                float* sv = s + ((size_t)b * T + t) * C;
-                for (int c = 0; c < C; c++) { acc[c] += xv[c]; sv[c] = acc[c] / (t + 1); }
+                const float* src = qkv + ((size_t)b * T + t) * 3 * D + l2_off;
+                float* dst = l2 + ((size_t)b * T + t) * l2_w;
+                for (int c = 0; c < l2_w; c++) { acc[c] += src[c]; dst[c] = acc[c] / (t + 1); }
             }
         }
-        if (!fast) {
-            matmul_forward(y2, s, params + w_qkv + (size_t)2 * D * C, params + b_qkv + 2 * D, N, C, D);
-        } else {  // the session key too, and its single score (q unrotated)
-            matmul_forward(kv2, s, params + w_qkv + (size_t)D * C, params + b_qkv + D, N, C, 2 * D);
+        if (fast) {  // y2 is the session value; the session key gets its single score (q unrotated)
             #pragma omp parallel for schedule(static)
             for (int bt = 0; bt < N; bt++) {
                 memcpy(y2 + (size_t)bt * D, kv2 + (size_t)bt * 2 * D + D, sizeof(float) * D);
@@ -255,11 +257,10 @@ struct MKAAttention : Attention {
         #pragma omp parallel for schedule(static)
         for (int bt = 0; bt < N; bt++)
             for (int i = 0; i < 2 * D; i++) dqkv[(size_t)bt * 3 * D + i] += dqk[(size_t)bt * 2 * D + i];
-        // level 2: through W_V into s, then the running mean back to x (reverse cumulative sum)
+        // level 2: the running mean back to qkv's rows (a reverse cumulative sum); W_V (and W_K
+        // for fmka) and x get it through the shared projection's backward below
         scaled_dy(1);
-        if (!fast) {
-            matmul_backward(ds, grads + w_qkv + (size_t)2 * D * C, grads + b_qkv + 2 * D, dyl, s, params + w_qkv + (size_t)2 * D * C, N, C, D);
-        } else {  // v_s gets dyl; k_s and the (unrotated) q get the session score's gradient
+        if (fast) {  // v_s gets dyl; k_s and the (unrotated) q get the session score's gradient
             #pragma omp parallel for schedule(static)
             for (int bt = 0; bt < N; bt++) {
                 float* dk = dkv2 + (size_t)bt * 2 * D;
@@ -275,16 +276,19 @@ struct MKAAttention : Attention {
                 }
                 memcpy(dk + D, dyl + (size_t)bt * D, sizeof(float) * D);
             }
-            matmul_backward(ds, grads + w_qkv + (size_t)D * C, grads + b_qkv + D, dkv2, s, params + w_qkv + (size_t)D * C, N, C, 2 * D);
         }
-        #pragma omp parallel for schedule(static)
-        for (int b = 0; b < B; b++) {
-            static thread_local std::vector<float> acc;
-            acc.assign(C, 0.0f);
-            for (int t = T - 1; t >= 0; t--) {
-                const float* dsv = ds + ((size_t)b * T + t) * C;
-                float* dxv = dx + ((size_t)b * T + t) * C;
-                for (int c = 0; c < C; c++) { acc[c] += dsv[c] / (t + 1); dxv[c] += acc[c]; }
+        {
+            const int l2_off = fast ? D : 2 * D, l2_w = fast ? 2 * D : D;
+            const float* dl2 = fast ? dkv2 : dyl;
+            #pragma omp parallel for schedule(static)
+            for (int b = 0; b < B; b++) {
+                static thread_local std::vector<float> acc;
+                acc.assign(l2_w, 0.0f);
+                for (int t = T - 1; t >= 0; t--) {
+                    const float* src = dl2 + ((size_t)b * T + t) * l2_w;
+                    float* dst = dqkv + ((size_t)b * T + t) * 3 * D + l2_off;
+                    for (int c = 0; c < l2_w; c++) { acc[c] += src[c] / (t + 1); dst[c] += acc[c]; }
+                }
             }
         }
         // level 3: softmax over slots; gradients to q (unrotated) and to the projected slots

@@ -55,6 +55,7 @@ static double time_matmul(int M, int K, int N, int reps) {
 }
 
 int main(int argc, char** argv) {
+    omp_polite_spin(argv);  // llmc/utils.h: spin-waiting threads that yield their cores to other programs
     setvbuf(stdout, nullptr, _IOLBF, 0);
     int steps = 5, B = 4, T = 64;
     std::string only, mm = "auto", variants = "mha,gqa,mqa,mla,kvsplice,mka";

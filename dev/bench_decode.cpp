@@ -79,6 +79,7 @@ static bool variant_config(GPTConfig* c, const std::string& shape, const std::st
 }
 
 int main(int argc, char** argv) {
+    omp_polite_spin(argv);  // llmc/utils.h: spin-waiting threads that yield their cores to other programs
     setvbuf(stdout, nullptr, _IOLBF, 0);
     std::string shapes = "pythia-70m,gpt2-124m", variants = "mha,gqa,mqa,mla,kvsplice,mka,fmka", contexts = "512,2048,8192",
                 batches = "1,8", prefills = "512,2048", press_ratios = "0.5,0.75,0.9", press_contexts = "2048";

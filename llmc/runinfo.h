@@ -2,7 +2,8 @@
 // command, code, data and machine that produced it: the JSON object "run" that train_gpt's first
 // JSONL event and every eval_gpt JSON carry.
 //   {"argv": [...], "flags": {"--lr": 0.0003, ...every flag, resolved...}, "git": {"commit": ..., "dirty": ...},
-//    "host": {"cpu": ..., "cores": N, "threads": N, "gpu": ...}, "started": "2026-12-02T04:20:00Z"}
+//    "host": {"cpu": ..., "cores": N, "threads": N, "gpu": ..., "OMP_WAIT_POLICY": ..., "GOMP_SPINCOUNT": ...},
+//    "started": "2026-12-02T04:20:00Z"}
 // The git fields come from the tree the binary was built in (the code that ran), null outside git.
 #pragma once
 #include <omp.h>
@@ -84,7 +85,12 @@ static std::string run_metadata_json(int argc, char** argv, const std::vector<Fl
     gethostname(host, sizeof host - 1);
     js += ", \"host\": {\"name\": " + json_escape(host) + ", \"cpu\": " + json_escape(cpu_model_name()) +
           ", \"cores\": " + std::to_string(sysconf(_SC_NPROCESSORS_ONLN)) + ", \"threads\": " + std::to_string(omp_get_max_threads()) +
-          ", \"gpu\": " + (gpu.empty() ? "null" : json_escape(gpu)) + "}";
+          ", \"gpu\": " + (gpu.empty() ? "null" : json_escape(gpu));
+    for (const char* k : {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"}) {  // how idle threads wait (utils.h: omp_polite_spin)
+        const char* v = getenv(k);
+        js += std::string(", \"") + k + "\": " + (v ? json_escape(v) : "null");
+    }
+    js += "}";
     char when[32];
     time_t now = time(nullptr);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));

@@ -41,6 +41,24 @@ def mpl_python():
 
 
 @test
+def idle_threads_spin_politely_unless_the_user_says_otherwise():
+    # llmc/utils.h: omp_polite_spin re-executes with GOMP_SPINCOUNT=10000 when the user set neither variable
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KVGPT_OMP_REEXEC")}
+    def host_of(name, extra):
+        p = os.path.join(TMP, name + ".ckpt")
+        r = subprocess.run([os.path.join(ROOT, "train_gpt"), *SMALL, "-x", "1", "-o", p, "-L", p + ".jsonl"], capture_output=True,
+                           text=True, cwd=ROOT, env=dict(env, **extra))
+        assert r.returncode == 0, r.stderr
+        return p, json.loads(open(p + ".jsonl").readline())["run"]["host"]
+    _, host = host_of("spin_default", {})
+    assert host["GOMP_SPINCOUNT"] == "10000" and host["OMP_WAIT_POLICY"] is None, host
+    p, host = host_of("spin_user", {"OMP_WAIT_POLICY": "active"})
+    assert host["OMP_WAIT_POLICY"] == "active" and host["GOMP_SPINCOUNT"] is None, host
+    steps = [json.loads(l) for l in open(p + ".jsonl") if '"loss"' in l]
+    assert steps and all(s["cpu_ms"] > 0 for s in steps), steps
+
+
+@test
 def train_log_records_command_flags_code_data_machine():
     out, r = train("meta", "-x", "3", "-a", "gqa", "-g", "1", "-l", "0.0007", "-s", "42")
     start = json.loads(open(out + ".jsonl").readline())
