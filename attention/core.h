@@ -84,11 +84,6 @@ struct AttnCore {
             for (int k = 0; k < dim; k++) acc[k] += x * r[k];
         }
     }
-    static inline void axpy(float* y, float a, const float* x, int n) {
-        int i = 0;
-        for (; i + 16 <= n; i += 16) *(v16f*)(y + i) += a * *(const v16f*)(x + i);
-        for (; i < n; i++) y[i] += a * x[i];
-    }
 
     // Flash-style forward: each query row runs an online softmax over blocks of keys, so no
     // (T,T) matrix is ever kept; it saves only the log-sum-exp of each row, lse (B,H,T).
@@ -150,36 +145,65 @@ struct AttnCore {
                     auto ka_at = [&](int t2) { return (const float*)ka.at(b, T, t2, g); };
                     auto kb_at = [&](int t2) { return (const float*)(db ? kb.at(b, T, t2, 0) : nullptr); };
                     auto v_at = [&](int t2) { return (const float*)v.at(b, T, t2, g); };
-                    float p[BLK], ds[BLK];
-                    for (int t = 0; t < T; t++) {
-                        const float* dyv = dy.at(b, T, t, h);
-                        const float* qv = q.at(b, T, t, h);
-                        float* dqv = dq.at(b, T, t, h);
-                        for (int i = 0; i < da + db; i++) dqv[i] = 0.0f;
-                        float D = dotf(dyv, y.at(b, T, t, h), dv), L = lse[((long)b * H + h) * T + t];
-                        if (dlse) D -= dlse[((long)b * H + h) * T + t];
-                        for (int j0 = 0; j0 <= t; j0 += BLK) {
-                            const int j1 = std::min(t + 1, j0 + BLK), n = j1 - j0;
-                            block_scores(qv, h, t, j0, j1, ka_at, kb_at, p);
-                            block_exp(p, n, L);
-                            for (int t2 = j0; t2 < j1; t2 += 4) {  // dp = dy . v, 4 keys at a time
-                                const int u1 = std::min(t2 + 1, j1 - 1), u2 = std::min(t2 + 2, j1 - 1), u3 = std::min(t2 + 3, j1 - 1);
-                                float dp4[4];
-                                dot4(dyv, v_at(t2), v_at(u1), v_at(u2), v_at(u3), dv, dp4);
-                                for (int j = 0; j < 4 && t2 + j < j1; j++) ds[t2 + j - j0] = p[t2 + j - j0] * (dp4[j] - D) * scale;
+                    // query rows go 4 at a time (rows t0 .. t0+R-1), so each key's dk and dv rows are
+                    // read and written once per 4 rows; a row's keys past its own position get p = 0
+                    const int RB = 4;
+                    float p[RB][BLK], ds[RB][BLK];
+                    for (int t0 = 0; t0 < T; t0 += RB) {
+                        const int R = std::min(RB, T - t0), tmax = t0 + R - 1;
+                        const float *dyv[RB], *qv[RB];
+                        float* dqv[RB];
+                        float D[RB], L[RB];
+                        for (int r = 0; r < RB; r++) {
+                            const int t = t0 + std::min(r, R - 1);  // rows past the end repeat the last one, weighted 0
+                            dyv[r] = dy.at(b, T, t, h);
+                            qv[r] = q.at(b, T, t, h);
+                            dqv[r] = dq.at(b, T, t, h);
+                            D[r] = dotf(dyv[r], y.at(b, T, t, h), dv);
+                            L[r] = lse[((long)b * H + h) * T + t];
+                            if (dlse) D[r] -= dlse[((long)b * H + h) * T + t];
+                        }
+                        for (int r = 0; r < R; r++)
+                            for (int i = 0; i < da + db; i++) dqv[r][i] = 0.0f;
+                        for (int j0 = 0; j0 <= tmax; j0 += BLK) {
+                            const int j1 = std::min(tmax + 1, j0 + BLK), n = j1 - j0;
+                            for (int r = 0; r < RB; r++) {
+                                const int t = t0 + r, jr = std::min(j1, t + 1);  // row r's keys in this block: [j0, jr)
+                                if (r >= R || jr <= j0) {
+                                    for (int j = 0; j < n; j++) p[r][j] = ds[r][j] = 0.0f;
+                                    continue;
+                                }
+                                block_scores(qv[r], h, t, j0, jr, ka_at, kb_at, p[r]);
+                                block_exp(p[r], jr - j0, L[r]);
+                                for (int t2 = j0; t2 < jr; t2 += 4) {  // dp = dy . v, 4 keys at a time
+                                    const int u1 = std::min(t2 + 1, jr - 1), u2 = std::min(t2 + 2, jr - 1), u3 = std::min(t2 + 3, jr - 1);
+                                    float dp4[4];
+                                    dot4(dyv[r], v_at(t2), v_at(u1), v_at(u2), v_at(u3), dv, dp4);
+                                    for (int j = 0; j < 4 && t2 + j < jr; j++) ds[r][t2 + j - j0] = p[r][t2 + j - j0] * (dp4[j] - D[r]) * scale;
+                                }
+                                for (int j = jr - j0; j < n; j++) p[r][j] = ds[r][j] = 0.0f;
+                                accumulate_rows(j0, jr, ds[r], 1.0f, ka_at, dqv[r], da);
+                                if (db) accumulate_rows(j0, jr, ds[r], 1.0f, kb_at, dqv[r] + da, db);
                             }
-                            accumulate_rows(j0, j1, ds, 1.0f, ka_at, dqv, da);
-                            if (db) accumulate_rows(j0, j1, ds, 1.0f, kb_at, dqv + da, db);
                             for (int t2 = j0; t2 < j1; t2++) {
-                                const float d = ds[t2 - j0];
-                                axpy(dka.at(b, T, t2, g), d, qv, da);
-                                if (db) axpy(dkb.at(b, T, t2, 0), d, qv + da, db);
-                                axpy(dval.at(b, T, t2, g), p[t2 - j0], dyv, dv);
+                                const int j = t2 - j0;
+                                axpy4(dka.at(b, T, t2, g), ds[0][j], ds[1][j], ds[2][j], ds[3][j], qv, 0, da);
+                                if (db) axpy4(dkb.at(b, T, t2, 0), ds[0][j], ds[1][j], ds[2][j], ds[3][j], qv, da, db);
+                                axpy4(dval.at(b, T, t2, g), p[0][j], p[1][j], p[2][j], p[3][j], dyv, 0, dv);
                             }
                         }
                     }
                 }
             }
+    }
+    // y[0:n] += a0 x[0][off:] + a1 x[1][off:] + a2 x[2][off:] + a3 x[3][off:], y read and written once
+    static inline void axpy4(float* y, float a0, float a1, float a2, float a3, const float* const* x, int off, int n) {
+        const float *x0 = x[0] + off, *x1 = x[1] + off, *x2 = x[2] + off, *x3 = x[3] + off;
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
+            *(v16f*)(y + i) += ((a0 * *(const v16f*)(x0 + i) + a1 * *(const v16f*)(x1 + i)) +
+                                (a2 * *(const v16f*)(x2 + i) + a3 * *(const v16f*)(x3 + i)));
+        for (; i < n; i++) y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i]);
     }
 
     // acc (16 NV floats, or dv) = corr * acc + sum over keys b0 <= t2 < b1 of p[t2 - b0] * v(t2),
