@@ -112,9 +112,7 @@ struct MKAAttention : Attention {
             float mx = -INFINITY;
             for (int j = 0; j < M; j++) {
                 const float* k = mkv_ + (size_t)j * 3 * D + D + h * hd;
-                float sc = 0.0f;
-                for (int i = 0; i < hd; i++) sc += q[h * hd + i] * k[i];
-                p[h * M + j] = sc * scale;
+                p[h * M + j] = dotf(q + h * hd, k, hd) * scale;  // vectorised: a scalar sum here was a chain of adds
                 mx = fmaxf(mx, p[h * M + j]);
             }
             float sum = 0.0f;
@@ -302,8 +300,7 @@ struct MKAAttention : Attention {
                 float dp[MEM_SLOTS], dot = 0.0f;
                 for (int j = 0; j < M; j++) {
                     const float* v = mkv + (size_t)j * 3 * D + 2 * D + h * hd;
-                    float d = 0.0f;
-                    for (int i = 0; i < hd; i++) d += dyv[i] * v[i];
+                    const float d = dotf(dyv, v, hd);
                     dp[j] = d;
                     dot += p[j] * d;
                 }
