@@ -228,12 +228,6 @@ static std::string human(double x) {
     return b;
 }
 
-// FNV-1a of a string: ranks compare their command lines by it
-static uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) {
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-    return h;
-}
-
 static int train_main(int argc, char** argv) {
     const Dist& dist = dist_init(&argc, &argv);  // first: under mpirun every rank is one of these
     setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -287,10 +281,10 @@ static int train_main(int argc, char** argv) {
     {
         std::string cmd;
         for (int i = 1; i < argc; i++) cmd += std::string(argv[i]) + '\0';
-        if (!dist_all_equal(fnv1a(cmd)))
+        if (!dist_all_equal(crc32c_update(0, cmd.data(), cmd.size())))
             fail_hint("launch every rank with the same command line (mpirun does this)", "the ranks were started with different arguments");
-        if (!dist_all_equal(fnv1a(std::to_string(train.total_tokens) + "/" + std::to_string(val.total_tokens) + "/" +
-                                  std::to_string(train.shards.size()))))
+        const std::string data = std::to_string(train.total_tokens) + "/" + std::to_string(val.total_tokens) + "/" + std::to_string(train.shards.size());
+        if (!dist_all_equal(crc32c_update(0, data.data(), data.size())))
             fail_hint("give every node the same shards at the same paths (a shared file system, or copies)",
                       "the ranks see different data: here %s has %ld tokens in %zu shards", r.train_glob.c_str(), (long)train.total_tokens,
                       train.shards.size());

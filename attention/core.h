@@ -313,29 +313,9 @@ struct AttnCore {
                         }
                     }
                     const float m_new = fmaxf(ph[0], bm), corr = expf(ph[0] - m_new);
-                    float l = 0.0f;
-                    int j = 0;
-                    for (; j + 16 <= b1 - b0; j += 16) {
-                        v16f e = exp16(*(v16f*)&sc[j] - m_new);
-                        *(v16f*)&sc[j] = e;
-                        l += hsum16(e);
-                    }
-                    for (; j < b1 - b0; j++) { sc[j] = expf(sc[j] - m_new); l += sc[j]; }
-                    ph[1] = ph[1] * corr + l;
+                    ph[1] = ph[1] * corr + block_exp(sc, b1 - b0, m_new);
                     ph[0] = m_new;
-                    auto v = [&](int t2_) { return cache_v(i, t2_, g); };
-                    switch (dv) {
-                        case 32: accumulate_tile<2>(b0, b1, sc, corr, v, ph + 2); break;
-                        case 64: accumulate_tile<4>(b0, b1, sc, corr, v, ph + 2); break;
-                        case 128: accumulate_tile<8>(b0, b1, sc, corr, v, ph + 2); break;
-                        default:
-                            for (int k = 0; k < dv; k++) ph[2 + k] *= corr;
-                            for (int t3 = b0; t3 < b1; t3++) {
-                                const float w = sc[t3 - b0];
-                                const float* vv = v(t3);
-                                for (int k = 0; k < dv; k++) ph[2 + k] += w * vv[k];
-                            }
-                    }
+                    accumulate_rows(b0, b1, sc, corr, [&](int t2_) { return (const float*)cache_v(i, t2_, g); }, ph + 2, dv);
                 }
             }
         }

@@ -85,15 +85,7 @@ struct CudaTrainer {
         dev->read_losses(mine.data(), tc.accum);
         std::vector<double> losses((size_t)tc.accum * R, 0.0);  // in the order one process would add them
         for (int a = 0; a < tc.accum; a++) losses[(size_t)a * R + rank] = mine[a];
-        dist_sum(losses.data(), losses.size());
-        double loss = 0.0;
-        for (size_t k = 0; k < losses.size(); k++) {
-            if (!std::isfinite(losses[k]))
-                fail_hint("lower the learning rate (-l), raise warmup (-u), or check the data; checkpoints on disk are from before this step",
-                          "loss is %f at step %d: training diverged", losses[k], step + 1);
-            loss += losses[k];
-        }
-        s.loss = (float)(loss / losses.size());
+        s.loss = ranks_mean_loss(losses, step, "lower the learning rate (-l), raise warmup (-u), or check the data; checkpoints on disk are from before this step");
         s.grad_norm = dev->read_grad_norm();
         if (!std::isfinite(s.grad_norm))
             fail_hint("lower the learning rate (-l) or the clip (--clip); checkpoints on disk are from before this step",

@@ -98,6 +98,20 @@ struct ZeroShard {
     }
 };
 
+// the mean of a step's micro-batch losses, micro-batch a*N + r filled in by rank r of N (0
+// elsewhere): summed across the ranks (one contributor per entry: exact), a non-finite one
+// reported by every rank, then added in the order one process would add them
+static float ranks_mean_loss(std::vector<double>& losses, int step, const char* hint) {
+    dist_sum(losses.data(), losses.size());
+    double loss = 0.0;
+    for (size_t k = 0; k < losses.size(); k++) {
+        if (!std::isfinite(losses[k]))
+            fail_hint(hint, "loss is %f at step %d (micro-batch %zu, on rank %zu): training diverged", losses[k], step + 1, k, k % g_dist.size);
+        loss += losses[k];
+    }
+    return (float)(loss / losses.size());
+}
+
 // the data-parallel step: rank r of N trains micro-batches r, r + N, ... of the N x accum that a
 // single process with accum N x A would train (the same windows), then the ranks sum the
 // gradients, each updates its ZeRO-1 slice, and they share the updated parameters. Equal to that
@@ -114,16 +128,8 @@ static StepStats train_step_dp(GPT& model, DataLoader& train, const TrainConfig&
         if (!std::isfinite(l)) break;  // reported below, by every rank, once they have all heard
         model.backward(1.0f / ((float)tc.accum * R));
     }
-    dist_sum(losses.data(), losses.size());  // one contributor per entry: exact
-    double loss = 0.0;
-    for (size_t k = 0; k < losses.size(); k++) {
-        if (!std::isfinite(losses[k]))
-            fail_hint("lower the learning rate (-l), raise warmup (-u), or check the data",
-                      "loss is %f at step %d (micro-batch %zu, on rank %zu): training diverged", losses[k], step + 1, k, k % R);
-        loss += losses[k];
-    }
     StepStats s;
-    s.loss = (float)(loss / losses.size());
+    s.loss = ranks_mean_loss(losses, step, "lower the learning rate (-l), raise warmup (-u), or check the data");
     {
         ProfScope prof(PROF_OPTIMIZER);
         dist_reduce_scatter(model.grads, z.g.data(), z.counts);
@@ -131,12 +137,8 @@ static StepStats train_step_dp(GPT& model, DataLoader& train, const TrainConfig&
         std::vector<double> part(DETERMINISTIC_SUM_CHUNKS, 0.0);
         const size_t n = model.ps.total;
         #pragma omp parallel for schedule(static)
-        for (int c = z.chunk_lo; c < z.chunk_hi; c++) {
-            double acc = 0.0;
-            for (size_t i = deterministic_chunk_start(n, c); i < deterministic_chunk_start(n, c + 1); i++)
-                acc += (double)z.g[i - z.lo] * z.g[i - z.lo];
-            part[c] = acc;
-        }
+        for (int c = z.chunk_lo; c < z.chunk_hi; c++)
+            part[c] = deterministic_chunk_sum(n, c, [&](size_t i) { return (double)z.g[i - z.lo] * z.g[i - z.lo]; });
         dist_sum(part.data(), part.size());
         double sq = 0.0;
         for (double p : part) sq += p;

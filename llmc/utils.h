@@ -174,17 +174,19 @@ static inline double now_seconds() {
 // can reproduce the same sum (llmc/train.h: train_step_dp).
 static const int DETERMINISTIC_SUM_CHUNKS = 64;
 static inline size_t deterministic_chunk_start(size_t n, int c) { return n * c / DETERMINISTIC_SUM_CHUNKS; }
+// chunk c's part of deterministic_sum(n, f), summed in index order
+template <typename F>
+static inline double deterministic_chunk_sum(size_t n, int c, F f) {
+    double s = 0.0;
+    for (size_t i = deterministic_chunk_start(n, c), hi = deterministic_chunk_start(n, c + 1); i < hi; i++) s += f(i);
+    return s;
+}
 template <typename F>
 static inline double deterministic_sum(size_t n, F f) {
     const int NCHUNK = DETERMINISTIC_SUM_CHUNKS;
     double part[NCHUNK];
     #pragma omp parallel for schedule(static)
-    for (int c = 0; c < NCHUNK; c++) {
-        size_t lo = deterministic_chunk_start(n, c), hi = deterministic_chunk_start(n, c + 1);
-        double s = 0.0;
-        for (size_t i = lo; i < hi; i++) s += f(i);
-        part[c] = s;
-    }
+    for (int c = 0; c < NCHUNK; c++) part[c] = deterministic_chunk_sum(n, c, f);
     double s = 0.0;
     for (int c = 0; c < NCHUNK; c++) s += part[c];
     return s;
