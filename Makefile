@@ -108,8 +108,8 @@ train_gpt: train_gpt.cu $(HEADERS) $(CUDA_OBJ)
 eval_gpt: eval_gpt.cu $(HEADERS) $(CUDA_OBJ)
 	$(BUILD) -x c++ eval_gpt.cu -x none $(CUDA_OBJ) -o $@ $(LINK)
 
-sample_gpt: sample_gpt.cu $(HEADERS)
-	$(CXX) $(CXXFLAGS) -x c++ sample_gpt.cu -o $@ $(BLAS_LIBS)
+sample_gpt: sample_gpt.cu $(HEADERS) $(CUDA_OBJ)
+	$(BUILD) -x c++ sample_gpt.cu -x none $(CUDA_OBJ) -o $@ $(LINK)
 
 test/test_kvgpt: test/test_kvgpt.cpp test/testlib.h $(HEADERS)
 	$(CXX) $(CXXFLAGS) test/test_kvgpt.cpp -o $@ $(BLAS_LIBS)
@@ -150,11 +150,14 @@ test/test_cuda: test/test_cuda.cpp test/testlib.h $(HEADERS) $(CUDA_OBJ)
 test/test_cuda_emu: test/test_cuda.cpp test/testlib.h $(HEADERS) build/cuda_backend_emu.o
 	$(CXX) $(CXXFLAGS) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU test/test_cuda.cpp build/cuda_backend_emu.o -o $@ $(BLAS_LIBS)
 
+# the generator with the emulated device (tests only: sample_gpt -d cuda end to end on the CPU)
+sample_gpt_emu: sample_gpt.cu $(HEADERS) build/cuda_backend_emu.o
+	$(CXX) $(CXXFLAGS) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ sample_gpt.cu -x none build/cuda_backend_emu.o -o $@ $(BLAS_LIBS)
 # the trainer with the emulated device (tests only: it runs the CUDA path end to end on the CPU)
 train_gpt_emu: train_gpt.cu $(HEADERS) build/cuda_backend_emu.o
 	$(CXX) $(CXXFLAGS) $(filter-out -DKVGPT_NCCL,$(MPI_FLAGS)) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ train_gpt.cu -x none build/cuda_backend_emu.o -o $@ $(BLAS_LIBS) $(filter-out -lnccl,$(MPI_LIBS))
 
-test: train_gpt eval_gpt sample_gpt train_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda_emu bench_cuda_emu $(CUDA_TESTS)
+test: train_gpt eval_gpt sample_gpt train_gpt_emu sample_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda_emu bench_cuda_emu $(CUDA_TESTS)
 	PYTHON=$(PYTHON) bash test/run_all.sh
 
 data:
@@ -165,4 +168,4 @@ data:
 	  $(PYTHON) data/eval_sets.py book --path data/corpora/pg-1342-pride-and-prejudice.txt --tokenizer $$t || exit 1; done
 
 clean:
-	rm -rf dev/cuda/bin dev/cuda/emu train_gpt eval_gpt sample_gpt train_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda test/test_cuda_emu dev/bench_cpu dev/bench_decode build train_log.jsonl
+	rm -rf dev/cuda/bin dev/cuda/emu train_gpt eval_gpt sample_gpt train_gpt_emu sample_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda test/test_cuda_emu dev/bench_cpu dev/bench_decode build train_log.jsonl

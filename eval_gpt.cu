@@ -34,7 +34,7 @@
 
 struct EvalArgs {
     std::string ckpt, val_glob, wikitext, reversal, json, protocols = "disjoint,sliding,wikitext,positions,extrap,reversal,qk,kv";
-    std::string buckets = "0,16,32,64,96", extrap = "1,2,4,8", device = "auto";
+    std::string buckets = "0,16,32,64,96", extrap = "1,2,4,8", device = "auto", precision = "fp32";
     std::string press, ratios = "0.25,0.5,0.75,0.9", budgets, press_protocols = "prefill,decode", press_data;
     int T = 0, B = 8, window = 0, stride = 0, ctx = 0, max_windows = 0, max_tokens = 0, wiki_docs = 0;
     int press_P = 0, press_N = 0, stream_len = 0, press_batch = 8, slack = 0, press_samples = 0;
@@ -156,7 +156,8 @@ static int eval_main(int argc, char** argv) {
         {"", "--press-samples", F_INT, &a.press_samples, "cap on samples (prefill) or streams (decode) per protocol, evenly spread over the sets (0: all)"},
         {"", "--press-seed", F_U64, &a.press_seed, "seed of the random press"},
         {"", "--json", F_STR, &a.json, "JSON output (default <ckpt>.eval.json)"},
-        {"-d", "--device", F_STR, &a.device, "auto or cpu (evaluation runs on the CPU backend)"},
+        {"-d", "--device", F_STR, &a.device, "auto, cpu or cuda: the forward-only protocols (leak guard, disjoint, positions, sliding, wikitext, extrap, reversal) run there; qk, kv and the presses read the CPU model's caches and activations and always run on the CPU"},
+        {"", "--precision", F_STR, &a.precision, "CUDA: fp32 (the CPU's numbers within rounding) or bf16"},
         {"", "--test-only-leak", F_BOOL, &a.test_only_leak, "TEST ONLY: make attention see one future token (the leak guard must refuse)"},
     };
     std::set<std::string> given = parse_flags(argc, argv, flags, "./eval_gpt", "./eval_gpt -c model.ckpt.best");
@@ -214,7 +215,6 @@ static int eval_main(int argc, char** argv) {
             fail_hint("--protocols takes a comma-separated subset of disjoint,sliding,wikitext,positions,extrap,reversal,qk,kv,press",
                       "unknown protocol '%s'", p.c_str());
     }
-    choose_eval_backend(a.device.c_str());
     CheckpointHeader h = checkpoint_read_header(a.ckpt.c_str());
     GPTConfig cfg = h.config;
     GPT model(cfg);
@@ -224,6 +224,13 @@ static int eval_main(int argc, char** argv) {
     if (a.test_only_leak) g_test_only_future_leak = 1;
     int T = a.T ? a.T : (h.train_T > 0 ? h.train_T : 128);
     config_validate(&cfg, T);
+    // --test-only-leak makes the CPU core see the future; the device kernels have no such switch
+    std::string backend_desc, device_name;
+    Backend backend = choose_backend(a.test_only_leak && a.device == "auto" ? "cpu" : a.device.c_str(), cfg, &backend_desc, &device_name);
+    if (a.test_only_leak && backend == BACKEND_CUDA) fail_hint("drop -d cuda", "--test-only-leak works on the CPU backend only");
+    int precision = a.precision == "bf16" ? 1 : a.precision == "fp32" ? 0 : -1;
+    if (precision < 0) fail_hint("use --precision fp32 or bf16", "unknown --precision '%s'", a.precision.c_str());
+    EvalRunner ev(model, backend, precision, a.B, T);
     std::string tok = tokenizer_name(cfg.tokenizer_id);
     bool val_from_ckpt = a.val_glob.empty() && h.val_data[0];
     if (a.val_glob.empty()) a.val_glob = h.val_data[0] ? std::string(h.val_data) : "data/tinyshakespeare/" + tok + "/val_*.bin";
@@ -265,8 +272,12 @@ static int eval_main(int argc, char** argv) {
 
     printf("checkpoint %s: %s, %s/%s, %zu parameters, step %ld, trained at T=%d\n", a.ckpt.c_str(), cfg.preset, ATTN_NAMES[cfg.attn],
            POS_NAMES[cfg.pos], model.num_parameters(), (long)h.step, h.train_T);
-    printf("backend: cpu (fp32, OpenMP), %d threads; validation data %s%s\n", omp_get_max_threads(), a.val_glob.c_str(),
-           val_from_ckpt ? " (the checkpoint's)" : "");
+    if (backend == BACKEND_CUDA)
+        printf("backend: %s (%s) for the forward-only protocols; cpu (fp32, OpenMP, %d threads) for qk, kv and the presses; validation data %s%s\n",
+               backend_desc.c_str(), a.precision.c_str(), omp_get_max_threads(), a.val_glob.c_str(), val_from_ckpt ? " (the checkpoint's)" : "");
+    else
+        printf("backend: cpu (fp32, OpenMP), %d threads; validation data %s%s\n", omp_get_max_threads(), a.val_glob.c_str(),
+               val_from_ckpt ? " (the checkpoint's)" : "");
 
     std::string js = "{\n" + fmt("\"checkpoint\": %s, \"preset\": %s, \"attn\": \"%s\", \"pos\": \"%s\", \"params\": %zu, \"step\": %ld, \"train_T\": %d, \"eval_T\": %d,\n",
                                  json_escape(a.ckpt).c_str(), json_escape(cfg.preset).c_str(), ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos],
@@ -278,6 +289,7 @@ static int eval_main(int argc, char** argv) {
               json_escape(a.wikitext).c_str(), json_escape(a.reversal).c_str(), json_escape(a.press_data).c_str(), json_escape(h.train_data).c_str());
     js += fmt(",\n\"caps\": {\"max_windows\": %d, \"max_tokens\": %d, \"wiki_docs\": %d, \"press_samples\": %d}", a.max_windows, a.max_tokens,
               a.wiki_docs, a.press_samples);
+    js += fmt(",\n\"backend\": %s", json_escape(backend == BACKEND_CUDA ? backend_desc + " (" + a.precision + ") for the forward-only protocols, cpu for qk, kv, presses" : std::string("cpu (fp32)")).c_str());
     js += ",\n\"config\": " + config_json(cfg) + ",\n\"run\": " + run_metadata_json(argc, argv, flags, "");
     auto write_json = [&]() {
         std::string tmp = a.json + ".tmp";
@@ -292,7 +304,10 @@ static int eval_main(int argc, char** argv) {
     // runs past two of the attention core's 64-key blocks (and as far as learned positions go).
     int guard_T = std::min(256, cfg.pos == POS_LEARNED ? cfg.max_seq_len : 256);
     std::string why;
-    if (!leak_check(model, guard_T, 12345, &why)) {
+    // on the device it guards the device's numbers, and the CPU model's (qk, kv, presses) too
+    bool causal = ev.run([&](auto& m) { return leak_check(m, guard_T, 12345, &why); });
+    if (causal && backend == BACKEND_CUDA) causal = leak_check(model, guard_T, 12345, &why);
+    if (!causal) {
         js += fmt(", \"leak_guard\": \"failed\", \"leak_guard_T\": %d, \"error\": %s", guard_T, json_escape("leak guard: " + why).c_str());
         write_json();
         fail_hint("this model sees the future: its perplexities would be meaningless; fix the attention mask",
@@ -329,7 +344,7 @@ static int eval_main(int argc, char** argv) {
     if (wants(a, "disjoint") || wants(a, "positions")) section(wants(a, "disjoint") ? "disjoint" : "positions", [&] {
         need_val();
         std::vector<NLL> per_pos;
-        NLL r = ppl_disjoint(model, val, T, a.B, a.max_windows, &per_pos);
+        NLL r = ev.run([&](auto& m) { return ppl_disjoint(m, val, T, a.B, a.max_windows, &per_pos); });
         if (r.n == 0) fail_hint("lower -t, or pass a larger validation set with -j", "the validation data (%zu tokens) holds no window of T+1 = %d", val.size(), T + 1);
         printf("\n[a] disjoint windows of %d: PPL %.3f (loss %.4f over %ld tokens)\n", T, r.ppl(), r.mean(), r.n);
         js += fmt(",\n\"disjoint\": {\"T\": %d, \"ppl\": %s, \"loss\": %s, \"tokens\": %ld, \"max_windows\": %d}", T, jnum(r.ppl()).c_str(),
@@ -350,7 +365,7 @@ static int eval_main(int argc, char** argv) {
     if (wants(a, "sliding")) section("sliding", [&] {
         need_val();
         if ((long)val.size() < 2) fail("the validation data holds no target");
-        NLL r = ppl_sliding(model, val, W, S, a.max_tokens);
+        NLL r = ev.run([&](auto& m) { return ppl_sliding(m, val, W, S, a.max_tokens); });
         printf("\n[b] sliding window %d, stride %d: PPL %.3f (loss %.4f over %ld tokens)\n", W, S, r.ppl(), r.mean(), r.n);
         js += fmt(",\n\"sliding\": {\"window\": %d, \"stride\": %d, \"ppl\": %s, \"loss\": %s, \"tokens\": %ld, \"max_tokens\": %d}", W, S,
                   jnum(r.ppl()).c_str(), jnum(r.mean()).c_str(), r.n, a.max_tokens);
@@ -362,7 +377,7 @@ static int eval_main(int argc, char** argv) {
         if (cfg.tokenizer_id != TOK_UNKNOWN && wiki_eos != eos)
             fail_hint("re-create the eval set with data/eval_sets.py", "%s.bin was made with end-of-text id %d; the %s tokenizer's is %d",
                       a.wikitext.c_str(), wiki_eos, tok.c_str(), eos);
-        WikiResult r = ppl_wikitext(model, wt, docs, T, wiki_eos, a.wiki_docs);
+        WikiResult r = ev.run([&](auto& m) { return ppl_wikitext(m, wt, docs, T, wiki_eos, a.wiki_docs); });
         printf("\n[c] lm-eval WikiText (rolling windows of %d, %s docs, end-of-text %d as first context): word PPL %.3f, byte PPL %.4f, bits/byte %.4f, token PPL %.3f\n", T,
                a.wiki_docs ? std::to_string(a.wiki_docs).c_str() : "all", wiki_eos, r.word_ppl(), r.byte_ppl(), r.bits_per_byte(), r.tokens.ppl());
         js += fmt(",\n\"wikitext\": {\"window\": %d, \"docs\": %zu, \"docs_total\": %zu, \"eos_id\": %d, \"word_ppl\": %s, \"byte_ppl\": %s, \"bits_per_byte\": %s, \"token_ppl\": %s, \"words\": %ld, \"bytes\": %ld, \"tokens\": %ld}",
@@ -390,7 +405,7 @@ static int eval_main(int argc, char** argv) {
             int L = (int)Ll;
             // the same number of tokens at every length: --max-windows counts windows of T
             long wins = a.max_windows ? std::max(1L, (long)a.max_windows * T / L) : 0;
-            NLL r = ppl_disjoint(model, val, L, 1, wins, nullptr);
+            NLL r = ev.run([&](auto& m) { return ppl_disjoint(m, val, L, 1, wins, nullptr); });
             printf("| %d | %.3f | %ld |\n", L, r.ppl(), r.n);
             js += fmt("%s{\"length\": %d, \"ppl\": %s, \"tokens\": %ld}", first ? "" : ", ", L, jnum(r.ppl()).c_str(), r.n);
             first = false;
@@ -404,7 +419,7 @@ static int eval_main(int argc, char** argv) {
             size_t n = 1 + std::max(f.fwd_prompt.size() + f.fwd_answer.size(), f.rev_prompt.size() + f.rev_answer.size());
             if (cfg.pos == POS_LEARNED && (long)n > cfg.max_seq_len) fail("a reversal prompt (%zu tokens) is longer than the learned position table", n);
         }
-        ReversalResult r = reversal_eval(model, facts, eos);
+        ReversalResult r = ev.run([&](auto& m) { return reversal_eval(m, facts, eos); });
         printf("\nreversal curse (Berglund et al.): log-likelihood of the correct answer, and its margin over the other answers of the\n"
                "same relation in the same half (entities seen as often); accuracy: the correct answer beats them all\n");
         printf("| direction | trained: LL | trained: margin | trained: accuracy | held-out: margin | held-out: accuracy | gain (margin) |\n"

@@ -14,9 +14,12 @@
 //
 // Sampling follows Hugging Face's generate(): temperature, then top-k, then top-p (nucleus);
 // --greedy (or --temperature 0) takes the argmax. Prompts are tokenized by llmc/tokenizer.h,
-// which gives the ids data/tokenizer.py gives. Runs on the CPU backend.
+// which gives the ids data/tokenizer.py gives. Runs on the CPU backend, or with -d cuda (-d auto
+// when a GPU is there and no press is asked for) with the KV caches on the GPU: the decode
+// kernels of llmc/cuda_backend.cu (split-K over the cache; MLA in the absorbed form).
 #include <omp.h>
 #include <new>
+#include "llmc/backend.h"
 #include "llmc/checkpoint.h"
 #include "llmc/model.h"
 #include "llmc/cli.h"
@@ -24,11 +27,57 @@
 #include "llmc/tokenizer.h"
 
 struct SampleArgs {
-    std::string ckpt, prompt, prompt_file, prompt_ids, tokenizer_dir, tokenizer, device = "auto", press;
+    std::string ckpt, prompt, prompt_file, prompt_ids, tokenizer_dir, tokenizer, device = "auto", press, precision = "bf16";
     int n = 256, num_samples = 1, ctx = 0, budget = 0, slack = 0;
     uint64_t seed = 1;
     bool stop_at_eos = false, print_ids = false;
     SampleConfig sc;
+};
+
+// the caches generation runs on: the CPU GPT's, or the device's (CudaDecoder, llmc/cuda_model.h)
+struct Generator {
+    GPT& m;
+#ifdef KVGPT_CUDA_BACKEND
+    std::unique_ptr<CudaDecoder> gpu;
+#endif
+    bool on_gpu() const {
+#ifdef KVGPT_CUDA_BACKEND
+        return gpu != nullptr;
+#else
+        return false;
+#endif
+    }
+    void begin(int n_seq, int ctx) {
+#ifdef KVGPT_CUDA_BACKEND
+        if (gpu) return gpu->decode_begin(n_seq, ctx);
+#endif
+        m.decode_begin(n_seq, ctx);
+    }
+    const float* decode(const int* tokens, const int* seq, int n, const bool* want = nullptr) {
+#ifdef KVGPT_CUDA_BACKEND
+        if (gpu) return gpu->decode(tokens, seq, n, want);
+#endif
+        return m.decode(tokens, seq, n, want);
+    }
+    int held(int s) {
+#ifdef KVGPT_CUDA_BACKEND
+        if (gpu) return gpu->decode_held(s);
+#endif
+        return m.decode_held(s);
+    }
+    // bytes of the caches per held token (every layer) and per sequence, from the buffers
+    double bytes_per_token() {
+#ifdef KVGPT_CUDA_BACKEND
+        if (gpu) return (double)gpu->cache_bytes_per_token();
+#endif
+        return 4.0 * m.kv_cache_floats_per_token();
+    }
+    double bytes_fixed() {
+#ifdef KVGPT_CUDA_BACKEND
+        if (gpu) return (double)gpu->cache_bytes_fixed();
+#endif
+        return 4.0 * m.kv_cache_floats_fixed();
+    }
 };
 
 static int sample_main(int argc, char** argv) {
@@ -56,7 +105,8 @@ static int sample_main(int argc, char** argv) {
         {"", "--slack", F_INT, &a.slack, "with --press: tokens past the budget before the press runs again (0: budget/16)"},
         {"", "--tokenizer", F_STR, &a.tokenizer, "expect this tokenizer (gpt-neox-20b or gpt2); a checkpoint of another is an error"},
         {"", "--tokenizer-dir", F_STR, &a.tokenizer_dir, "the vendored tokenizer files (default data/tokenizers)"},
-        {"-d", "--device", F_STR, &a.device, "auto or cpu (generation runs on the CPU backend)"},
+        {"-d", "--device", F_STR, &a.device, "auto, cpu or cuda (the caches on the GPU; the presses run on the CPU: auto picks the CPU with --press)"},
+        {"", "--precision", F_STR, &a.precision, "CUDA: bf16 (parameters, activations and cache) or fp32"},
     };
     std::set<std::string> given = parse_flags(argc, argv, flags, "./sample_gpt", "./sample_gpt -c model.ckpt.best --prompt \"ROMEO:\" -n 200");
     if (a.ckpt.empty()) fail_hint("pass -c FILE (train_gpt -o FILE writes FILE and FILE.best)", "no checkpoint given");
@@ -79,8 +129,9 @@ static int sample_main(int argc, char** argv) {
     }
     int n_prompt_flags = given.count("--prompt") + given.count("--prompt-file") + given.count("--prompt-ids");
     if (n_prompt_flags > 1) fail_hint("give one of them", "--prompt, --prompt-file and --prompt-ids are alternatives");
-    if (a.device == "cuda") fail_hint("use -d cpu (or auto)", "sample_gpt runs on the CPU backend; CUDA inference is not built yet");
-    if (a.device != "auto" && a.device != "cpu") fail_hint("use -d auto or cpu", "unknown device '%s'", a.device.c_str());
+    if (a.device == "cuda" && pressed) fail_hint("use -d cpu (or auto) with --press", "the presses run on the CPU backend's caches");
+    const int precision = a.precision == "bf16" ? 1 : a.precision == "fp32" ? 0 : -1;
+    if (precision < 0) fail_hint("use --precision bf16 or fp32", "unknown --precision '%s'", a.precision.c_str());
 
     CheckpointHeader h = checkpoint_read_header(a.ckpt.c_str());
     GPTConfig cfg = h.config;
@@ -122,20 +173,31 @@ static int sample_main(int argc, char** argv) {
         ctx = std::min(ctx, cfg.max_seq_len);
     }
     if (P > ctx && !pressed) fail_hint("raise --ctx or shorten the prompt", "the prompt (%d tokens) is longer than the context --ctx %d", P, ctx);
-    model.decode_begin(N, ctx);
+    // the backend: the presses need the CPU caches, so -d auto picks the CPU with one; notes go to
+    // stderr (stdout is the text)
+    std::string backend_desc, device_name;
+    Backend backend = choose_backend(pressed && a.device == "auto" ? "cpu" : a.device.c_str(), cfg, &backend_desc, &device_name, stderr);
+    Generator gen{model};
+#ifdef KVGPT_CUDA_BACKEND
+    if (backend == BACKEND_CUDA) gen.gpu.reset(new CudaDecoder(model, precision, ctx));
+#else
+    (void)backend;
+#endif
+    gen.begin(N, ctx);
     if (pressed) model.decode_press(press);
     long compressions = 0;
     double compress_s = 0.0;
     auto make_room = [&](int b) {  // a full cache goes back to the budget
-        if (!pressed || model.decode_held(b) < ctx) return;
+        if (!pressed || gen.held(b) < ctx) return;
         double c0 = now_seconds();
         model.decode_compress(press, b, a.budget);
         compress_s += now_seconds() - c0;
         compressions++;
     };
 
-    fprintf(stderr, "%s: %s, %s/%s, %zu parameters, step %ld; prompt %d tokens, %d sample(s) of up to %d tokens, context %d\n",
-            a.ckpt.c_str(), cfg.preset, ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos], model.num_parameters(), (long)step, P, N, a.n, ctx);
+    fprintf(stderr, "%s: %s, %s/%s, %zu parameters, step %ld; prompt %d tokens, %d sample(s) of up to %d tokens, context %d; backend %s%s\n",
+            a.ckpt.c_str(), cfg.preset, ATTN_NAMES[cfg.attn], POS_NAMES[cfg.pos], model.num_parameters(), (long)step, P, N, a.n, ctx, backend_desc.c_str(),
+            gen.on_gpu() ? (" (" + a.precision + ")").c_str() : "");
     // the prompt as text, then the continuation
     TokenStream stream0;
     if (N == 1) {
@@ -149,12 +211,12 @@ static int sample_main(int argc, char** argv) {
     const float* lg = nullptr;
     for (int p0 = 0; p0 < P;) {
         for (int b = 0; b < N; b++) make_room(b);
-        const int piece = std::min(P - p0, ctx - model.decode_held(0));
+        const int piece = std::min(P - p0, ctx - gen.held(0));
         std::vector<int> rows, rseq;
         std::vector<char> want;
         for (int b = 0; b < N; b++)
             for (int t = p0; t < p0 + piece; t++) { rows.push_back(prompt[t]); rseq.push_back(b); want.push_back(t == P - 1); }
-        lg = model.decode(rows.data(), rseq.data(), (int)rows.size(), (const bool*)want.data());
+        lg = gen.decode(rows.data(), rseq.data(), (int)rows.size(), (const bool*)want.data());
         p0 += piece;
     }
     double prefill_s = now_seconds() - t0;
@@ -185,14 +247,14 @@ static int sample_main(int argc, char** argv) {
         alive = still;
         if (alive.empty()) break;
         for (int b : alive) make_room(b);
-        if (model.decode_held(alive[0]) >= ctx) {
+        if (gen.held(alive[0]) >= ctx) {
             stop_reason = cfg.pos == POS_LEARNED && ctx == cfg.max_seq_len
                               ? "learned positions end at " + std::to_string(cfg.max_seq_len) + ": generation stopped at the end of the table"
                               : "the context (--ctx " + std::to_string(ctx) + ") is full";
             break;
         }
         double t1 = now_seconds();
-        lg = model.decode(feed.data(), alive.data(), (int)alive.size());
+        lg = gen.decode(feed.data(), alive.data(), (int)alive.size());
         decode_s += now_seconds() - t1;
         decode_steps++;
         decoded_tokens += (long)alive.size();
@@ -219,17 +281,19 @@ static int sample_main(int argc, char** argv) {
         }
     // what it cost, and the cache it held (measured from the buffers)
     long held = 0;
-    for (int b = 0; b < N; b++) held += model.decode_held(b);
-    size_t per_tok = model.kv_cache_floats_per_token(), fixed = model.kv_cache_floats_fixed();
-    double bytes = 4.0 * ((double)per_tok * held + (double)fixed * N), mha = 4.0 * 2.0 * cfg.n_head * cfg.head_dim * cfg.n_layer * held;
-    double alloc = 4.0 * ((double)per_tok * ctx * N + (double)fixed * N);
+    for (int b = 0; b < N; b++) held += gen.held(b);
+    const double elem = gen.on_gpu() && a.precision == "bf16" ? 2.0 : 4.0;  // bytes per cached value
+    const double per_tok = gen.bytes_per_token(), fixed = gen.bytes_fixed();
+    double bytes = per_tok * held + fixed * N, mha = elem * 2.0 * cfg.n_head * cfg.head_dim * cfg.n_layer * held;
+    double alloc = per_tok * ctx * N + fixed * N;
     fprintf(stderr, "\nprompt: %d tokens x %d sample(s); prefill %.1f ms (%.0f tokens/s)\n", P, N, 1000 * prefill_s, P * N / std::max(prefill_s, 1e-9));
     if (decode_steps)
         fprintf(stderr, "decode: %ld steps, %.2f ms per step, %.0f tokens/s (batch %d)\n", decode_steps, 1000 * decode_s / decode_steps,
                 decoded_tokens / std::max(decode_s, 1e-9), N);
-    fprintf(stderr, "KV cache held: %ld tokens, %.1f KiB fp32 (%zu floats/token over %d layers%s); MHA of this shape: %.1f KiB (%.1fx); allocated %.1f KiB\n",
-            held, bytes / 1024, per_tok, cfg.n_layer, fixed ? (", + " + std::to_string(fixed) + " per sequence").c_str() : "", mha / 1024,
-            bytes > 0 ? mha / bytes : 0.0, alloc / 1024);
+    fprintf(stderr, "KV cache held: %ld tokens, %.1f KiB %s (%.0f values/token over %d layers%s); MHA of this shape: %.1f KiB (%.1fx); allocated %.1f KiB\n",
+            held, bytes / 1024, elem == 2.0 ? "bf16" : "fp32", per_tok / elem, cfg.n_layer,
+            fixed > 0 ? (", + " + std::to_string((long)(fixed / 4)) + " fp32 per sequence").c_str() : "", mha / 1024, bytes > 0 ? mha / bytes : 0.0,
+            alloc / 1024);
     if (pressed)
         fprintf(stderr, "press %s: the cache held at %d + %d tokens per sample; %ld compression(s), %.1f ms in all; positions reached %d\n", a.press.c_str(),
                 a.budget, slack, compressions, 1000 * compress_s, model.decode_len(0));

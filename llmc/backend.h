@@ -1,7 +1,8 @@
 // backend.h: picks the compute backend. The CPU backend (fp32, OpenMP) always exists and is the
 // reference. The CUDA backend (llmc/cuda_backend.cu, built by nvcc when it is found; KVGPT_CUDA)
-// trains the GQA family (mha, mqa, gqa) with every position encoding; `-d auto` uses it when a
-// GPU is present and the model is one it supports, and says in one line why not otherwise.
+// trains every attention variant (mha, mqa, gqa, mla, kvsplice, mka, fmka) with every position
+// encoding at the head dims its attention kernels exist for; `-d auto` uses it when a GPU is
+// present and the model is one it supports, and says in one line why not otherwise.
 // The host code is always compiled by the C++ compiler.
 #pragma once
 #include <string>
@@ -27,7 +28,8 @@ static int cuda_probe(std::string* why, std::string* name) {
 }
 
 // resolves -d auto|cpu|cuda for training `cfg`; *device_name gets the GPU's name
-static Backend choose_backend(const char* want, const GPTConfig& cfg, std::string* desc, std::string* device_name) {
+// (the one-line note goes to `note`: stdout, or stderr where stdout is the program's output)
+static Backend choose_backend(const char* want, const GPTConfig& cfg, std::string* desc, std::string* device_name, FILE* note = stdout) {
     std::string why, name, unsupported;
     if (strcmp(want, "cpu") == 0) { *desc = "cpu (forced by -d cpu)"; return BACKEND_CPU; }
     if (strcmp(want, "cuda") != 0 && strcmp(want, "auto") != 0)
@@ -43,20 +45,38 @@ static Backend choose_backend(const char* want, const GPTConfig& cfg, std::strin
         if (n == 0) fail_hint("run on a machine with an NVIDIA GPU, or use -d cpu", "-d cuda asked for, but no CUDA device: %s", why.c_str());
         if (!ok) fail_hint("use -d cpu for this model", "-d cuda: %s", unsupported.c_str());
     }
-    if (n == 0) printf("no CUDA device found (%s): using the CPU backend\n", why.c_str());
-    else if (!ok) printf("CUDA device '%s' found, but %s: using the CPU backend\n", name.c_str(), unsupported.c_str());
+    if (n == 0) fprintf(note, "no CUDA device found (%s): using the CPU backend\n", why.c_str());
+    else if (!ok) fprintf(note, "CUDA device '%s' found, but %s: using the CPU backend\n", name.c_str(), unsupported.c_str());
     if (!ok) { *desc = "cpu (fp32, OpenMP)"; return BACKEND_CPU; }
     *device_name = name;
     *desc = "cuda: " + name;
     return BACKEND_CUDA;
 }
 
-// the evaluator runs on the CPU backend (its protocols decode token by token with the CPU caches)
-static void choose_eval_backend(const char* want) {
-    if (strcmp(want, "cuda") == 0)
-        fail_hint("use -d cpu (or leave -d out): evaluation runs on the CPU backend", "-d cuda: the evaluator has no CUDA path yet");
-    if (strcmp(want, "cpu") != 0 && strcmp(want, "auto") != 0) fail_hint("use -d auto or -d cpu", "unknown device '%s'", want);
-}
+// the evaluator's forward-only protocols (llmc/eval.h) on the chosen backend: run(f) calls f
+// with the CPU GPT or with the device model (fp32 by default, so its numbers are the CPU's
+// within rounding). Protocols that read the CPU caches or activations (presses, KV memory, Q/K
+// statistics) always get the CPU GPT.
+struct EvalRunner {
+    GPT& model;
+#ifdef KVGPT_CUDA_BACKEND
+    std::unique_ptr<CudaLM> dev;
+#endif
+    EvalRunner(GPT& m, Backend b, int precision, int B, int T) : model(m) {
+#ifdef KVGPT_CUDA_BACKEND
+        if (b == BACKEND_CUDA) dev.reset(new CudaLM(m, precision, B, T));
+#else
+        (void)b; (void)precision; (void)B; (void)T;
+#endif
+    }
+    template <class F>
+    auto run(F f) {
+#ifdef KVGPT_CUDA_BACKEND
+        if (dev) return f(*dev);
+#endif
+        return f(model);
+    }
+};
 
 // runs training steps and validation on the chosen backend, over the CPU GPT `model`, which
 // keeps the configuration and the checkpoint state (pull() copies the device state into it)

@@ -1,8 +1,10 @@
-// cuda_backend.cu: kvgpt's CUDA training backend for the GQA family (MHA, MQA, GQA) with RoPE,
-// ALiBi, learned or no positions: the model's forward and backward on the device, AdamW, the
-// global grad norm, and the single kernels wrapped for tests (API in cuda_backend.h).
+// cuda_backend.cu: kvgpt's CUDA backend for every attention variant (MHA, MQA, GQA: DevGQA; MLA
+// and KVSplice: DevMLA; MKA and fmka: DevMKA) with RoPE, ALiBi, learned or no positions: the
+// model's forward and backward on the device, AdamW, the global grad norm, decoding with device
+// KV caches (split-K over the cache; MLA in the absorbed form), and the single kernels wrapped
+// for tests (API in cuda_backend.h).
 // Built two ways:
-//   nvcc (sm_80, sm_90)        -> build/cuda_backend.o, linked into train_gpt and test/test_cuda;
+//   nvcc (sm_80, sm_90)        -> build/cuda_backend.o, linked into train_gpt, eval_gpt, sample_gpt, test/test_cuda;
 //                                 matmuls by cuBLASLt (bias fused as the epilogue)
 //   g++ -DKVGPT_CUDA_EMU       -> build/cuda_backend_emu.o, the same kernels on the CPU emulator
 //                                 (cuda_emu.h), matmuls by a plain CPU GEMM; CI tests it this way
@@ -11,6 +13,7 @@
 // LayerNorm statistics, loss and log-sum-exp. Each layer's forward and backward mirror GPT in
 // llmc/model.h line by line, which is the reference they are tested against.
 #include <algorithm>
+#include <memory>
 #include <unistd.h>
 #include <string>
 #include <vector>
@@ -99,13 +102,14 @@ static void colsum_reserve(int N, int C) {
     g_colsum_floats = need;
 }
 // dcol (C) += column sums of dout (N,C) [MODE 0]; or LayerNorm's dbias -> dcol, dweight -> dcol2 [MODE 1]
+// MODE 2: RMSNorm's dweight -> dcol2 (x rows in_row apart)
 template <typename T, int MODE>
-static void column_sums(float* dcol, float* dcol2, const T* dout, const T* inp, const float* mean, const float* rstd, int N, int C) {
+static void column_sums(float* dcol, float* dcol2, const T* dout, const T* inp, long in_row, const float* mean, const float* rstd, int N, int C) {
     int chunks = colsum_chunks(N);
     colsum_reserve(N, C);
     float *part = g_colsum_scratch, *part2 = g_colsum_scratch + (size_t)chunks * C;
-    launch(column_sum_partial_kernel<T, MODE>, dim3(ceil_div(C, 32), chunks), dim3(256), part, part2, dout, inp, mean, rstd, N, C);
-    launch(column_sum_final_kernel, dim3(ceil_div(C, 256)), dim3(256), dcol, MODE == 1 ? dcol2 : (float*)nullptr, (const float*)part,
+    launch(column_sum_partial_kernel<T, MODE>, dim3(ceil_div(C, 32), chunks), dim3(256), part, part2, dout, inp, in_row, mean, rstd, N, C);
+    launch(column_sum_final_kernel, dim3(ceil_div(C, 256)), dim3(256), MODE == 2 ? (float*)nullptr : dcol, MODE >= 1 ? dcol2 : (float*)nullptr, (const float*)part,
            (const float*)part2, chunks, C);
 }
 // out (M,N) = inp (M,K) W(N,K)^T + bias. Column-major, out^T (N,M) = W (as K x N, transposed) inp^T
@@ -113,12 +117,14 @@ template <typename T>
 static void matmul_forward(T* out, const T* inp, const T* w, const T* bias, int M, int K, int N) {
     gemm<T>(true, false, N, M, K, w, K, inp, K, out, N, DType<T>::id, 0.0f, bias);
 }
-// dinp (M,K) = dout W (overwritten); dw (N,K) += dout^T inp in fp32; dbias (N) += column sums
+// dinp (M,K) = dout W (overwritten, or added to with acc_dinp); dw (N,K) += dout^T inp in fp32;
+// dbias (N) += column sums
 template <typename T>
-static void matmul_backward(T* dinp, float* dw, float* dbias, const T* dout, const T* inp, const T* w, int M, int K, int N) {
-    if (dinp) gemm<T>(false, false, K, M, N, w, K, dout, N, dinp, K, DType<T>::id, 0.0f, nullptr);
+static void matmul_backward(T* dinp, float* dw, float* dbias, const T* dout, const T* inp, const T* w, int M, int K, int N,
+                            bool acc_dinp = false) {
+    if (dinp) gemm<T>(false, false, K, M, N, w, K, dout, N, dinp, K, DType<T>::id, acc_dinp ? 1.0f : 0.0f, nullptr);
     if (dw) gemm<T>(false, true, K, N, M, inp, K, dout, N, dw, K, 0, 1.0f, nullptr);
-    if (dbias) column_sums<T, 0>(dbias, nullptr, dout, nullptr, nullptr, nullptr, M, N);
+    if (dbias) column_sums<T, 0>(dbias, nullptr, dout, nullptr, 0, nullptr, nullptr, M, N);
 }
 template <typename T>
 static void layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const T* w, const T* b, int N, int C) {
@@ -129,7 +135,18 @@ template <typename T>
 static void layernorm_backward(T* dinp, float* dw, float* db, const T* dout, const T* inp, const T* w, const float* mean, const float* rstd,
                                int N, int C) {
     launch(layernorm_backward_dinp_kernel<T>, dim3(ceil_div(N, 8)), dim3(256), dinp, dout, inp, w, mean, rstd, N, C);
-    column_sums<T, 1>(db, dw, dout, inp, mean, rstd, N, C);
+    column_sums<T, 1>(db, dw, dout, inp, C, mean, rstd, N, C);
+}
+// RMSNorm of the first C of each row of inp (rows in_row apart): out (N,C), rrms (N) fp32
+template <typename T>
+static void rmsnorm_forward(T* out, float* rrms, const T* inp, long in_row, const T* w, int N, int C) {
+    launch(rmsnorm_forward_kernel<T>, dim3(ceil_div(N, 8)), dim3(256), out, rrms, inp, in_row, w, N, C);
+}
+// dinp (rows in_row apart) overwritten; dw += (fp32)
+template <typename T>
+static void rmsnorm_backward(T* dinp, float* dw, const T* dout, const T* inp, long in_row, const T* w, const float* rrms, int N, int C) {
+    launch(rmsnorm_backward_dinp_kernel<T>, dim3(ceil_div(N, 8)), dim3(256), dinp, dout, inp, in_row, w, rrms, N, C);
+    column_sums<T, 2>(nullptr, dw, dout, inp, in_row, nullptr, rrms, N, C);
 }
 // res = a + b (+ c); ln = LayerNorm(res)
 template <typename T>
@@ -150,8 +167,8 @@ static void residual_forward(T* out, const T* a, const T* b, const T* c, long N)
     launch(residual_forward_kernel<T>, dim3(ceil_div(N, 256)), dim3(256), out, a, b, c, N);
 }
 template <typename T>
-static void encoder_forward(T* out, const int* inp, const T* wte, const T* wpe, int B, int Tn, int C) {
-    launch(encoder_forward_kernel<T>, dim3(ceil_div((long)B * Tn * C, 256)), dim3(256), out, inp, wte, wpe, B * Tn, Tn, C);
+static void encoder_forward(T* out, const int* inp, const T* wte, const T* wpe, int B, int Tn, int C, const int* pos = nullptr) {
+    launch(encoder_forward_kernel<T>, dim3(ceil_div((long)B * Tn * C, 256)), dim3(256), out, inp, wte, wpe, B * Tn, Tn, C, pos);
 }
 template <typename T>
 static void encoder_backward(float* dwte, float* dwpe, const T* dout, const int* inp, int B, int Tn, int C) {
@@ -167,51 +184,577 @@ static void crossentropy_backward(T* logits, const float* lse, const int* target
     launch(crossentropy_backward_kernel<T>, dim3(N), dim3(256), logits, lse, targets, dloss, V, Vp);
 }
 template <typename T>
-static void rope_apply(T* buf, long row, long head, int heads, int B, int Tn, int rot, const float* cos_t, const float* sin_t, bool inverse) {
+static void rope_apply(T* buf, long row, long head, int heads, int B, int Tn, int rot, const float* cos_t, const float* sin_t, bool inverse,
+                       const int* pos = nullptr) {
     if (rot == 0) return;
     launch(rope_kernel<T>, dim3(ceil_div((long)B * Tn * heads * (rot / 2), 256)), dim3(256), buf, row, head, heads, B * Tn, Tn, rot, cos_t,
-           sin_t, (int)inverse);
+           sin_t, (int)inverse, pos);
 }
 
-bool cuda_head_dim_supported(int hd) { return att_head_dim_ok(hd); }
-static void check_head_dim(int hd) {
-    if (!att_head_dim_ok(hd)) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "the CUDA attention kernel supports head dims 32, 64 and 128, not %d", hd);
-        backend_fail("change --heads so that d_model / heads is 32, 64 or 128, or use -d cpu", msg);
+bool cuda_attention_dims_supported(int da, int db) { return att_dims_ok(da, db); }
+// the attention core's shape: H query heads over G KV heads, per-head key width da (== the value
+// width), shared key width db, score scale, ALiBi slopes (device, H) or null
+struct AttDims {
+    int H, G, da, db;
+    float scale;
+    const float* slopes;
+};
+static void check_att_dims(int da, int db) {
+    if (!att_dims_ok(da, db)) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "the CUDA attention kernel takes head dims 32, 64, 128 with a shared rope key of 0, 16, 32 or 64 (64 only at head dim 32), not %d + %d", da, db);
+        backend_fail("change --heads so that d_model / heads is 32, 64 or 128 (MLA: --rope-dim 32), or use -d cpu", msg);
     }
 }
-// y (B,Tn,H*hd), lse (B,H,Tn) from the rotated fused qkv
 template <typename T>
-static void attention_forward(T* y, float* lse, const T* qkv, int B, int Tn, int H, int G, int hd, float scale, const float* slopes) {
-    check_head_dim(hd);
-    dim3 grid(ceil_div(Tn, att_rows_fwd(hd)), H, B), block(ATT_WARPS * 32);
-    with_head_dim(hd, [&](auto HD) { launch(attention_forward_kernel<T, HD.value>, grid, block, y, lse, qkv, Tn, H, G, scale, slopes); });
-}
-// dqkv (B,Tn,(H+2G)hd) is overwritten; D (B,H,Tn) is scratch
+static AttView<const T*> cview(AttView<T*> v) { return {v.p, v.row, v.head}; }
+// y (B,Tn,H*da) and lse (B,H,Tn) from views of q, the per-head key, the shared key, the value
 template <typename T>
-static void attention_backward(T* dqkv, float* D, const T* qkv, const T* y, const T* dy, const float* lse, int B, int Tn, int H, int G, int hd,
-                               float scale, const float* slopes) {
-    check_head_dim(hd);
-    launch(attention_backward_dot_kernel<T>, dim3(ceil_div((long)B * H * Tn, 256)), dim3(256), D, dy, y, B, Tn, H, hd);
-    dim3 gq(ceil_div(Tn, att_rows_bwd(hd)), H, B), gk(ceil_div(Tn, att_rows_bwd(hd)), G, B), block(ATT_WARPS * 32);
-    with_head_dim(hd, [&](auto HD) {
-        launch(attention_backward_dq_kernel<T, HD.value>, gq, block, dqkv, qkv, dy, lse, D, Tn, H, G, scale, slopes);
-        launch(attention_backward_dkv_kernel<T, HD.value>, gk, block, dqkv, qkv, dy, lse, D, Tn, H, G, scale, slopes);
+static void attention_forward(T* y, float* lse, AttView<const T*> q, AttView<const T*> ka, AttView<const T*> kb, AttView<const T*> v, int B,
+                              int Tn, const AttDims& a) {
+    check_att_dims(a.da, a.db);
+    dim3 grid(ceil_div(Tn, att_rows_fwd(a.da)), a.H, B), block(ATT_WARPS * 32);
+    with_att_dims(a.da, a.db, [&](auto DA, auto DB) {
+        launch(attention_forward_kernel<T, DA.value, DB.value>, grid, block, y, lse, q, ka, kb, v, Tn, a.H, a.G, a.scale, a.slopes);
     });
 }
+// dq, dka, dv (views) and dkb (B*Tn rows of db, dkb_row apart) are overwritten. Scratch: D (B,H,Tn)
+// and, when db > 0, dkb_part (B*Tn*G*db) fp32. dlse (B,H,Tn) is a gradient at lse, or null.
+template <typename T>
+static void attention_backward(AttView<T*> dq, AttView<T*> dka, T* dkb, long dkb_row, AttView<T*> dv, float* D, float* dkb_part,
+                               AttView<const T*> q, AttView<const T*> ka, AttView<const T*> kb, AttView<const T*> v, const T* y, const T* dy,
+                               const float* lse, const float* dlse, int B, int Tn, const AttDims& a) {
+    check_att_dims(a.da, a.db);
+    launch(attention_backward_dot_kernel<T>, dim3(ceil_div((long)B * a.H * Tn, 256)), dim3(256), D, dy, y, dlse, B, Tn, a.H, a.da);
+    dim3 gq(ceil_div(Tn, att_rows_bwd(a.da)), a.H, B), gk(ceil_div(Tn, att_rows_bwd(a.da)), a.G, B), block(ATT_WARPS * 32);
+    with_att_dims(a.da, a.db, [&](auto DA, auto DB) {
+        launch(attention_backward_dq_kernel<T, DA.value, DB.value>, gq, block, dq, q, ka, kb, v, dy, lse, (const float*)D, Tn, a.H, a.G, a.scale,
+               a.slopes);
+        launch(attention_backward_dkv_kernel<T, DA.value, DB.value>, gk, block, dka, dv, dkb_part, q, ka, kb, v, dy, lse, (const float*)D, Tn,
+               a.H, a.G, a.scale, a.slopes);
+    });
+    if (a.db)
+        launch(attention_shared_key_sum_kernel<T>, dim3(ceil_div((long)B * Tn * a.db, 256)), dim3(256), dkb, dkb_row, (const float*)dkb_part,
+               B * Tn, a.G, a.db);
+}
+// decoding (decode_attention_kernel): n query rows (q: rows q_row apart, heads q_head apart, da+db
+// each) against the cache views; out (n rows, out_row apart, dv per head); lse (H, n) or null.
+// part, part_ml: scratch for n * H * splits partials (dv floats, and 2, each).
+struct DecodeDims {
+    int H, group, da, db, dv;
+    float scale;
+    const float* slopes;
+    bool v_in_k;  // absorbed MLA: the value is the key's first dv dims
+};
+static const int DECODE_KMAX_GQA = 128, DECODE_KMAX_MLA = 320, DECODE_VMAX_MLA = 256;
+template <typename T>
+static void decode_attention(T* out, long out_row, float* lse, float* part, float* part_ml, const T* q, long q_row, long q_head,
+                             CacheView<const T*> ka, CacheView<const T*> kb, CacheView<const T*> v, const int* seq, const int* pos, int n,
+                             int nk_max, int chunk, const DecodeDims& d) {
+    const int splits = std::max(1, (int)ceil_div(nk_max, chunk));
+    dim3 grid(n, d.H, splits);
+    if (d.v_in_k)
+        launch(decode_attention_kernel<T, DECODE_KMAX_MLA, DECODE_VMAX_MLA, true>, grid, dim3(32), part, part_ml, q, q_row, q_head, ka, kb, v, seq,
+               pos, d.H, d.group, d.da, d.db, d.dv, d.scale, d.slopes, chunk, splits);
+    else
+        launch(decode_attention_kernel<T, DECODE_KMAX_GQA, DECODE_KMAX_GQA, false>, grid, dim3(32), part, part_ml, q, q_row, q_head, ka, kb, v,
+               seq, pos, d.H, d.group, d.da, d.db, d.dv, d.scale, d.slopes, chunk, splits);
+    launch(decode_combine_kernel<T>, dim3(ceil_div((long)n * d.H * 32, 256)), dim3(256), out, out_row, lse, (const float*)part,
+           (const float*)part_ml, n, d.H, d.dv, splits);
+}
+template <typename T>
+static void cache_append(T* dst, long seq_stride, long tok_stride, const T* src, long src_row, int width, const int* seq, const int* pos, int n) {
+    launch(cache_append_kernel<T>, dim3(ceil_div((long)n * width, 256)), dim3(256), dst, seq_stride, tok_stride, src, src_row, width, seq, pos, n);
+}
+// what every layer's decoding shares: the rows' sequences and positions (device), the split-K
+// scratch, the key chunk per split
+struct DecodeShared {
+    const int *seq = nullptr, *pos = nullptr;
+    int n = 0, nk_max = 0, chunk = 256;
+    float *part = nullptr, *part_ml = nullptr;
+};
 
 // ---- device buffers -------------------------------------------------------------------------
-// one allocation carved into named, 256-byte aligned pieces (names feed the memory report)
+// one allocation carved into named, 256-byte aligned pieces (names feed the memory report);
+// want() reserves a piece for a pointer that fill() sets once the allocation exists
 struct Arena {
     struct Piece { std::string name; size_t bytes; };
     std::vector<Piece> pieces;
+    std::vector<std::pair<size_t, void**>> slots;
     size_t total = 0;
     size_t reserve(const std::string& name, size_t bytes) {
         size_t off = total;
         pieces.push_back({name, bytes});
         total += (bytes + 255) / 256 * 256;
         return off;
+    }
+    template <typename P>
+    void want(const std::string& name, size_t bytes, P** slot) {
+        slots.push_back({reserve(name, bytes), (void**)slot});
+    }
+    void fill(char* base) {
+        for (auto& s : slots) *s.second = base + s.first;
+    }
+};
+
+// ---- the attention variants on the device ---------------------------------------------------
+// Each maps the layer's normalised input x (B,Tn,C) to its output out (B,Tn,C), output projection
+// included, mirroring its CPU twin in attention/ line by line (the reference it is tested against).
+// Activations saved for backward are per layer; backward scratch is reserved once (layer 0) and
+// shared by every layer.
+template <typename T>
+struct DevAttn {
+    const CudaModelSpec& s;
+    const CudaAttnOffsets off;  // this layer's attention parameters
+    const float *rope_cos, *rope_sin, *slopes;  // device tables, shared by the layers
+    DevAttn(const CudaModelSpec& spec, const CudaAttnOffsets& o_, const float* rc, const float* rs, const float* sl)
+        : s(spec), off(o_), rope_cos(rc), rope_sin(rs), slopes(sl) {}
+    virtual ~DevAttn() { dec_free(); }
+    // reserve this layer's activations (prefix "layer l "), and the shared scratch when `scratch`
+    virtual void reserve(Arena& A, const std::string& prefix, size_t BT, size_t BHT, bool scratch) = 0;
+    virtual void share_scratch(const DevAttn* first) = 0;  // layers > 0: use layer 0's scratch
+    virtual void forward(const T* P, const T* x, T* out, int B, int Tn) = 0;
+    // dx (B,Tn,C) is overwritten; parameter gradients accumulate into G
+    virtual void backward(const T* P, float* G, const T* x, const T* dout, T* dx, int B, int Tn) = 0;
+    virtual size_t widest_column_sum() const = 0;  // the widest (N, C) a bias / norm gradient sums over
+    // decoding with a device KV cache (slot j holds position j: the device has no presses).
+    // decode_begin allocates the cache for n_seq sequences of max_T tokens (and what the absorbed
+    // form needs); decode runs the d.n rows of x (d.n <= the rows the forward was sized for), each
+    // appending its keys and values first, then attending to its sequence up to itself.
+    virtual void decode_begin(const T* P, int n_seq, int max_T, int rows) = 0;
+    virtual void decode(const T* P, const T* x, T* out, const DecodeShared& d) = 0;
+    virtual int decode_value_width() const = 0;   // dv of the decode attention (the split scratch's width)
+    virtual size_t cache_bytes_per_token() const = 0;  // per sequence, measured from the allocation's layout
+    virtual size_t cache_bytes_fixed() const { return 0; }  // per sequence, whatever its length
+    std::vector<void*> dec_mem;  // the decode allocations, freed by the next decode_begin and at the end
+    int dec_T = 0;
+    void* dec_alloc(size_t bytes) {
+        dec_mem.push_back(dev_alloc(bytes));
+        return dec_mem.back();
+    }
+    void dec_free() {
+        for (void* p : dec_mem) dev_free(p);
+        dec_mem.clear();
+    }
+};
+
+// MHA / GQA / MQA (attention/gqa.h): fused qkv projection, RoPE on q and k, the core, output projection
+template <typename T>
+struct DevGQA : DevAttn<T> {
+    using DevAttn<T>::DevAttn;
+    int H = this->s.H, G = this->s.G, hd = this->s.hd, C = this->s.C, Q = (H + 2 * G) * hd;
+    T *qkv, *y;  // saved: qkv (B,Tn,Q) with q and k rotated; y (B,Tn,H*hd); lse (B,H,Tn)
+    float* lse;
+    struct Scratch { T *dy, *dqkv; float* D; } sc;
+    void reserve(Arena& A, const std::string& p, size_t BT, size_t BHT, bool scratch) override {
+        A.want(p + "qkv", BT * Q * sizeof(T), &qkv);
+        A.want(p + "attention y", BT * H * hd * sizeof(T), &y);
+        A.want(p + "attention lse (fp32)", BHT * 4, &lse);
+        if (!scratch) return;
+        A.want("d attention y", BT * H * hd * sizeof(T), &sc.dy);
+        A.want("d qkv", BT * Q * sizeof(T), &sc.dqkv);
+        A.want("attention D (fp32)", BHT * 4, &sc.D);
+    }
+    void share_scratch(const DevAttn<T>* f) override { sc = static_cast<const DevGQA*>(f)->sc; }
+    size_t widest_column_sum() const override { return std::max(Q, C); }
+    AttDims dims() const { return {H, G, hd, 0, this->s.scale, this->slopes}; }
+    void forward(const T* P, const T* x, T* out, int B, int Tn) override {
+        const int BT = B * Tn;
+        matmul_forward<T>(qkv, x, P + this->off.w_qkv, P + this->off.b_qkv, BT, C, Q);
+        rope_apply<T>(qkv, Q, hd, H + G, B, Tn, this->s.rot, this->rope_cos, this->rope_sin, false);
+        AttView<const T*> q, k, v;
+        gqa_views<const T*>(qkv, H, G, hd, &q, &k, &v);
+        attention_forward<T>(y, lse, q, k, {nullptr, 0, 0}, v, B, Tn, dims());
+        matmul_forward<T>(out, y, P + this->off.w_o, P + this->off.b_o, BT, H * hd, C);
+    }
+    void backward(const T* P, float* Gr, const T* x, const T* dout, T* dx, int B, int Tn) override {
+        const int BT = B * Tn;
+        matmul_backward<T>(sc.dy, Gr + this->off.w_o, Gr + this->off.b_o, dout, y, P + this->off.w_o, BT, H * hd, C);
+        AttView<const T*> q, k, v;
+        AttView<T*> dq, dk, dv;
+        gqa_views<const T*>(qkv, H, G, hd, &q, &k, &v);
+        gqa_views<T*>(sc.dqkv, H, G, hd, &dq, &dk, &dv);
+        attention_backward<T>(dq, dk, nullptr, 0, dv, sc.D, nullptr, q, k, {nullptr, 0, 0}, v, y, sc.dy, lse, nullptr, B, Tn, dims());
+        rope_apply<T>(sc.dqkv, Q, hd, H + G, B, Tn, this->s.rot, this->rope_cos, this->rope_sin, true);
+        matmul_backward<T>(dx, Gr + this->off.w_qkv, Gr + this->off.b_qkv, sc.dqkv, x, P + this->off.w_qkv, BT, C, Q);
+    }
+    // decoding: the cache holds each token's rotated k and its v, (S, max_T, G, hd) each
+    T *cache_k = nullptr, *cache_v = nullptr;
+    void decode_begin(const T*, int n_seq, int max_T, int) override {
+        this->dec_free();
+        this->dec_T = max_T;
+        cache_k = (T*)this->dec_alloc((size_t)n_seq * max_T * G * hd * sizeof(T));
+        cache_v = (T*)this->dec_alloc((size_t)n_seq * max_T * G * hd * sizeof(T));
+    }
+    int decode_value_width() const override { return hd; }
+    size_t cache_bytes_per_token() const override { return 2 * (size_t)G * hd * sizeof(T); }
+    void decode(const T* P, const T* x, T* out, const DecodeShared& d) override {
+        const int n = d.n;
+        const long seq_stride = (long)this->dec_T * G * hd;
+        matmul_forward<T>(qkv, x, P + this->off.w_qkv, P + this->off.b_qkv, n, C, Q);
+        rope_apply<T>(qkv, Q, hd, H + G, 1, n, this->s.rot, this->rope_cos, this->rope_sin, false, d.pos);
+        cache_append<T>(cache_k, seq_stride, (long)G * hd, qkv + H * hd, Q, G * hd, d.seq, d.pos, n);
+        cache_append<T>(cache_v, seq_stride, (long)G * hd, qkv + (H + G) * hd, Q, G * hd, d.seq, d.pos, n);
+        decode_attention<T>(y, (long)H * hd, nullptr, d.part, d.part_ml, qkv, Q, hd, {cache_k, seq_stride, (long)G * hd, hd}, {nullptr, 0, 0, 0},
+                            {cache_v, seq_stride, (long)G * hd, hd}, d.seq, d.pos, n, d.nk_max, d.chunk,
+                            {H, H / G, hd, 0, hd, this->s.scale, this->slopes, false});
+        matmul_forward<T>(out, y, P + this->off.w_o, P + this->off.b_o, n, H * hd, C);
+    }
+};
+
+// MLA and MLA+KVSplice (attention/mla.h, kvsplice.h), training in the expanded form:
+//   [c_KV | k_R] = W_DKV x; c = RMSNorm(c_KV) (KVSplice: c <- W_e LN?(W_c c)); [k_nope_h | v_h] = W_UKV_h c
+//   q_h = [q_nope_h | q_rope_h] = W_Q x (or W_UQ RMSNorm(W_DQ x)); RoPE on k_R and q_rope_h
+//   the core with the split key: per-head k_nope (hd) + the shared k_R (dR), values hd
+template <typename T>
+struct DevMLA : DevAttn<T> {
+    using DevAttn<T>::DevAttn;
+    int H = this->s.H, hd = this->s.hd, C = this->s.C, dc = this->s.dc, dR = this->s.dR, qr = this->s.qr, r = this->s.splice_r;
+    int qdim = H * (hd + dR), KV = H * 2 * hd, W = dc + dR;
+    // saved: dkv (N,W) with k_R rotated; cn (N,dc); kv (N,KV); cq, cqn (N,qr); qf (N,qdim) rotated;
+    // y (N,H*hd); splice z, zl (N,r), expanded (N,dc); fp32 rrms, qrrms, splice mean/rstd (N), lse
+    T *dkv, *cn, *kv, *cq = nullptr, *cqn = nullptr, *qf, *y, *z = nullptr, *zl = nullptr, *expanded = nullptr;
+    float *rrms, *qrrms = nullptr, *sp_mean = nullptr, *sp_rstd = nullptr, *lse;
+    struct Scratch {
+        T *dy, *dqf, *dkvb, *ddkv, *dlat, *dcn, *dcqn, *dcq, *dzl, *dz;
+        float *D, *dkb_part;
+    } sc{};
+    void reserve(Arena& A, const std::string& p, size_t N, size_t BHT, bool scratch) override {
+        const size_t e = sizeof(T);
+        A.want(p + "mla dkv", N * W * e, &dkv);
+        A.want(p + "mla latent", N * dc * e, &cn);
+        A.want(p + "mla kv up-projection", N * KV * e, &kv);
+        A.want(p + "mla q", N * qdim * e, &qf);
+        A.want(p + "attention y", N * H * hd * e, &y);
+        A.want(p + "norm stats (fp32)", N * 4, &rrms);
+        A.want(p + "attention lse (fp32)", BHT * 4, &lse);
+        if (qr) {
+            A.want(p + "mla q down-projection", N * qr * e, &cq);
+            A.want(p + "mla q down-projection", N * qr * e, &cqn);
+            A.want(p + "norm stats (fp32)", N * 4, &qrrms);
+        }
+        if (r) {
+            A.want(p + "kvsplice z", N * r * e, &z);
+            if (this->s.splice_ln) A.want(p + "kvsplice z", N * r * e, &zl);
+            A.want(p + "kvsplice expanded latent", N * dc * e, &expanded);
+            A.want(p + "norm stats (fp32)", N * 4, &sp_mean);
+            A.want(p + "norm stats (fp32)", N * 4, &sp_rstd);
+        }
+        if (!scratch) return;
+        A.want("d attention y", N * H * hd * e, &sc.dy);
+        A.want("d mla q", N * qdim * e, &sc.dqf);
+        A.want("d mla kv", N * KV * e, &sc.dkvb);
+        A.want("d mla dkv", N * W * e, &sc.ddkv);
+        A.want("d mla latent", N * dc * e, &sc.dlat);
+        if (r) A.want("d mla latent", N * dc * e, &sc.dcn);
+        if (qr) { A.want("d mla q down-projection", N * qr * e, &sc.dcqn); A.want("d mla q down-projection", N * qr * e, &sc.dcq); }
+        if (r) { A.want("d kvsplice z", N * r * e, &sc.dzl); A.want("d kvsplice z", N * r * e, &sc.dz); }
+        A.want("attention D (fp32)", BHT * 4, &sc.D);
+        if (dR) A.want("d rope key per head (fp32)", N * H * dR * 4, &sc.dkb_part);
+    }
+    void share_scratch(const DevAttn<T>* f) override { sc = static_cast<const DevMLA*>(f)->sc; }
+    size_t widest_column_sum() const override { return std::max(std::max(C, W), std::max(dc, qr)); }
+    AttDims dims() const { return {H, H, hd, dR, this->s.scale, this->slopes}; }
+    const T* latent() const { return r ? expanded : cn; }
+    const T* cached() const { return this->s.splice_ln ? zl : z; }  // KVSplice's compressed latent
+    // the rows' down-projection dkv = [c_KV | k_R] = W_DKV x (k_R not yet rotated), the latent
+    // cn = RMSNorm(c_KV), and KVSplice's compressed latent z (LayerNorm'd into zl)
+    void latents(const T* P, const T* x, int n) {
+        const CudaAttnOffsets& w = this->off;
+        matmul_forward<T>(dkv, x, P + w.w_dkv, nullptr, n, C, W);
+        rmsnorm_forward<T>(cn, rrms, dkv, W, P + w.kv_norm, n, dc);
+        if (r) {
+            matmul_forward<T>(z, cn, P + w.sp_wc, nullptr, n, dc, r);
+            if (this->s.splice_ln) layernorm_forward<T>(zl, sp_mean, sp_rstd, z, P + w.sp_ln_w, P + w.sp_ln_b, n, r);
+        }
+    }
+    // the rows' queries qf (n, H*(hd+dR)) = W_Q x, or W_UQ RMSNorm(W_DQ x); not yet rotated
+    void queries(const T* P, const T* x, int n) {
+        const CudaAttnOffsets& w = this->off;
+        if (qr) {
+            matmul_forward<T>(cq, x, P + w.w_dq, nullptr, n, C, qr);
+            rmsnorm_forward<T>(cqn, qrrms, cq, qr, P + w.q_norm, n, qr);
+            matmul_forward<T>(qf, cqn, P + w.w_uq, nullptr, n, qr, qdim);
+        } else {
+            matmul_forward<T>(qf, x, P + w.w_q, nullptr, n, C, qdim);
+        }
+    }
+    void forward(const T* P, const T* x, T* out, int B, int Tn) override {
+        const int N = B * Tn;
+        const CudaAttnOffsets& w = this->off;
+        latents(P, x, N);
+        rope_apply<T>(dkv + dc, W, 0, 1, B, Tn, dR, this->rope_cos, this->rope_sin, false);  // the shared rope key
+        if (r) matmul_forward<T>(expanded, cached(), P + w.sp_we, nullptr, N, r, dc);
+        matmul_forward<T>(kv, latent(), P + w.w_ukv, nullptr, N, dc, KV);
+        queries(P, x, N);
+        rope_apply<T>(qf + hd, qdim, hd + dR, H, B, Tn, dR, this->rope_cos, this->rope_sin, false);  // each head's q_rope part
+        attention_forward<T>(y, lse, {qf, qdim, hd + dR}, {kv, KV, 2 * hd}, {dkv + dc, W, 0}, {kv + hd, KV, 2 * hd}, B, Tn, dims());
+        matmul_forward<T>(out, y, P + w.w_o, P + w.b_o, N, H * hd, C);
+    }
+    void backward(const T* P, float* Gr, const T* x, const T* dout, T* dx, int B, int Tn) override {
+        const int N = B * Tn;
+        const CudaAttnOffsets& w = this->off;
+        matmul_backward<T>(sc.dy, Gr + w.w_o, Gr + w.b_o, dout, y, P + w.w_o, N, H * hd, C);
+        attention_backward<T>({sc.dqf, qdim, hd + dR}, {sc.dkvb, KV, 2 * hd}, sc.ddkv + dc, W, {sc.dkvb + hd, KV, 2 * hd}, sc.D, sc.dkb_part,
+                              {qf, qdim, hd + dR}, {kv, KV, 2 * hd}, {dkv + dc, W, 0}, {kv + hd, KV, 2 * hd}, y, sc.dy, lse, nullptr, B, Tn,
+                              dims());
+        rope_apply<T>(sc.dqf + hd, qdim, hd + dR, H, B, Tn, dR, this->rope_cos, this->rope_sin, true);
+        rope_apply<T>(sc.ddkv + dc, W, 0, 1, B, Tn, dR, this->rope_cos, this->rope_sin, true);
+        // the query path writes dx, the kv path adds to it
+        if (qr) {
+            matmul_backward<T>(sc.dcqn, Gr + w.w_uq, nullptr, sc.dqf, cqn, P + w.w_uq, N, qr, qdim);
+            rmsnorm_backward<T>(sc.dcq, Gr + w.q_norm, sc.dcqn, cq, qr, P + w.q_norm, qrrms, N, qr);
+            matmul_backward<T>(dx, Gr + w.w_dq, nullptr, sc.dcq, x, P + w.w_dq, N, C, qr);
+        } else {
+            matmul_backward<T>(dx, Gr + w.w_q, nullptr, sc.dqf, x, P + w.w_q, N, C, qdim);
+        }
+        matmul_backward<T>(sc.dlat, Gr + w.w_ukv, nullptr, sc.dkvb, latent(), P + w.w_ukv, N, dc, KV);
+        const T* dcn = sc.dlat;
+        if (r) {
+            matmul_backward<T>(sc.dzl, Gr + w.sp_we, nullptr, sc.dlat, cached(), P + w.sp_we, N, r, dc);
+            const T* dz = sc.dzl;
+            if (this->s.splice_ln) {
+                dev_zero(sc.dz, (size_t)N * r * sizeof(T));
+                layernorm_backward<T>(sc.dz, Gr + w.sp_ln_w, Gr + w.sp_ln_b, sc.dzl, z, P + w.sp_ln_w, sp_mean, sp_rstd, N, r);
+                dz = sc.dz;
+            }
+            matmul_backward<T>(sc.dcn, Gr + w.sp_wc, nullptr, dz, cn, P + w.sp_wc, N, dc, r);
+            dcn = sc.dcn;
+        }
+        rmsnorm_backward<T>(sc.ddkv, Gr + w.kv_norm, dcn, dkv, W, P + w.kv_norm, rrms, N, dc);
+        matmul_backward<T>(dx, Gr + w.w_dkv, nullptr, sc.ddkv, x, P + w.w_dkv, N, C, W, true);
+    }
+    // decoding in the absorbed form (attention/mla.h): the cache holds each token's latent (L =
+    // dc, or r with KVSplice) and rotated rope key, (S, max_T, L + dR); W_UK_h is folded into the
+    // query (q_abs_h = W_UK_h^T q_nope_h, L wide) and W_UV_h into the output projection (W_OV =
+    // W_O_h W_UV_h), so every head attends to the one shared latent and nothing is expanded
+    int Lc = r ? r : dc;
+    T *cache = nullptr, *up = nullptr, *w_ov = nullptr, *qa = nullptr, *ctx = nullptr;
+    void decode_begin(const T* P, int n_seq, int max_T, int rows_) override {
+        const CudaAttnOffsets& w = this->off;
+        if (Lc > DECODE_VMAX_MLA || Lc + dR > DECODE_KMAX_MLA) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "the CUDA absorbed-MLA decode kernel takes a cached latent of <= %d and latent + rope key <= %d; this model has %d + %d",
+                     DECODE_VMAX_MLA, DECODE_KMAX_MLA, Lc, dR);
+            backend_fail("decode on the CPU (-d cpu)", msg);
+        }
+        this->dec_free();
+        this->dec_T = max_T;
+        const size_t e = sizeof(T), rows = (size_t)rows_;
+        cache = (T*)this->dec_alloc((size_t)n_seq * max_T * (Lc + dR) * e);
+        // per head K_h (hd x L) and V_h (hd x L), rows h*2hd and h*2hd + hd of up (H*2hd, L):
+        // W_UKV itself, or with KVSplice W_UKV W_e
+        if (r) {
+            up = (T*)this->dec_alloc((size_t)H * 2 * hd * Lc * e);
+            gemm<T>(false, false, Lc, H * 2 * hd, dc, P + w.sp_we, Lc, P + w.w_ukv, dc, up, Lc, DType<T>::id, 0.0f, nullptr);
+        } else {
+            up = (T*)(P + w.w_ukv);
+        }
+        // W_OV[:, h*L + j] = sum_i W_O[:, h*hd + i] V_h[i, j]
+        w_ov = (T*)this->dec_alloc((size_t)C * H * Lc * e);
+        for (int h = 0; h < H; h++)
+            gemm<T>(false, false, Lc, C, hd, up + ((size_t)h * 2 * hd + hd) * Lc, Lc, P + w.w_o + (size_t)h * hd, H * hd, w_ov + (size_t)h * Lc,
+                    H * Lc, DType<T>::id, 0.0f, nullptr);
+        qa = (T*)this->dec_alloc(rows * H * (Lc + dR) * e);
+        ctx = (T*)this->dec_alloc(rows * H * Lc * e);
+    }
+    int decode_value_width() const override { return Lc; }
+    size_t cache_bytes_per_token() const override { return (size_t)(Lc + dR) * sizeof(T); }
+    void decode(const T* P, const T* x, T* out, const DecodeShared& d) override {
+        const int n = d.n, A = Lc + dR;
+        const CudaAttnOffsets& w = this->off;
+        const long seq_stride = (long)this->dec_T * A;
+        latents(P, x, n);
+        rope_apply<T>(dkv + dc, W, 0, 1, 1, n, dR, this->rope_cos, this->rope_sin, false, d.pos);
+        cache_append<T>(cache, seq_stride, A, r ? cached() : cn, Lc, Lc, d.seq, d.pos, n);
+        if (dR) cache_append<T>(cache + Lc, seq_stride, A, dkv + dc, W, dR, d.seq, d.pos, n);
+        queries(P, x, n);
+        rope_apply<T>(qf + hd, qdim, hd + dR, H, 1, n, dR, this->rope_cos, this->rope_sin, false, d.pos);
+        // the absorbed query per head: [W_UK_h^T q_nope_h (L) | q_rope_h (dR)]
+        for (int h = 0; h < H; h++) {
+            gemm<T>(false, false, Lc, n, hd, up + (size_t)h * 2 * hd * Lc, Lc, qf + (size_t)h * (hd + dR), qdim, qa + (size_t)h * A, H * A,
+                    DType<T>::id, 0.0f, nullptr);
+            if (dR)
+                launch(copy_cols_kernel<T>, dim3(ceil_div((long)n * dR, 256)), dim3(256), qa + (size_t)h * A + Lc, (long)H * A,
+                       (const T*)(qf + (size_t)h * (hd + dR) + hd), (long)qdim, n, dR, 0);
+        }
+        decode_attention<T>(ctx, (long)H * Lc, nullptr, d.part, d.part_ml, qa, (long)H * A, A, {cache, seq_stride, A, 0}, {cache + Lc, seq_stride, A, 0},
+                            {cache, seq_stride, A, 0}, d.seq, d.pos, n, d.nk_max, d.chunk, {H, H, Lc, dR, Lc, this->s.scale, this->slopes, true});
+        matmul_forward<T>(out, ctx, w_ov, P + w.b_o, n, H * Lc, C);
+    }
+};
+
+// MKA and fmka (attention/mka.h): three memory levels from one shared projection W_QKV, mixed by
+// a router. Level 1: causal attention over the tokens' rotated q, k and their v; level 2: the
+// causal running mean of qkv's rows (mka: the value; fmka: key and value, scored by the
+// unrotated q); level 3: the unrotated q over M learned slots projected by W_QKV. mka mixes the
+// levels' outputs by softmax(router); fmka by softmax(router + each level's lse), per head.
+template <typename T>
+struct DevMKA : DevAttn<T> {
+    using DevAttn<T>::DevAttn;
+    int H = this->s.H, hd = this->s.hd, C = this->s.C, D = H * hd, M = this->s.mka_slots, R = this->s.mka_router;
+    bool fast = this->s.mka_fast != 0;
+    // saved: qkv (N,3D) raw; qk (N,2D) rotated; y1, y2, y3, y (N,D); mkv (M,3D); r1, rg (N,R); z (N,3);
+    // fp32: lse (B,H,T), p3 (N,H,M), wts (mka (N,3), fmka (N,H,3)); fmka: kv2 (N,2D), lse2, lse3 (N,H)
+    T *qkv, *qk, *y1, *y2, *y3, *y, *mkv, *r1, *rg, *z, *kv2 = nullptr;
+    float *lse, *p3, *wts, *lse2 = nullptr, *lse3 = nullptr;
+    struct Scratch {
+        T *dy, *dyl, *dqk, *dqkv, *dmkv, *drg, *dr1, *dz_t, *dkv2;
+        float *D, *dsc3, *dz, *dlse1, *dlse2, *dlse3;
+    } sc{};
+    void reserve(Arena& A, const std::string& p, size_t N, size_t BHT, bool scratch) override {
+        const size_t e = sizeof(T);
+        A.want(p + "mka qkv", N * 3 * D * e, &qkv);
+        A.want(p + "mka rotated qk", N * 2 * D * e, &qk);
+        for (T** q : {&y1, &y2, &y3, &y}) A.want(p + "mka level outputs", N * D * e, q);
+        A.want(p + "mka slots", (size_t)M * 3 * D * e, &mkv);
+        A.want(p + "mka router", N * R * e, &r1);
+        A.want(p + "mka router", N * R * e, &rg);
+        A.want(p + "mka router", N * 3 * e, &z);
+        A.want(p + "attention lse (fp32)", BHT * 4, &lse);
+        A.want(p + "mka slot probabilities (fp32)", N * H * M * 4, &p3);
+        A.want(p + "mka mixing weights (fp32)", N * (fast ? H : 1) * 3 * 4, &wts);
+        if (fast) {
+            A.want(p + "fmka session key, value", N * 2 * D * e, &kv2);
+            A.want(p + "fmka level lse (fp32)", N * H * 4, &lse2);
+            A.want(p + "fmka level lse (fp32)", N * H * 4, &lse3);
+        }
+        if (!scratch) return;
+        A.want("d attention y", N * D * e, &sc.dy);
+        A.want("d mka level", N * D * e, &sc.dyl);
+        A.want("d mka rotated qk", N * 2 * D * e, &sc.dqk);
+        A.want("d mka qkv", N * 3 * D * e, &sc.dqkv);
+        A.want("d mka slots", (size_t)M * 3 * D * e, &sc.dmkv);
+        A.want("d mka router", N * R * e, &sc.drg);
+        A.want("d mka router", N * R * e, &sc.dr1);
+        A.want("d mka router", N * 3 * e, &sc.dz_t);
+        A.want("attention D (fp32)", BHT * 4, &sc.D);
+        A.want("d mka slot scores (fp32)", N * H * M * 4, &sc.dsc3);
+        A.want("d mka router (fp32)", N * 3 * 4, &sc.dz);
+        if (fast) {
+            A.want("d fmka session key, value", N * 2 * D * e, &sc.dkv2);
+            A.want("d fmka level lse (fp32)", BHT * 4, &sc.dlse1);
+            A.want("d fmka level lse (fp32)", N * H * 4, &sc.dlse2);
+            A.want("d fmka level lse (fp32)", N * H * 4, &sc.dlse3);
+        }
+    }
+    void share_scratch(const DevAttn<T>* f) override { sc = static_cast<const DevMKA*>(f)->sc; }
+    size_t widest_column_sum() const override { return std::max(3 * D, std::max(C, R)); }
+    AttDims dims() const { return {H, H, hd, 0, this->s.scale, this->slopes}; }
+    static unsigned blocks(long n) { return ceil_div(n, 256); }
+    void forward(const T* P, const T* x, T* out, int B, int Tn) override {
+        const int N = B * Tn;
+        const CudaAttnOffsets& w = this->off;
+        matmul_forward<T>(qkv, x, P + w.w_qkv, P + w.b_qkv, N, C, 3 * D);
+        launch(copy_cols_kernel<T>, dim3(blocks((long)N * 2 * D)), dim3(256), qk, 2L * D, (const T*)qkv, 3L * D, N, 2 * D, 0);
+        rope_apply<T>(qk, 2 * D, hd, 2 * H, B, Tn, this->s.rot, this->rope_cos, this->rope_sin, false);  // level 3 keeps q unrotated
+        attention_forward<T>(y1, lse, {qk, 2L * D, hd}, {qk + D, 2L * D, hd}, {nullptr, 0, 0}, {qkv + 2 * D, 3L * D, hd}, B, Tn, dims());
+        if (fast) {  // level 2: the running means of the key and value rows; the session key scored by the unrotated q
+            launch(running_mean_kernel<T>, dim3(blocks((long)B * 2 * D)), dim3(256), kv2, 2L * D, (const T*)(qkv + D), 3L * D, B, Tn, 2 * D);
+            launch(copy_cols_kernel<T>, dim3(blocks((long)N * D)), dim3(256), y2, (long)D, (const T*)(kv2 + D), 2L * D, N, D, 0);
+            launch(session_score_kernel<T>, dim3(blocks((long)N * H * 32)), dim3(256), lse2, (const T*)qkv, (const T*)kv2, N, H, hd, this->s.scale);
+        } else {
+            launch(running_mean_kernel<T>, dim3(blocks((long)B * D)), dim3(256), y2, (long)D, (const T*)(qkv + 2 * D), 3L * D, B, Tn, D);
+        }
+        matmul_forward<T>(mkv, P + w.mem, P + w.w_qkv, P + w.b_qkv, M, C, 3 * D);
+        launch(slots_forward_kernel<T>, dim3(blocks((long)N * H * 32)), dim3(256), p3, y3, fast ? lse3 : (float*)nullptr, (const T*)qkv,
+               (const T*)mkv, N, H, hd, M, this->s.scale);
+        matmul_forward<T>(r1, x, P + w.w_r1, P + w.b_r1, N, C, R);
+        gelu_forward<T>(rg, r1, (long)N * R, true);
+        matmul_forward<T>(z, rg, P + w.w_r2, P + w.b_r2, N, R, 3);
+        launch(mka_mix_kernel<T>, dim3(blocks((long)N * H)), dim3(256), y, wts, (const T*)z, (const T*)y1, (const T*)y2, (const T*)y3,
+               (const float*)lse, (const float*)lse2, (const float*)lse3, B, Tn, H, hd, (int)fast);
+        matmul_forward<T>(out, y, P + w.w_o, P + w.b_o, N, D, C);
+    }
+    void backward(const T* P, float* Gr, const T* x, const T* dout, T* dx, int B, int Tn) override {
+        const int N = B * Tn;
+        const CudaAttnOffsets& w = this->off;
+        const float scale = this->s.scale;
+        matmul_backward<T>(sc.dy, Gr + w.w_o, Gr + w.b_o, dout, y, P + w.w_o, N, D, C);
+        // the router (and fmka's lse gradients), then its MLP: dx starts here
+        launch(mka_mix_backward_kernel<T>, dim3(blocks(N)), dim3(256), sc.dz, sc.dlse1, sc.dlse2, sc.dlse3, (const float*)wts,
+               (const T*)sc.dy, (const T*)y1, (const T*)y2, (const T*)y3, B, Tn, H, hd, (int)fast);
+        launch(convert_kernel<T>, dim3(blocks((long)N * 3)), dim3(256), sc.dz_t, (const float*)sc.dz, (long)N * 3);
+        matmul_backward<T>(sc.drg, Gr + w.w_r2, Gr + w.b_r2, sc.dz_t, rg, P + w.w_r2, N, R, 3);
+        gelu_backward<T>(sc.dr1, r1, sc.drg, (long)N * R, true);
+        matmul_backward<T>(dx, Gr + w.w_r1, Gr + w.b_r1, sc.dr1, x, P + w.w_r1, N, C, R);
+        auto scaled_dy = [&](int l) {
+            launch(mka_scaled_dy_kernel<T>, dim3(blocks((long)N * D)), dim3(256), sc.dyl, (const T*)sc.dy, (const float*)wts, N, H, hd, l, (int)fast);
+        };
+        // level 1: dq, dk into dqk (then un-rotated into dqkv's q, k parts), dv into dqkv's v part
+        scaled_dy(0);
+        attention_backward<T>({sc.dqk, 2L * D, hd}, {sc.dqk + D, 2L * D, hd}, nullptr, 0, {sc.dqkv + 2 * D, 3L * D, hd}, sc.D, nullptr,
+                              {qk, 2L * D, hd}, {qk + D, 2L * D, hd}, {nullptr, 0, 0}, {qkv + 2 * D, 3L * D, hd}, y1, sc.dyl, lse,
+                              fast ? sc.dlse1 : nullptr, B, Tn, dims());
+        rope_apply<T>(sc.dqk, 2 * D, hd, 2 * H, B, Tn, this->s.rot, this->rope_cos, this->rope_sin, true);
+        launch(copy_cols_kernel<T>, dim3(blocks((long)N * 2 * D)), dim3(256), sc.dqkv, 3L * D, (const T*)sc.dqk, 2L * D, N, 2 * D, 0);
+        // level 2: the running mean back to qkv's rows
+        scaled_dy(1);
+        if (fast) {
+            launch(session_backward_kernel<T>, dim3(blocks((long)N * D)), dim3(256), sc.dkv2, sc.dqkv, (const T*)qkv, (const T*)kv2, (const T*)sc.dyl,
+                   (const float*)sc.dlse2, N, H, hd, scale);
+            launch(running_mean_backward_kernel<T>, dim3(blocks((long)B * 2 * D)), dim3(256), sc.dqkv + D, 3L * D, (const T*)sc.dkv2, 2L * D, B,
+                   Tn, 2 * D);
+        } else {
+            launch(running_mean_backward_kernel<T>, dim3(blocks((long)B * D)), dim3(256), sc.dqkv + 2 * D, 3L * D, (const T*)sc.dyl, (long)D, B,
+                   Tn, D);
+        }
+        // level 3: the slots' softmax back to the unrotated q and to the projected slots
+        scaled_dy(2);
+        launch(slots_backward_dq_kernel<T>, dim3(blocks((long)N * H * 32)), dim3(256), sc.dsc3, sc.dqkv, (const float*)p3, (const T*)sc.dyl,
+               (const T*)mkv, fast ? (const float*)sc.dlse3 : (const float*)nullptr, N, H, hd, M, scale);
+        launch(slots_backward_dkv_kernel<T>, dim3(blocks((long)M * D)), dim3(256), sc.dmkv, (const float*)sc.dsc3, (const float*)p3,
+               (const T*)qkv, (const T*)sc.dyl, N, H, hd, M);
+        // the slots' gradient straight into the fp32 grads of mem (M,C) += dmkv W_QKV, and W_QKV's from both
+        matmul_backward<T>(nullptr, Gr + w.w_qkv, Gr + w.b_qkv, sc.dmkv, P + w.mem, P + w.w_qkv, M, C, 3 * D);
+        gemm<T>(false, false, C, M, 3 * D, P + w.w_qkv, C, sc.dmkv, 3 * D, Gr + w.mem, C, 0, 1.0f, nullptr);
+        matmul_backward<T>(dx, Gr + w.w_qkv, Gr + w.b_qkv, sc.dqkv, x, P + w.w_qkv, N, C, 3 * D, true);
+    }
+    // decoding: level 1's rotated k and v per token, (S, max_T, D) each; level 2's running sums
+    // (mka: of the value rows, fmka: of the key and value rows) per sequence, fp32; level 3's
+    // projected slots once
+    T *cache_k = nullptr, *cache_v = nullptr;
+    float* state = nullptr;
+    int state_w() const { return fast ? 2 * D : D; }
+    void decode_begin(const T* P, int n_seq, int max_T, int rows_) override {
+        const CudaAttnOffsets& w = this->off;
+        this->dec_free();
+        this->dec_T = max_T;
+        cache_k = (T*)this->dec_alloc((size_t)n_seq * max_T * D * sizeof(T));
+        cache_v = (T*)this->dec_alloc((size_t)n_seq * max_T * D * sizeof(T));
+        state = (float*)this->dec_alloc((size_t)n_seq * state_w() * 4);
+        dev_zero(state, (size_t)n_seq * state_w() * 4);
+        matmul_forward<T>(mkv, P + w.mem, P + w.w_qkv, P + w.b_qkv, M, C, 3 * D);
+    }
+    int decode_value_width() const override { return hd; }
+    size_t cache_bytes_per_token() const override { return 2 * (size_t)D * sizeof(T); }
+    size_t cache_bytes_fixed() const override { return (size_t)state_w() * 4; }
+    void decode(const T* P, const T* x, T* out, const DecodeShared& d) override {
+        const int n = d.n;
+        const CudaAttnOffsets& w = this->off;
+        const long seq_stride = (long)this->dec_T * D;
+        matmul_forward<T>(qkv, x, P + w.w_qkv, P + w.b_qkv, n, C, 3 * D);
+        launch(copy_cols_kernel<T>, dim3(blocks((long)n * 2 * D)), dim3(256), qk, 2L * D, (const T*)qkv, 3L * D, n, 2 * D, 0);
+        rope_apply<T>(qk, 2 * D, hd, 2 * H, 1, n, this->s.rot, this->rope_cos, this->rope_sin, false, d.pos);
+        cache_append<T>(cache_k, seq_stride, D, qk + D, 2L * D, D, d.seq, d.pos, n);
+        cache_append<T>(cache_v, seq_stride, D, qkv + 2 * D, 3L * D, D, d.seq, d.pos, n);
+        decode_attention<T>(y1, (long)D, lse, d.part, d.part_ml, qk, 2L * D, hd, {cache_k, seq_stride, D, hd}, {nullptr, 0, 0, 0},
+                            {cache_v, seq_stride, D, hd}, d.seq, d.pos, n, d.nk_max, d.chunk, {H, 1, hd, 0, hd, this->s.scale, this->slopes, false});
+        if (fast) {
+            launch(decode_running_mean_kernel<T>, dim3(blocks(2 * D)), dim3(256), kv2, 2L * D, state, (const T*)(qkv + D), 3L * D, d.seq, d.pos, n, 2 * D);
+            launch(copy_cols_kernel<T>, dim3(blocks((long)n * D)), dim3(256), y2, (long)D, (const T*)(kv2 + D), 2L * D, n, D, 0);
+            launch(session_score_kernel<T>, dim3(blocks((long)n * H * 32)), dim3(256), lse2, (const T*)qkv, (const T*)kv2, n, H, hd, this->s.scale);
+        } else {
+            launch(decode_running_mean_kernel<T>, dim3(blocks(D)), dim3(256), y2, (long)D, state, (const T*)(qkv + 2 * D), 3L * D, d.seq, d.pos, n, D);
+        }
+        launch(slots_forward_kernel<T>, dim3(blocks((long)n * H * 32)), dim3(256), p3, y3, fast ? lse3 : (float*)nullptr, (const T*)qkv,
+               (const T*)mkv, n, H, hd, M, this->s.scale);
+        matmul_forward<T>(r1, x, P + w.w_r1, P + w.b_r1, n, C, R);
+        gelu_forward<T>(rg, r1, (long)n * R, true);
+        matmul_forward<T>(z, rg, P + w.w_r2, P + w.b_r2, n, R, 3);
+        launch(mka_mix_kernel<T>, dim3(blocks((long)n * H)), dim3(256), y, wts, (const T*)z, (const T*)y1, (const T*)y2, (const T*)y3,
+               (const float*)lse, (const float*)lse2, (const float*)lse3, 1, n, H, hd, (int)fast);
+        matmul_forward<T>(out, y, P + w.w_o, P + w.b_o, n, D, C);
     }
 };
 
@@ -236,19 +779,22 @@ struct DevModel : CudaGPT {
     int n_targets = 0;
     // activations
     struct LayerActs {
-        T *ln1, *qkv, *atty, *attn_out, *mid, *ln2, *fch, *fch_gelu, *mlp_out;
-        float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd, *lse;
+        T *ln1, *attn_out, *mid, *ln2, *fch, *fch_gelu, *mlp_out;
+        float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;
     };
     std::vector<LayerActs> acts;
+    std::vector<std::unique_ptr<DevAttn<T>>> attn;  // each layer's attention, with its own saved activations
     std::vector<T*> resid;
-    T *lnf, *logits, *d_a, *d_b, *d_ln1, *d_ln2, *d_fch, *d_fch_gelu, *d_y, *d_qkv;
-    float *lnf_mean, *lnf_rstd, *losses, *ce_lse, *att_D;
+    T *lnf, *logits, *d_a, *d_b, *d_ln1, *d_ln2, *d_fch, *d_fch_gelu;
+    float *lnf_mean, *lnf_rstd, *losses, *ce_lse;
     Arena params_arena, act_arena;
     char *params_mem = nullptr, *act_mem = nullptr;
 
     DevModel(const CudaModelSpec& spec, int Bmax_, int Tmax_) : s(spec), Bmax(Bmax_), Tmax(Tmax_), n(spec.n_params) {
         backend_init();
-        check_head_dim(s.hd);
+        check_att_dims(s.hd, s.attn == CUDA_ATTN_MLA ? s.dR : 0);
+        if (s.attn == CUDA_ATTN_MKA && (s.mka_slots < 1 || s.mka_slots > 32))
+            backend_fail(nullptr, "internal: the CUDA MKA kernels take 1 to 32 memory slots (one warp lane each)");
         if (s.rot && s.rope_T < Tmax) backend_fail(nullptr, "internal: RoPE tables shorter than Tmax");
         // parameters, gradients, optimizer state, small fp32 things
         Arena& P = params_arena;
@@ -287,16 +833,14 @@ struct DevModel : CudaGPT {
         dev_zero(norm, 4 + LOSS_SLOTS * 4);
         // activations for (Bmax, Tmax)
         Arena& A = act_arena;
-        size_t BT = (size_t)Bmax * Tmax, C = s.C, F = s.F, Q = (size_t)(s.H + 2 * s.G) * s.hd, HD = (size_t)s.H * s.hd, L = s.L;
+        size_t BT = (size_t)Bmax * Tmax, C = s.C, F = s.F, L = s.L;
         std::vector<size_t> o_res(L + 1);
         for (size_t l = 0; l <= L; l++) o_res[l] = A.reserve("residual stream " + std::to_string(l), BT * C * sizeof(T));
-        struct LO { size_t ln1, qkv, atty, attn_out, mid, ln2, fch, fch_gelu, mlp_out, st, lse; };
+        struct LO { size_t ln1, attn_out, mid, ln2, fch, fch_gelu, mlp_out, st; };
         std::vector<LO> lo(L);
         for (size_t l = 0; l < L; l++) {
             std::string p = "layer " + std::to_string(l) + " ";
             lo[l].ln1 = A.reserve(p + "ln1", BT * C * sizeof(T));
-            lo[l].qkv = A.reserve(p + "qkv", BT * Q * sizeof(T));
-            lo[l].atty = A.reserve(p + "attention y", BT * HD * sizeof(T));
             lo[l].attn_out = A.reserve(p + "attention out", BT * C * sizeof(T));
             lo[l].mid = A.reserve(p + "mid", s.parallel_residual ? 0 : BT * C * sizeof(T));
             lo[l].ln2 = A.reserve(p + "ln2", BT * C * sizeof(T));
@@ -304,7 +848,11 @@ struct DevModel : CudaGPT {
             lo[l].fch_gelu = A.reserve(p + "gelu", BT * F * sizeof(T));
             lo[l].mlp_out = A.reserve(p + "mlp out", BT * C * sizeof(T));
             lo[l].st = A.reserve(p + "LN stats (fp32)", 4 * BT * 4);
-            lo[l].lse = A.reserve(p + "attention lse (fp32)", (size_t)Bmax * s.H * Tmax * 4);
+            const CudaAttnOffsets& ao = s.layers[l].attn;
+            if (s.attn == CUDA_ATTN_MLA) attn.emplace_back(new DevMLA<T>(s, ao, rope_cos, rope_sin, slopes));
+            else if (s.attn == CUDA_ATTN_MKA) attn.emplace_back(new DevMKA<T>(s, ao, rope_cos, rope_sin, slopes));
+            else attn.emplace_back(new DevGQA<T>(s, ao, rope_cos, rope_sin, slopes));
+            attn[l]->reserve(A, p, BT, (size_t)Bmax * s.H * Tmax, l == 0);
         }
         size_t o_lnf = A.reserve("lnf", BT * C * sizeof(T)), o_lnfst = A.reserve("lnf stats (fp32)", 2 * BT * 4);
         size_t o_logits = A.reserve("logits / dlogits", BT * s.Vp * sizeof(T));
@@ -312,32 +860,31 @@ struct DevModel : CudaGPT {
         size_t o_da = A.reserve("d residual a", BT * C * sizeof(T)), o_db = A.reserve("d residual b", BT * C * sizeof(T));
         size_t o_dln1 = A.reserve("d ln1", BT * C * sizeof(T)), o_dln2 = A.reserve("d ln2", BT * C * sizeof(T));
         size_t o_dfch = A.reserve("d fc", BT * F * sizeof(T)), o_dfg = A.reserve("d gelu", BT * F * sizeof(T));
-        size_t o_dy = A.reserve("d attention y", BT * HD * sizeof(T)), o_dqkv = A.reserve("d qkv", BT * Q * sizeof(T));
-        size_t o_D = A.reserve("attention D (fp32)", (size_t)Bmax * s.H * Tmax * 4);
         act_mem = (char*)dev_alloc(A.total);
-        colsum_reserve(Bmax * Tmax, (int)std::max(std::max(C, F), Q));
+        A.fill(act_mem);
+        for (size_t l = 1; l < L; l++) attn[l]->share_scratch(attn[0].get());
+        colsum_reserve(Bmax * Tmax, (int)std::max(std::max(C, F), attn[0]->widest_column_sum()));
         char* a = act_mem;
         resid.resize(L + 1);
         for (size_t l = 0; l <= L; l++) resid[l] = (T*)(a + o_res[l]);
         acts.resize(L);
         for (size_t l = 0; l < L; l++) {
             LayerActs& y = acts[l];
-            y.ln1 = (T*)(a + lo[l].ln1); y.qkv = (T*)(a + lo[l].qkv); y.atty = (T*)(a + lo[l].atty); y.attn_out = (T*)(a + lo[l].attn_out);
+            y.ln1 = (T*)(a + lo[l].ln1); y.attn_out = (T*)(a + lo[l].attn_out);
             y.mid = (T*)(a + lo[l].mid); y.ln2 = (T*)(a + lo[l].ln2); y.fch = (T*)(a + lo[l].fch); y.fch_gelu = (T*)(a + lo[l].fch_gelu);
             y.mlp_out = (T*)(a + lo[l].mlp_out);
             float* st = (float*)(a + lo[l].st);
             y.ln1_mean = st; y.ln1_rstd = st + BT; y.ln2_mean = st + 2 * BT; y.ln2_rstd = st + 3 * BT;
-            y.lse = (float*)(a + lo[l].lse);
         }
         lnf = (T*)(a + o_lnf); lnf_mean = (float*)(a + o_lnfst); lnf_rstd = lnf_mean + BT;
         logits = (T*)(a + o_logits); losses = (float*)(a + o_losses); ce_lse = losses + BT;
         d_a = (T*)(a + o_da); d_b = (T*)(a + o_db); d_ln1 = (T*)(a + o_dln1); d_ln2 = (T*)(a + o_dln2);
-        d_fch = (T*)(a + o_dfch); d_fch_gelu = (T*)(a + o_dfg); d_y = (T*)(a + o_dy); d_qkv = (T*)(a + o_dqkv);
-        att_D = (float*)(a + o_D);
+        d_fch = (T*)(a + o_dfch); d_fch_gelu = (T*)(a + o_dfg);
         dev_sync();
     }
     ~DevModel() override {
         dev_sync();
+        decode_free();
         dev_free(params_mem);
         dev_free(act_mem);
         host_pinned_free(stage_in);
@@ -391,7 +938,7 @@ struct DevModel : CudaGPT {
         if (B_ > Bmax || T_ > Tmax) backend_fail(nullptr, "internal: batch larger than the device model was sized for");
         NvtxRange range("forward");
         B = B_; Tn = T_;
-        const int C = s.C, F = s.F, H = s.H, G = s.G, hd = s.hd, Q = (H + 2 * G) * hd, BT = B * Tn;
+        const int C = s.C, F = s.F, BT = B * Tn;
         // upload through pinned staging, without draining the stream: only the previous upload
         // (queued at the start of the previous forward) must have finished reading the staging
         upload.wait();
@@ -420,11 +967,7 @@ struct DevModel : CudaGPT {
             const CudaLayerOffsets& o = s.layers[l];
             LayerActs& y = acts[l];
             T* x = resid[l];  // y.ln1 = LN1(x) was computed with the residual that made x
-            // attention (attention/gqa.h): fused qkv projection, RoPE on q and k, the core, output projection
-            matmul_forward<T>(y.qkv, y.ln1, P + o.w_qkv, P + o.b_qkv, BT, C, Q);
-            rope_apply<T>(y.qkv, Q, hd, H + G, B, Tn, s.rot, rope_cos, rope_sin, false);
-            attention_forward<T>(y.atty, y.lse, y.qkv, B, Tn, H, G, hd, s.scale, slopes);
-            matmul_forward<T>(y.attn_out, y.atty, P + o.w_o, P + o.b_o, BT, H * hd, C);
+            attn[l]->forward(P, y.ln1, y.attn_out, B, Tn);
             if (s.parallel_residual)  // the MLP reads LN2(x)
                 layernorm_forward<T>(y.ln2, y.ln2_mean, y.ln2_rstd, x, P + o.ln2_w, P + o.ln2_b, BT, C);
             else  // the MLP reads LN2(mid), mid = x + attn
@@ -470,6 +1013,10 @@ struct DevModel : CudaGPT {
         d2h(host, tmp, N * 4);
         dev_free(tmp);
     }
+    void get_token_losses(float* host) override {
+        if (!have_targets) backend_fail(nullptr, "internal: get_token_losses() after a forward without targets");
+        d2h(host, losses, (size_t)B * Tn * 4);
+    }
     void zero_grad() override {
         dev_zero(grads, n * 4);
         next_slot = 0;
@@ -478,7 +1025,7 @@ struct DevModel : CudaGPT {
 
     void backward(float grad_scale) override {
         if (!have_targets || n_targets == 0) backend_fail(nullptr, "backward() without targets: call forward() with targets first");
-        const int C = s.C, F = s.F, H = s.H, G = s.G, hd = s.hd, Q = (H + 2 * G) * hd, BT = B * Tn;
+        const int C = s.C, F = s.F, BT = B * Tn;
         NvtxRange range("backward");
         const T* P = params;
         float* Gr = grads;
@@ -505,16 +1052,113 @@ struct DevModel : CudaGPT {
                 layernorm_backward<T>(dnext, Gr + o.ln2_w, Gr + o.ln2_b, d_ln2, y.mid, P + o.ln2_w, y.ln2_mean, y.ln2_rstd, BT, C);
                 attn_dout = dnext;
             }
-            // attention backward (attention/gqa.h)
-            matmul_backward<T>(d_y, Gr + o.w_o, Gr + o.b_o, attn_dout, y.atty, P + o.w_o, BT, H * hd, C);
-            attention_backward<T>(d_qkv, att_D, y.qkv, y.atty, d_y, y.lse, B, Tn, H, G, hd, s.scale, slopes);
-            rope_apply<T>(d_qkv, Q, hd, H + G, B, Tn, s.rot, rope_cos, rope_sin, true);
-            matmul_backward<T>(d_ln1, Gr + o.w_qkv, Gr + o.b_qkv, d_qkv, y.ln1, P + o.w_qkv, BT, C, Q);
+            attn[l]->backward(P, Gr, y.ln1, attn_dout, d_ln1, B, Tn);
             layernorm_backward<T>(dnext, Gr + o.ln1_w, Gr + o.ln1_b, d_ln1, x, P + o.ln1_w, y.ln1_mean, y.ln1_rstd, BT, C);
             std::swap(dres, dnext);
         }
         encoder_backward<T>(Gr + s.wte, s.learned_pos ? Gr + s.wpe : nullptr, dres, inputs, B, Tn, C);
     }
+    // ---- decoding (the twin of GPT::decode_chunk, llmc/model.h) ----
+    DecodeShared dec;
+    int dec_rows = 0, dec_seqs = 0, dec_maxT = 0;
+    std::vector<void*> dec_mem;
+    int *dec_tok = nullptr, *dec_seq = nullptr, *dec_pos = nullptr, *dec_out = nullptr;
+    std::vector<float> dec_logits_tmp;
+    void decode_free() {
+        for (void* p : dec_mem) dev_free(p);
+        dec_mem.clear();
+    }
+    void decode_begin(int n_seq, int max_T, int chunk) override {
+        dev_sync();
+        decode_free();
+        dec_rows = Bmax * Tmax;
+        dec_seqs = n_seq;
+        dec_maxT = max_T;
+        if (s.learned_pos && max_T > s.max_seq_len) backend_fail(nullptr, "internal: decode context past the learned position table");
+        if (s.rot && s.rope_T < max_T) backend_fail(nullptr, "internal: RoPE tables shorter than the decode context");
+        int dv = 0;
+        for (auto& a : attn) {
+            a->decode_begin(params, n_seq, max_T, dec_rows);
+            dv = std::max(dv, a->decode_value_width());
+        }
+        dec.chunk = std::max(32, chunk);
+        const size_t splits = ceil_div(max_T, dec.chunk), parts = (size_t)dec_rows * s.H * splits;
+        auto take = [&](size_t bytes) { dec_mem.push_back(dev_alloc(bytes)); return dec_mem.back(); };
+        dec.part = (float*)take(parts * dv * 4);
+        dec.part_ml = (float*)take(parts * 2 * 4);
+        dec_tok = (int*)take((size_t)dec_rows * 4);
+        dec_seq = (int*)take((size_t)dec_rows * 4);
+        dec_pos = (int*)take((size_t)dec_rows * 4);
+        dec_out = (int*)take((size_t)dec_rows * 4);
+        dec.seq = dec_seq;
+        dec.pos = dec_pos;
+        dev_sync();
+    }
+    size_t cache_bytes_per_token() const override {
+        size_t b = 0;
+        for (auto& a : attn) b += a->cache_bytes_per_token();
+        return b;
+    }
+    size_t cache_bytes_fixed() const override {
+        size_t b = 0;
+        for (auto& a : attn) b += a->cache_bytes_fixed();
+        return b;
+    }
+    void decode(const int* tokens, const int* seq, const int* pos, int n, const int* out_rows, int n_out, float* logits_out) override {
+        if (dec.part == nullptr) backend_fail(nullptr, "internal: decode() before decode_begin()");
+        if (n < 1 || n > dec_rows || n_out > n) backend_fail(nullptr, "internal: decode() with more rows than the device model was sized for");
+        int nk_max = 0;
+        for (int i = 0; i < n; i++) {
+            if (tokens[i] < 0 || tokens[i] >= s.V) backend_fail("the prompt was made with another tokenizer", "decode: token id outside the vocab");
+            if (seq[i] < 0 || seq[i] >= dec_seqs || pos[i] < 0 || pos[i] >= dec_maxT)
+                backend_fail(nullptr, "internal: decode() row outside the sequences or the context of decode_begin()");
+            nk_max = std::max(nk_max, pos[i] + 1);
+        }
+        NvtxRange range("decode");
+        h2d(dec_tok, tokens, (size_t)n * 4);
+        h2d(dec_seq, seq, (size_t)n * 4);
+        h2d(dec_pos, pos, (size_t)n * 4);
+        if (n_out) h2d(dec_out, out_rows, (size_t)n_out * 4);
+        dec.n = n;
+        dec.nk_max = nk_max;
+        const int C = s.C, F = s.F;
+        const T* P = params;
+        // scratch: the forward's buffers (sized for Bmax*Tmax rows >= n)
+        T *x = resid[0], *mid = resid[1], *ln1 = acts[0].ln1, *a = acts[0].attn_out, *ln2 = acts[0].ln2, *h = acts[0].fch,
+          *g = acts[0].fch_gelu, *mm = acts[0].mlp_out;
+        float *m1 = acts[0].ln1_mean, *r1 = acts[0].ln1_rstd, *m2 = acts[0].ln2_mean, *r2 = acts[0].ln2_rstd;
+        encoder_forward<T>(x, dec_tok, P + s.wte, s.learned_pos ? P + s.wpe : nullptr, 1, n, C, dec_pos);
+        for (int l = 0; l < s.L; l++) {
+            const CudaLayerOffsets& o = s.layers[l];
+            layernorm_forward<T>(ln1, m1, r1, x, P + o.ln1_w, P + o.ln1_b, n, C);
+            attn[l]->decode(P, ln1, a, dec);
+            const T* mlp_in = x;
+            if (!s.parallel_residual) {
+                residual_forward<T>(mid, x, a, nullptr, (long)n * C);
+                mlp_in = mid;
+            }
+            layernorm_forward<T>(ln2, m2, r2, mlp_in, P + o.ln2_w, P + o.ln2_b, n, C);
+            matmul_forward<T>(h, ln2, P + o.fc_w, P + o.fc_b, n, C, F);
+            gelu_forward<T>(g, h, (long)n * F, s.gelu_exact);
+            matmul_forward<T>(mm, g, P + o.proj_w, P + o.proj_b, n, F, C);
+            if (s.parallel_residual) residual_forward<T>(x, x, a, mm, (long)n * C);
+            else residual_forward<T>(x, mid, mm, nullptr, (long)n * C);
+        }
+        if (n_out == 0) return;
+        // the classifier only for the rows whose logits are wanted (a prompt needs its last row's)
+        launch(gather_rows_kernel<T>, dim3(ceil_div((long)n_out * C, 256)), dim3(256), ln2, (const T*)x, (const int*)dec_out, n_out, C);
+        layernorm_forward<T>(lnf, lnf_mean, lnf_rstd, ln2, P + s.lnf_w, P + s.lnf_b, n_out, C);
+        matmul_forward<T>(logits, lnf, P + s.w_out, nullptr, n_out, C, s.Vp);
+        const long NL = (long)n_out * s.Vp;
+        if (DType<T>::id == 0) { d2h(logits_out, logits, NL * 4); return; }
+        float* tmp = (float*)h;  // fch is F wide per row: reuse it only when the logits fit
+        bool fits = (size_t)NL * 4 <= (size_t)dec_rows * F * sizeof(T);
+        if (!fits) tmp = (float*)dev_alloc(NL * 4);
+        launch(to_float_kernel<T>, dim3(ceil_div(NL, 256)), dim3(256), tmp, (const T*)logits, NL);
+        d2h(logits_out, tmp, NL * 4);
+        if (!fits) dev_free(tmp);
+    }
+
     void grad_norm() override {
         NvtxRange range("grad norm");
         launch(grad_norm_partial_kernel, dim3(NORM_BLOCKS), dim3(256), norm_partial, (const float*)grads, n);
@@ -718,7 +1362,9 @@ void attention_forward(int prec, float* y, float* lse, const float* qkv, int B, 
     WITH_PRECISION(prec, {
         DevBuf<X> dq(qkv, (size_t)B * T * (H + 2 * G) * hd), dy(nullptr, (size_t)B * T * H * hd);
         DevBuf<float> dl(nullptr, (size_t)B * H * T), dsl(slopes, slopes ? H : 1);
-        ::attention_forward<X>(dy.p, dl.p, dq.p, B, T, H, G, hd, scale, slopes ? dsl.p : nullptr);
+        AttView<const X*> q, k, v;
+        gqa_views<const X*>(dq.p, H, G, hd, &q, &k, &v);
+        ::attention_forward<X>(dy.p, dl.p, q, k, {nullptr, 0, 0}, v, B, T, {H, G, hd, 0, scale, slopes ? dsl.p : nullptr});
         dy.to_host(y);
         dl.to_host(lse);
     });
@@ -729,8 +1375,63 @@ void attention_backward(int prec, float* dqkv, const float* qkv, const float* y,
         size_t nq = (size_t)B * T * (H + 2 * G) * hd, ny = (size_t)B * T * H * hd;
         DevBuf<X> dq(qkv, nq), dyy(y, ny), ddy(dy, ny), out(nullptr, nq);
         DevBuf<float> dl(lse, (size_t)B * H * T), dD(nullptr, (size_t)B * H * T), dsl(slopes, slopes ? H : 1);
-        ::attention_backward<X>(out.p, dD.p, dq.p, dyy.p, ddy.p, dl.p, B, T, H, G, hd, scale, slopes ? dsl.p : nullptr);
+        AttView<const X*> q, k, v;
+        AttView<X*> gq, gk, gv;
+        gqa_views<const X*>(dq.p, H, G, hd, &q, &k, &v);
+        gqa_views<X*>(out.p, H, G, hd, &gq, &gk, &gv);
+        ::attention_backward<X>(gq, gk, nullptr, 0, gv, dD.p, nullptr, q, k, {nullptr, 0, 0}, v, dyy.p, ddy.p, dl.p, nullptr, B, T,
+                                {H, G, hd, 0, scale, slopes ? dsl.p : nullptr});
         out.to_host(dqkv);
+    });
+}
+void attention_split_forward(int prec, float* y, float* lse, const float* q, const float* ka, const float* kb, const float* v, int B, int T,
+                             int H, int G, int da, int db, float scale, const float* slopes) {
+    WITH_PRECISION(prec, {
+        size_t N = (size_t)B * T;
+        DevBuf<X> dq(q, N * H * (da + db)), dka(ka, N * G * da), dkb(kb, db ? N * db : 1), dv(v, N * G * da), dy(nullptr, N * H * da);
+        DevBuf<float> dl(nullptr, (size_t)B * H * T), dsl(slopes, slopes ? H : 1);
+        ::attention_forward<X>(dy.p, dl.p, {dq.p, (long)H * (da + db), da + db}, {dka.p, (long)G * da, da}, {dkb.p, db, 0},
+                               {dv.p, (long)G * da, da}, B, T, {H, G, da, db, scale, slopes ? dsl.p : nullptr});
+        dy.to_host(y);
+        dl.to_host(lse);
+    });
+}
+void attention_split_backward(int prec, float* dq, float* dka, float* dkb, float* dv, const float* q, const float* ka, const float* kb,
+                              const float* v, const float* y, const float* dy, const float* lse, const float* dlse, int B, int T, int H,
+                              int G, int da, int db, float scale, const float* slopes) {
+    WITH_PRECISION(prec, {
+        size_t N = (size_t)B * T, BHT = (size_t)B * H * T;
+        DevBuf<X> hq(q, N * H * (da + db)), hka(ka, N * G * da), hkb(kb, db ? N * db : 1), hv(v, N * G * da), hy(y, N * H * da),
+            hdy(dy, N * H * da);
+        DevBuf<X> gq(nullptr, N * H * (da + db)), gka(nullptr, N * G * da), gkb(nullptr, db ? N * db : 1), gv(nullptr, N * G * da);
+        DevBuf<float> dl(lse, BHT), ddl(dlse, dlse ? BHT : 1), dD(nullptr, BHT), part(nullptr, db ? N * G * db : 1), dsl(slopes, slopes ? H : 1);
+        ::attention_backward<X>({gq.p, (long)H * (da + db), da + db}, {gka.p, (long)G * da, da}, gkb.p, db, {gv.p, (long)G * da, da}, dD.p,
+                                part.p, {hq.p, (long)H * (da + db), da + db}, {hka.p, (long)G * da, da}, {hkb.p, db, 0},
+                                {hv.p, (long)G * da, da}, hy.p, hdy.p, dl.p, dlse ? ddl.p : nullptr, B, T,
+                                {H, G, da, db, scale, slopes ? dsl.p : nullptr});
+        gq.to_host(dq);
+        gka.to_host(dka);
+        if (db) gkb.to_host(dkb);
+        gv.to_host(dv);
+    });
+}
+void rmsnorm_forward(int prec, float* out, float* rrms, const float* inp, long in_row, const float* w, int N, int C) {
+    WITH_PRECISION(prec, {
+        DevBuf<X> di(inp, (size_t)N * in_row), dw(w, C), o(nullptr, (size_t)N * C);
+        DevBuf<float> dr(nullptr, N);
+        ::rmsnorm_forward<X>(o.p, dr.p, di.p, in_row, dw.p, N, C);
+        o.to_host(out);
+        dr.to_host(rrms);
+    });
+}
+void rmsnorm_backward(int prec, float* dinp, float* dw, const float* dout, const float* inp, long in_row, const float* w, const float* rrms,
+                      int N, int C) {
+    WITH_PRECISION(prec, {
+        DevBuf<X> dd(dout, (size_t)N * C), di(inp, (size_t)N * in_row), ww(w, C), gi(dinp, (size_t)N * in_row);
+        DevBuf<float> dr(rrms, N), gw(dw, C);
+        ::rmsnorm_backward<X>(gi.p, gw.p, dd.p, di.p, in_row, ww.p, dr.p, N, C);
+        gi.to_host(dinp);
+        gw.to_host(dw);
     });
 }
 }  // namespace cuda_op

@@ -9,8 +9,18 @@
 #include <string>
 #include <vector>
 
+// which attention a layer runs on the device (the host's ATTN_* of llmc/config.h, grouped)
+enum CudaAttnKind { CUDA_ATTN_GQA = 0, CUDA_ATTN_MLA = 1, CUDA_ATTN_MKA = 2 };
+// where one layer's attention parameters sit in the flat buffer (-1: the variant has none)
+struct CudaAttnOffsets {
+    long w_qkv = -1, b_qkv = -1, w_o = -1, b_o = -1;                                   // GQA family, MKA
+    long w_dkv = -1, kv_norm = -1, w_ukv = -1, w_q = -1, w_dq = -1, q_norm = -1, w_uq = -1;  // MLA
+    long sp_wc = -1, sp_we = -1, sp_ln_w = -1, sp_ln_b = -1;                            // KVSplice
+    long mem = -1, w_r1 = -1, b_r1 = -1, w_r2 = -1, b_r2 = -1;                          // MKA
+};
 struct CudaLayerOffsets {
-    long ln1_w, ln1_b, w_qkv, b_qkv, w_o, b_o, ln2_w, ln2_b, fc_w, fc_b, proj_w, proj_b;
+    long ln1_w, ln1_b, ln2_w, ln2_b, fc_w, fc_b, proj_w, proj_b;
+    CudaAttnOffsets attn;
 };
 struct CudaTensorSpan {  // one parameter tensor: AdamW decays it when decay is 1
     long offset, n;
@@ -19,8 +29,11 @@ struct CudaTensorSpan {  // one parameter tensor: AdamW decays it when decay is 
 struct CudaModelSpec {
     int V, Vp, C, F, L, H, G, hd;
     int parallel_residual, gelu_exact, learned_pos, max_seq_len;
-    float scale;                          // 1/sqrt(hd)
-    int rot;                              // RoPE rotated dims per head (0: none)
+    int attn;                             // CudaAttnKind
+    int dc, dR, qr, splice_r, splice_ln;  // MLA: latent, rope key, q rank (0: none); KVSplice rank (0: none), its LayerNorm
+    int mka_fast, mka_slots, mka_router;  // MKA: fmka's one softmax, memory slots, router hidden width
+    float scale;                          // the attention core's score scale
+    int rot;                              // RoPE rotated dims per head (MLA: of the rope key; 0: none)
     int rope_T;                           // rows of the tables
     std::vector<float> rope_cos, rope_sin;  // (rope_T, rot/2), the CPU's tables
     std::vector<float> slopes;            // ALiBi (H), empty otherwise
@@ -48,6 +61,7 @@ struct CudaGPT {
     // the mean losses of the first n forwards with targets since zero_grad(), in order (waits)
     virtual void read_losses(float* host, int n) = 0;
     virtual void get_logits(float* host) = 0;   // (B*T, Vp) of the last forward
+    virtual void get_token_losses(float* host) = 0;  // (B*T) of the last forward with targets (0 where target < 0)
     virtual void zero_grad() = 0;
     virtual void backward(float grad_scale) = 0;  // grads += grad_scale * d(mean loss)/d(params)
     virtual void grad_norm() = 0;               // global L2 norm of grads, kept on the device
@@ -60,6 +74,16 @@ struct CudaGPT {
     // device and the stream the model's work is queued on (a cudaStream_t)
     virtual float* device_grads() = 0;
     virtual void* device_stream() = 0;
+    // inference with a device KV cache per layer (slot j of a sequence holds its position j; no
+    // presses on the device). decode_begin allocates the caches for n_seq sequences of max_T
+    // tokens; keys are scored in splits of `chunk` (split-K). decode runs n <= Bmax*Tmax rows:
+    // tokens[i] of sequence seq[i] at position pos[i] (the rows of one sequence consecutive and in
+    // order; every row appends, then attends to its sequence up to itself) and writes the fp32
+    // logits of rows out_rows[0..n_out) to logits (n_out, Vp).
+    virtual void decode_begin(int n_seq, int max_T, int chunk) = 0;
+    virtual void decode(const int* tokens, const int* seq, const int* pos, int n, const int* out_rows, int n_out, float* logits) = 0;
+    virtual size_t cache_bytes_per_token() const = 0;  // every layer, one sequence, as allocated
+    virtual size_t cache_bytes_fixed() const = 0;      // per sequence whatever its length (MKA's running sums)
 };
 
 // devices found (0 with *why) and device 0's name
@@ -67,7 +91,7 @@ int kvgpt_cuda_probe(std::string* why, std::string* name);
 // a device model for at most Bmax x Tmax tokens; fails with a hint for unsupported shapes
 CudaGPT* cuda_gpt_create(const CudaModelSpec& spec, int precision, int Bmax, int Tmax);
 const char* cuda_backend_kind();  // "CUDA" or "CPU emulator"
-bool cuda_head_dim_supported(int hd);  // the head dims the attention kernels exist for
+bool cuda_attention_dims_supported(int da, int db);  // the per-head and shared key widths the attention kernels exist for
 
 // the single kernels on host buffers, for tests and benchmarks: inputs are converted to the
 // precision's storage type, outputs back to float. Accumulating outputs (marked +=) read their
@@ -98,6 +122,17 @@ void attention_forward(int prec, float* y, float* lse, const float* qkv, int B, 
                        const float* slopes);
 void attention_backward(int prec, float* dqkv, const float* qkv, const float* y, const float* dy, const float* lse, int B, int T, int H,
                         int G, int hd, float scale, const float* slopes);
+// the split-key form (MLA): q (B,T,H,da+db), ka (B,T,G,da), kb (B,T,db) shared by every head (null
+// when db is 0), v (B,T,G,da); y (B,T,H,da); dlse (B,H,T) a gradient at lse (fmka) or null
+void attention_split_forward(int prec, float* y, float* lse, const float* q, const float* ka, const float* kb, const float* v, int B, int T,
+                             int H, int G, int da, int db, float scale, const float* slopes);
+void attention_split_backward(int prec, float* dq, float* dka, float* dkb, float* dv, const float* q, const float* ka, const float* kb,
+                              const float* v, const float* y, const float* dy, const float* lse, const float* dlse, int B, int T, int H,
+                              int G, int da, int db, float scale, const float* slopes);
+// RMSNorm over the first C of each row of inp (rows in_row apart); out (N,C); rrms (N)
+void rmsnorm_forward(int prec, float* out, float* rrms, const float* inp, long in_row, const float* w, int N, int C);
+void rmsnorm_backward(int prec, float* dinp /*overwritten, rows in_row apart*/, float* dw /*+=*/, const float* dout, const float* inp,
+                      long in_row, const float* w, const float* rrms, int N, int C);
 }  // namespace cuda_op
 
 // float -> bf16 -> float, round to nearest even (what the device's conversion does)

@@ -43,12 +43,13 @@ struct dim3 {
 
 namespace emu {
 enum { RUNNABLE, AT_BLOCK_BARRIER, AT_WARP_BARRIER, DONE };
-// a fiber starts with makecontext/setcontext; after that, switches are _setjmp/_longjmp, which
-// unlike swapcontext do not save the signal mask (a system call per switch)
+// a fiber is created once with makecontext/setcontext (which cost system calls) and then parks
+// at the start of its loop (start_jb); every block restarts it there, and every switch is
+// _setjmp/_longjmp, which unlike swapcontext do not save the signal mask
 struct Fiber {
     ucontext_t ctx;
-    jmp_buf jb;
-    bool started;
+    jmp_buf jb, start_jb;
+    bool started, created = false;
     dim3 idx;
     int state;
     std::vector<char> stack;
@@ -79,11 +80,14 @@ static inline void yield_with(int state) {
     f.state = state;
     if (_setjmp(f.jb) == 0) _longjmp(s.sched, 1);
 }
+// runs on the fiber's own stack for the fiber's whole life: park, then one body per block
 static void fiber_entry() {
-    st().body();
-    State& s = st();
-    s.fibers[s.cur].state = DONE;
-    _longjmp(s.sched, 1);
+    if (_setjmp(st().fibers[st().cur].start_jb) == 0) _longjmp(st().sched, 1);
+    for (;;) {
+        st().body();
+        st().fibers[st().cur].state = DONE;
+        if (_setjmp(st().fibers[st().cur].start_jb) == 0) _longjmp(st().sched, 1);
+    }
 }
 static inline void resume(int i) {
     State& s = st();
@@ -92,8 +96,25 @@ static inline void resume(int i) {
     if (_setjmp(s.sched) == 0) {
         if (f.started) _longjmp(f.jb, 1);
         f.started = true;
-        setcontext(&f.ctx);
+        _longjmp(f.start_jb, 1);
     }
+}
+// a new fiber: its context on its own stack, run once until it parks
+static void create_fiber(int i, size_t stack_bytes) {
+    static ucontext_t proto;
+    static bool have_proto = false;
+    if (!have_proto) { getcontext(&proto); have_proto = true; }
+    State& s = st();
+    Fiber& f = s.fibers[i];
+    f.stack.resize(stack_bytes);
+    f.ctx = proto;  // a copy of one getcontext instead of a system call per fiber
+    f.ctx.uc_stack.ss_sp = f.stack.data();
+    f.ctx.uc_stack.ss_size = stack_bytes;
+    f.ctx.uc_link = nullptr;
+    makecontext(&f.ctx, fiber_entry, 0);
+    s.cur = i;
+    if (_setjmp(s.sched) == 0) setcontext(&f.ctx);
+    f.created = true;
 }
 // static __shared__ arrays register here (SHARED_ARRAY) so each block starts with NaN poison
 static const int GUARD_WORDS = 64;
@@ -130,6 +151,8 @@ static void launch(dim3 grid, dim3 block, std::function<void()> body) {
     s.slots[0].assign(s.n, 0);
     s.slots[1].assign(s.n, 0);
     const size_t STACK = 64 * 1024;
+    for (int i = 0; i < s.n; i++)
+        if (!s.fibers[i].created) create_fiber(i, STACK);
     for (unsigned bz = 0; bz < grid.z; bz++)
         for (unsigned by = 0; by < grid.y; by++)
             for (unsigned bx = 0; bx < grid.x; bx++) {
@@ -141,12 +164,6 @@ static void launch(dim3 grid, dim3 block, std::function<void()> body) {
                     f.idx = dim3(i % block.x, (i / block.x) % block.y, i / (block.x * block.y));
                     f.state = RUNNABLE;
                     f.started = false;
-                    if (f.stack.size() != STACK) f.stack.resize(STACK);
-                    getcontext(&f.ctx);
-                    f.ctx.uc_stack.ss_sp = f.stack.data();
-                    f.ctx.uc_stack.ss_size = STACK;
-                    f.ctx.uc_link = nullptr;
-                    makecontext(&f.ctx, fiber_entry, 0);
                 }
                 // odd blocks run their threads in reverse order: a missing barrier between a write
                 // and a read of shared memory then shows up (as NaN poison or a wrong result) whichever

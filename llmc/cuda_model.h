@@ -5,17 +5,19 @@
 // before a checkpoint or a best-weights snapshot, and out of it on resume.
 #pragma once
 #include "../attention/gqa.h"
+#include "../attention/mka.h"
+#include "../attention/mla.h"
 #include "cuda_backend.h"
 #include "train.h"
 
 // can the CUDA backend train this configuration? *why says what is missing
 static bool cuda_supports(const GPTConfig& c, std::string* why) {
-    if (c.attn != ATTN_MHA && c.attn != ATTN_MQA && c.attn != ATTN_GQA) {
-        *why = std::string("the CUDA backend implements the GQA family (mha, mqa, gqa); -a ") + ATTN_NAMES[c.attn] + " runs on the CPU";
-        return false;
-    }
-    if (!cuda_head_dim_supported(c.head_dim)) {
-        *why = "the CUDA attention kernel takes head dims 32, 64 and 128; this model has " + std::to_string(c.head_dim);
+    const bool mla = c.attn == ATTN_MLA || c.attn == ATTN_KVSPLICE;
+    const int db = mla ? c.rope_dim : 0;
+    if (!cuda_attention_dims_supported(c.head_dim, db)) {
+        *why = "the CUDA attention kernel takes head dims 32, 64 and 128";
+        if (mla) *why += " and MLA rope keys (--rope-dim) of 0, 16, 32 or 64 (64 only at head dim 32)";
+        *why += "; this model has head dim " + std::to_string(c.head_dim) + (mla ? " and --rope-dim " + std::to_string(db) : std::string());
         return false;
     }
     return true;
@@ -29,25 +31,54 @@ static CudaModelSpec cuda_spec_from(GPT& model, int Tmax) {
     s.H = c.n_head; s.G = c.n_kv_head; s.hd = c.head_dim;
     s.parallel_residual = c.parallel_residual; s.gelu_exact = c.gelu_exact;
     s.learned_pos = c.pos == POS_LEARNED; s.max_seq_len = c.max_seq_len;
+    s.dc = s.dR = s.qr = s.splice_r = s.splice_ln = 0;
+    s.mka_fast = s.mka_slots = s.mka_router = 0;
     s.n_params = (long)model.ps.total;
     s.wte = (long)model.wte; s.wpe = (long)model.wpe; s.lnf_w = (long)model.lnf_w; s.lnf_b = (long)model.lnf_b; s.w_out = (long)model.w_out;
+    Rope* rope = nullptr;  // the layers' rope and core are configured alike: take layer 0's
+    const AttnCore* core = nullptr;
+    const std::vector<float>* slopes = nullptr;
     for (Layer& y : model.layers) {
-        GQAAttention* a = dynamic_cast<GQAAttention*>(y.attn.get());
-        if (!a) fail("internal: the CUDA backend got a non-GQA attention layer");
-        s.layers.push_back({(long)y.ln1_w, (long)y.ln1_b, (long)a->w_qkv, (long)a->b_qkv, (long)a->w_o, (long)a->b_o, (long)y.ln2_w,
-                            (long)y.ln2_b, (long)y.fc_w, (long)y.fc_b, (long)y.proj_w, (long)y.proj_b});
+        CudaAttnOffsets ao;
+        if (GQAAttention* a = dynamic_cast<GQAAttention*>(y.attn.get())) {
+            s.attn = CUDA_ATTN_GQA;
+            ao.w_qkv = (long)a->w_qkv; ao.b_qkv = (long)a->b_qkv; ao.w_o = (long)a->w_o; ao.b_o = (long)a->b_o;
+            rope = &a->rope; core = &a->core; slopes = &a->slopes;
+        } else if (MLAAttention* m = dynamic_cast<MLAAttention*>(y.attn.get())) {
+            s.attn = CUDA_ATTN_MLA;
+            s.dc = m->dc; s.dR = m->dR; s.qr = m->qr;
+            s.splice_r = m->splice_on ? m->splice.r : 0; s.splice_ln = m->splice_on ? m->splice.ln : 0;
+            ao.w_dkv = (long)m->w_dkv; ao.kv_norm = (long)m->kv_norm; ao.w_ukv = (long)m->w_ukv;
+            if (m->qr) { ao.w_dq = (long)m->w_dq; ao.q_norm = (long)m->q_norm; ao.w_uq = (long)m->w_uq; }
+            else ao.w_q = (long)m->w_q;
+            if (m->splice_on) {
+                ao.sp_wc = (long)m->splice.w_c; ao.sp_we = (long)m->splice.w_e;
+                if (m->splice.ln) { ao.sp_ln_w = (long)m->splice.ln_w; ao.sp_ln_b = (long)m->splice.ln_b; }
+            }
+            ao.w_o = (long)m->w_o; ao.b_o = (long)m->b_o;
+            rope = &m->rope; core = &m->core; slopes = &m->slopes;
+        } else if (MKAAttention* k = dynamic_cast<MKAAttention*>(y.attn.get())) {
+            s.attn = CUDA_ATTN_MKA;
+            s.mka_fast = k->fast; s.mka_slots = k->M; s.mka_router = k->R;
+            ao.w_qkv = (long)k->w_qkv; ao.b_qkv = (long)k->b_qkv; ao.w_o = (long)k->w_o; ao.b_o = (long)k->b_o;
+            ao.mem = (long)k->mem; ao.w_r1 = (long)k->w_r1; ao.b_r1 = (long)k->b_r1; ao.w_r2 = (long)k->w_r2; ao.b_r2 = (long)k->b_r2;
+            rope = &k->rope; core = &k->core; slopes = &k->slopes;
+        } else {
+            fail("internal: the CUDA backend got an attention layer it does not implement");
+        }
+        s.layers.push_back({(long)y.ln1_w, (long)y.ln1_b, (long)y.ln2_w, (long)y.ln2_b, (long)y.fc_w, (long)y.fc_b, (long)y.proj_w,
+                            (long)y.proj_b, ao});
     }
-    GQAAttention* a0 = dynamic_cast<GQAAttention*>(model.layers[0].attn.get());
-    s.scale = a0->core.scale;
-    s.rot = a0->rope.rot;
+    s.scale = core->scale;
+    s.rot = rope->rot;
     s.rope_T = 0;
     if (s.rot) {  // the CPU's own tables, so both backends rotate by the same float values
-        a0->rope.ensure(Tmax);
-        s.rope_T = a0->rope.max_t;
-        s.rope_cos = a0->rope.cos_t;
-        s.rope_sin = a0->rope.sin_t;
+        rope->ensure(Tmax);
+        s.rope_T = rope->max_t;
+        s.rope_cos = rope->cos_t;
+        s.rope_sin = rope->sin_t;
     }
-    s.slopes = a0->slopes;
+    s.slopes = *slopes;
     for (const ParamSpec& p : model.ps.specs) s.tensors.push_back({(long)p.offset, (long)p.n, p.decay ? 1 : 0});
     return s;
 }
@@ -103,6 +134,90 @@ struct CudaTrainer {
         dev->get_params(host.params);
         if (!host.m) { host.m = alloc_floats<float>(host.ps.total); host.v = alloc_floats<float>(host.ps.total); }
         dev->get_moments(host.m, host.v);
+    }
+};
+
+// the model on the device behind the interface the evaluator's forward-only protocols use
+// (llmc/eval.h: cfg, forward, logits, losses), for eval_gpt -d cuda. A forward with targets
+// fetches only the per-token losses; one without them fetches the logits.
+// The device model is sized for the largest forward seen so far and rebuilt when one is larger.
+struct CudaLM {
+    GPTConfig cfg;
+    GPT& host;
+    int precision;
+    CudaGPT* dev = nullptr;
+    int Bmax = 0, Tmax = 0;
+    std::vector<float> logits_buf, losses_buf;
+    float *logits = nullptr, *losses = nullptr;
+    CudaLM(GPT& model, int precision_, int B, int T) : cfg(model.cfg), host(model), precision(precision_) { ensure(B, T); }
+    ~CudaLM() { delete dev; }
+    void ensure(int B, int T) {
+        if (dev && B <= Bmax && T <= Tmax) return;
+        delete dev;
+        Bmax = std::max(B, Bmax); Tmax = std::max(T, Tmax);
+        dev = cuda_gpt_create(cuda_spec_from(host, Tmax), precision, Bmax, Tmax);
+        dev->set_params(host.params);
+    }
+    float forward(const int* in, const int* tg, int B, int T) {
+        ensure(B, T);
+        dev->forward(in, tg, B, T);
+        if (tg) {
+            losses_buf.resize((size_t)B * T);
+            dev->get_token_losses(losses_buf.data());
+            losses = losses_buf.data();
+            return dev->mean_loss();
+        }
+        logits_buf.resize((size_t)B * T * cfg.padded_vocab_size);
+        dev->get_logits(logits_buf.data());
+        logits = logits_buf.data();
+        return NAN;
+    }
+};
+
+// generation on the device: the subset of GPT's decode API (llmc/model.h) that sample_gpt uses,
+// with the caches on the GPU (llmc/cuda_backend.cu: decode kernels per variant; no presses).
+// Rows go to the device in chunks of at most ROWS (exact: a sequence's rows stay in order).
+struct CudaDecoder {
+    static const int ROWS = 256;
+    GPTConfig cfg;
+    CudaGPT* dev;
+    int precision, chunk;
+    std::vector<int> dec_len;
+    int dec_T = 0;
+    std::vector<float> dec_logits;
+    CudaDecoder(GPT& model, int precision_, int max_T, int chunk_ = 256) : cfg(model.cfg), precision(precision_), chunk(chunk_) {
+        dev = cuda_gpt_create(cuda_spec_from(model, std::max(max_T, ROWS)), precision, 1, ROWS);
+        dev->set_params(model.params);
+    }
+    ~CudaDecoder() { delete dev; }
+    void decode_begin(int n_seq, int max_T) {
+        if (n_seq < 1 || max_T < 1) fail("decode_begin: %d sequences of %d tokens", n_seq, max_T);
+        config_validate(&cfg, std::min(max_T, cfg.pos == POS_LEARNED ? cfg.max_seq_len : max_T));
+        dev->decode_begin(n_seq, max_T, chunk);
+        dec_len.assign(n_seq, 0);
+        dec_T = max_T;
+    }
+    int decode_len(int s) const { return dec_len[s]; }
+    int decode_held(int s) const { return dec_len[s]; }
+    // bytes of the device caches per token (every layer) and per sequence, as allocated
+    size_t cache_bytes_per_token() const { return dev->cache_bytes_per_token(); }
+    size_t cache_bytes_fixed() const { return dev->cache_bytes_fixed(); }
+    const float* decode(const int* tokens, const int* seq, int n, const bool* want = nullptr) {
+        const int n_out = decode_check_rows(cfg, dec_len, [&](int s) { return dec_len[s]; }, dec_T, tokens, seq, n, want,
+                                            "call decode_begin with a larger context");
+        dec_logits.resize((size_t)std::max(1, n_out) * cfg.padded_vocab_size);
+        float* out = dec_logits.data();
+        for (int c0 = 0; c0 < n; c0 += ROWS) {
+            const int m = std::min(ROWS, n - c0);
+            std::vector<int> pos(m), keep;
+            for (int i = 0; i < m; i++) {
+                pos[i] = dec_len[seq[c0 + i]]++;
+                if (!want || want[c0 + i]) keep.push_back(i);
+            }
+            dev->decode(tokens + c0, seq + c0, pos.data(), m, keep.data(), (int)keep.size(), out);
+            out += keep.size() * cfg.padded_vocab_size;
+        }
+        return dec_logits.data();
     }
 };
 

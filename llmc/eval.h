@@ -5,6 +5,8 @@
 //    word / byte perplexity and bits per byte
 //  - position-wise NLL buckets and the length-extrapolation curve
 //  - the reversal curse (Berglund et al.'s answer log-likelihoods), Q/K statistics with RoPE frequency bands, KV-cache memory
+// The forward-only protocols take any LM with GPT's cfg, forward(in, targets, B, T), logits and
+// losses: the CPU GPT, or the device model (CudaLM, llmc/cuda_model.h) for eval_gpt -d cuda.
 // All NLLs are natural-log sums in double; PPL = exp(sum / count). Each long loop reports its
 // progress (done / total, tokens/s, ETA) at most every 10 s (runinfo.h's Progress).
 #pragma once
@@ -27,7 +29,8 @@ struct NLL {
 // leak guard: random tokens; for several cut points, change every token after the cut and
 // demand bitwise-identical logits up to the cut. Returns true when the model is causal. The cut
 // points sit on both sides of the attention core's 64-key block edges, so T > 128 crosses two.
-static bool leak_check(GPT& m, int T, uint64_t seed, std::string* why) {
+template <class LM>
+static bool leak_check(LM& m, int T, uint64_t seed, std::string* why) {
     Rng rng(seed);
     int V = m.cfg.vocab_size, Vp = m.cfg.padded_vocab_size;
     std::vector<int> tok(T), t2(T);
@@ -50,7 +53,8 @@ static bool leak_check(GPT& m, int T, uint64_t seed, std::string* why) {
 // ---------------------------------------------------------------------------------------------
 // (a) disjoint windows: inputs toks[s .. s+T), targets toks[s+1 .. s+T], s = 0, T, 2T, ...
 // per_pos (T entries, optional) collects the NLL at each position in the window.
-static NLL ppl_disjoint(GPT& m, const std::vector<int>& toks, int T, int B, long max_windows, std::vector<NLL>* per_pos) {
+template <class LM>
+static NLL ppl_disjoint(LM& m, const std::vector<int>& toks, int T, int B, long max_windows, std::vector<NLL>* per_pos) {
     NLL r;
     if (per_pos) per_pos->assign(T, NLL());
     long n_win = ((long)toks.size() - 1) / T;
@@ -79,7 +83,8 @@ static NLL ppl_disjoint(GPT& m, const std::vector<int>& toks, int T, int B, long
 
 // (b) HF-style strided sliding window of W tokens moved by S: every target is scored once, in
 // the first window that contains it as a new token, so all but the first W have >= W - S context.
-static NLL ppl_sliding(GPT& m, const std::vector<int>& toks, int W, int S, long max_tokens) {
+template <class LM>
+static NLL ppl_sliding(LM& m, const std::vector<int>& toks, int W, int S, long max_tokens) {
     NLL r;
     long N = (long)toks.size();
     if (max_tokens > 0) N = std::min(N, max_tokens + 1);
@@ -108,7 +113,8 @@ static NLL ppl_sliding(GPT& m, const std::vector<int>& toks, int W, int S, long 
 // (c) lm-eval rolling windows over one document of n tokens, with end-of-text as the first
 // context: window 1 predicts doc[0 .. W) from [eos] + doc[0 .. W-1); later windows predict the
 // next up to W tokens, each from the W tokens before it (disjoint predictions, full context).
-static NLL ppl_rolling_document(GPT& m, const int* doc, long n, int W, int eos) {
+template <class LM>
+static NLL ppl_rolling_document(LM& m, const int* doc, long n, int W, int eos) {
     NLL r;
     std::vector<int> in(W), tg(W);
     long predicted = 0;
@@ -142,7 +148,8 @@ struct WikiResult {
     double byte_ppl() const { return exp(tokens.sum / bytes); }
     double bits_per_byte() const { return tokens.sum / bytes / log(2.0); }
 };
-static WikiResult ppl_wikitext(GPT& m, const std::vector<int>& toks, const std::vector<WikiDoc>& docs, int W, int eos, int max_docs) {
+template <class LM>
+static WikiResult ppl_wikitext(LM& m, const std::vector<int>& toks, const std::vector<WikiDoc>& docs, int W, int eos, int max_docs) {
     WikiResult r;
     int n = 0;
     Progress prog;
@@ -195,7 +202,8 @@ struct ReversalFact {
     std::vector<int> fwd_prompt, fwd_answer, rev_prompt, rev_answer;
 };
 // log p(answer | [eos] + prompt), natural log, summed over the answer's tokens
-static double answer_loglik(GPT& m, const std::vector<int>& prompt, const std::vector<int>& answer, int eos) {
+template <class LM>
+static double answer_loglik(LM& m, const std::vector<int>& prompt, const std::vector<int>& answer, int eos) {
     std::vector<int> in = {eos}, tg;
     in.insert(in.end(), prompt.begin(), prompt.end());
     in.insert(in.end(), answer.begin(), answer.end() - 1);
@@ -215,7 +223,8 @@ struct ReversalResult {
     double fwd_gain() const { return fwd[1].margin - fwd[0].margin; }
     double rev_gain() const { return rev[1].margin - rev[0].margin; }
 };
-static ReversalResult reversal_eval(GPT& m, const std::vector<ReversalFact>& facts, int eos) {
+template <class LM>
+static ReversalResult reversal_eval(LM& m, const std::vector<ReversalFact>& facts, int eos) {
     ReversalResult r;
     for (int dir = 0; dir < 2; dir++)
         for (size_t i = 0; i < facts.size(); i++) {

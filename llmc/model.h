@@ -17,6 +17,32 @@ struct Layer {
     float *ln1, *ln1_mean, *ln1_rstd, *attn_out, *mid, *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu, *mlp_out;
 };
 
+// the checks every decode() call makes (the CPU caches' here, the device's in llmc/cuda_model.h):
+// each row's sequence exists and its token is in the vocab, learned positions do not run past
+// their table, and every sequence's cache (held(s) of `slots` tokens) has room. Returns the
+// number of rows whose logits are wanted.
+template <class Held>
+static int decode_check_rows(const GPTConfig& cfg, const std::vector<int>& len, Held held, int slots, const int* tokens, const int* seq, int n,
+                             const bool* want, const char* full_hint) {
+    int n_out = 0;
+    std::vector<int> rows(len.size(), 0);
+    for (int i = 0; i < n; i++) {
+        if (seq[i] < 0 || seq[i] >= (int)len.size()) fail("decode: sequence %d is not one of the %zu sequences of decode_begin", seq[i], len.size());
+        if (tokens[i] < 0 || tokens[i] >= cfg.vocab_size) fail("decode: token id %d is outside the vocab [0, %d)", tokens[i], cfg.vocab_size);
+        n_out += !want || want[i];
+        rows[seq[i]]++;
+    }
+    for (int s = 0; s < (int)len.size(); s++) {
+        if (!rows[s]) continue;
+        if (cfg.pos == POS_LEARNED && len[s] + rows[s] > cfg.max_seq_len)
+            fail_hint("learned positions end at the table's length: generate fewer tokens or use a shorter prompt",
+                      "decode: sequence %d would reach position %d; the learned position table ends at %d", s, len[s] + rows[s] - 1, cfg.max_seq_len);
+        if (held(s) + rows[s] > slots)
+            fail_hint(full_hint, "decode: sequence %d is full (%d tokens held, %d more given, the cache holds %d)", s, held(s), rows[s], slots);
+    }
+    return n_out;
+}
+
 struct GPT {
     GPTConfig cfg;
     ParamSet ps;
@@ -254,23 +280,8 @@ struct GPT {
         dec_len[s] = L;
     }
     const float* decode(const int* tokens, const int* seq, int n, const bool* want = nullptr) {
-        int n_out = 0;
-        std::vector<int> rows(dec_len.size(), 0);
-        for (int i = 0; i < n; i++) {
-            if (seq[i] < 0 || seq[i] >= (int)dec_len.size()) fail("decode: sequence %d is not one of the %zu sequences of decode_begin", seq[i], dec_len.size());
-            if (tokens[i] < 0 || tokens[i] >= cfg.vocab_size) fail("decode: token id %d is outside the vocab [0, %d)", tokens[i], cfg.vocab_size);
-            n_out += !want || want[i];
-            rows[seq[i]]++;
-        }
-        for (int s = 0; s < (int)dec_len.size(); s++) {
-            if (!rows[s]) continue;
-            if (cfg.pos == POS_LEARNED && dec_len[s] + rows[s] > cfg.max_seq_len)
-                fail_hint("learned positions end at the table's length: generate fewer tokens or use a shorter prompt",
-                          "decode: sequence %d would reach position %d; the learned position table ends at %d", s, dec_len[s] + rows[s] - 1, cfg.max_seq_len);
-            if (decode_held(s) + rows[s] > dec_T)
-                fail_hint("call decode_begin with a larger context (or evict tokens with a press)",
-                          "decode: sequence %d is full (%d tokens held, %d more given, the cache holds %d)", s, decode_held(s), rows[s], dec_T);
-        }
+        const int n_out = decode_check_rows(cfg, dec_len, [&](int s) { return decode_held(s); }, dec_T, tokens, seq, n, want,
+                                            "call decode_begin with a larger context (or evict tokens with a press)");
         dec_logits.resize((size_t)std::max(1, n_out) * cfg.padded_vocab_size);
         float* lg_out = dec_logits.data();
         for (int c0 = 0; c0 < n; c0 += DECODE_CHUNK) {

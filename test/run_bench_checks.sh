@@ -25,6 +25,13 @@ attention_forward 2 45 4 4 32 4
 attention_backward 2 40 4 2 64 2
 attention_backward 1 33 2 2 128 2
 attention_backward 2 45 4 4 32 2
+mla_attention 2 40 4 32 16 24 5
+mla_attention 1 70 2 64 32 48 5
+mla_attention 1 33 2 128 0 40 4
+mka 2 40 4 32 16 3
+decode 2 300 4 2 64 48 16 2
+decode 1 70 2 1 32 32 0 2
+mka 1 33 2 64 5 3
 matmul 40 64 96 1
 layernorm_forward 50 96 2
 layernorm_backward 1100 40 2

@@ -10,6 +10,7 @@
 // resume, the causal-leak test on the device, and the unsupported-model errors.
 // Usage: test_cuda[_emu] [name-filter]. Ends with "N passed, N failed, N skipped".
 #include "../llmc/backend.h"
+#include "../llmc/eval.h"
 #include "testlib.h"
 
 typedef std::vector<float> Vec;
@@ -263,6 +264,62 @@ static std::vector<OpCase> op_cases() {
             CHECK(worst_err(gdq, cdq, tb.atol, tb.rtol, "dqkv") <= 1.0, "attention backward dq, dk, dv");
         }});
     }
+    // the split key (MLA: per-head k_nope + one rope key shared by every head), MQA-like groups,
+    // a gradient at the lse (fmka), head dims x shared widths, T across the 32-row tiles
+    struct SplitCfg { int H, G, da, db, T; bool alibi, dlse; };
+    for (SplitCfg a : {SplitCfg{4, 4, 32, 32, 45, false, false}, SplitCfg{3, 1, 32, 64, 40, true, true}, SplitCfg{2, 2, 64, 32, 70, true, false},
+                       SplitCfg{2, 2, 64, 0, 37, false, true}, SplitCfg{3, 3, 32, 16, 50, true, true}, SplitCfg{2, 2, 128, 32, 33, false, false}}) {
+        char nm[160];
+        snprintf(nm, sizeof nm, "attention split key fwd+bwd H=%d G=%d da=%d db=%d T=%d%s%s", a.H, a.G, a.da, a.db, a.T, a.alibi ? " alibi" : "",
+                 a.dlse ? " dlse" : "");
+        ops.push_back({nm, [=](int p) {
+            const int Bq = 2, H = a.H, G = a.G, da = a.da, db = a.db, Tq = a.T, N = Bq * Tq, qw = da + db;
+            std::vector<float> slopes = alibi_slopes(H, 0.0f);
+            const float* sl = a.alibi ? slopes.data() : nullptr;
+            AttnCore core = cpu_core(H, G, da, sl);
+            core.db = db;
+            core.scale = 1.0f / sqrtf((float)(da + db));
+            Vec q = prep(randv((size_t)N * H * qw, 61, 1.5f), p), ka = prep(randv((size_t)N * G * da, 62, 1.5f), p),
+                kb = prep(randv((size_t)N * std::max(db, 1), 63, 1.5f), p), v = prep(randv((size_t)N * G * da, 64), p);
+            StridedTensor Q{q.data(), (long)H * qw, qw}, KA{ka.data(), (long)G * da, da}, KB{kb.data(), db, 0}, V{v.data(), (long)G * da, da};
+            Vec cy((size_t)N * H * da), cl((size_t)Bq * H * Tq), gy(cy.size()), gl(cl.size());
+            core.forward(Bq, Tq, Q, KA, KB, V, cl.data(), {cy.data(), (long)H * da, da});
+            cuda_op::attention_split_forward(p, gy.data(), gl.data(), q.data(), ka.data(), db ? kb.data() : nullptr, v.data(), Bq, Tq, H, G, da, db,
+                                             core.scale, sl);
+            Tol t = tol_for(p);
+            CHECK(worst_err(gy, cy, t.atol, t.rtol, "y") <= 1.0, "split attention forward y");
+            CHECK(worst_err(gl, cl, 1e-5, p == CUDA_BF16 ? 1e-3 : 1e-5, "lse") <= 1.0, "split attention forward lse");
+            Vec y = prep(cy, p), dy = prep(randv(cy.size(), 65), p), dl = randv(cl.size(), 66, 0.5f);
+            Vec cdq(q.size()), cdka(ka.size(), 0.0f), cdkb(kb.size(), 0.0f), cdv(v.size(), 0.0f);
+            Vec gdq(q.size()), gdka(ka.size()), gdkb(kb.size()), gdv(v.size());
+            core.backward(Bq, Tq, Q, KA, KB, V, cl.data(), {y.data(), (long)H * da, da}, {dy.data(), (long)H * da, da},
+                          {cdq.data(), (long)H * qw, qw}, {cdka.data(), (long)G * da, da}, {cdkb.data(), db, 0}, {cdv.data(), (long)G * da, da},
+                          a.dlse ? dl.data() : nullptr);
+            cuda_op::attention_split_backward(p, gdq.data(), gdka.data(), gdkb.data(), gdv.data(), q.data(), ka.data(), db ? kb.data() : nullptr,
+                                              v.data(), y.data(), dy.data(), cl.data(), a.dlse ? dl.data() : nullptr, Bq, Tq, H, G, da, db,
+                                              core.scale, sl);
+            Tol tb = tol_for(p, 2e-5, 2.5e-2);
+            CHECK(worst_err(gdq, cdq, tb.atol, tb.rtol, "dq") <= 1.0, "split attention dq");
+            CHECK(worst_err(gdka, cdka, tb.atol, tb.rtol, "dk") <= 1.0, "split attention dk (per head)");
+            if (db) CHECK(worst_err(gdkb, cdkb, tb.atol, tb.rtol, "dk shared") <= 1.0, "split attention dk (shared part, summed over heads)");
+            CHECK(worst_err(gdv, cdv, tb.atol, tb.rtol, "dv") <= 1.0, "split attention dv");
+        }});
+    }
+    ops.push_back({"rmsnorm forward + backward (strided rows, as MLA's latent)", [=](int p) {
+        const int row = C + 24;  // the latent is the first C of each row of W_DKV x
+        Vec x = prep(randv((size_t)N * row, 70, 2.0f), p), w = prep(randv(C, 71), p), dout = prep(randv((size_t)N * C, 72), p);
+        Vec co(N * C), cr(N), go(N * C), gr(N);
+        rmsnorm_forward(co.data(), cr.data(), x.data(), row, w.data(), N, C);
+        cuda_op::rmsnorm_forward(p, go.data(), gr.data(), x.data(), row, w.data(), N, C);
+        Tol t = tol_for(p);
+        CHECK(worst_err(go, co, t.atol, t.rtol, "out") <= 1.0, "rmsnorm out");
+        CHECK(worst_err(gr, cr, 1e-5, 1e-5, "rrms") <= 1.0, "rmsnorm rrms (fp32)");
+        Vec cdi((size_t)N * row, 7.0f), gdi = cdi, cdw = randv(C, 73), gdw = cdw;  // the columns past C must stay untouched
+        rmsnorm_backward(cdi.data(), cdw.data(), dout.data(), x.data(), row, w.data(), cr.data(), N, C);
+        cuda_op::rmsnorm_backward(p, gdi.data(), gdw.data(), dout.data(), x.data(), row, w.data(), cr.data(), N, C);
+        CHECK(worst_err(gdi, cdi, t.atol, t.rtol, "dinp") <= 1.0, "rmsnorm dinp");
+        CHECK(worst_err(gdw, cdw, 1e-5, 1e-5, "dweight") <= 1.0, "rmsnorm dweight (fp32)");
+    }});
     return ops;
 }
 
@@ -285,15 +342,46 @@ static GPTConfig small_config(int attn, int pos, int G, bool parallel, bool tied
     config_finalize(&c);
     return c;
 }
+// MLA / KVSplice at head dim 32 with a 32-wide rope key (with -p rope), latent 32, splice rank 16
+static GPTConfig mla_config(int attn, int pos, int q_rank, int splice_ln) {
+    GPTConfig c = small_config(attn, pos, 0, true, false);
+    c.kv_rank = 32;
+    c.rope_dim = pos == POS_ROPE ? 32 : -1;
+    c.q_rank = q_rank;
+    c.splice_rank = attn == ATTN_KVSPLICE ? 16 : 0;
+    c.splice_ln = splice_ln;
+    config_finalize(&c);
+    return c;
+}
 struct ModelCase {
-    const char* name;
+    std::string name;
     GPTConfig cfg;
 };
+// every variant x every position encoding, alternating residual / tie / GELU / special shapes.
+// A 256-token vocab keeps the emulator quick (the classifier is most of a step at 50K); one case
+// keeps the real 50,304 padded vocab.
 static std::vector<ModelCase> model_cases() {
-    return {{"mha rope parallel", small_config(ATTN_MHA, POS_ROPE, 0, true, false)},
-            {"mqa alibi sequential tied", small_config(ATTN_MQA, POS_ALIBI, 0, false, true)},
-            {"gqa(G=2 of 4) none", [] { GPTConfig c = small_config(ATTN_GQA, POS_NONE, 2, true, false); c.n_head = 4; c.d_model = 128; config_finalize(&c); return c; }()},
-            {"mha learned sequential", small_config(ATTN_MHA, POS_LEARNED, 0, false, false)}};
+    std::vector<ModelCase> cases;
+    const int variants[] = {ATTN_MHA, ATTN_MQA, ATTN_GQA, ATTN_MLA, ATTN_KVSPLICE, ATTN_MKA, ATTN_FMKA};
+    const int positions[] = {POS_ROPE, POS_ALIBI, POS_LEARNED, POS_NONE};
+    int k = 0;
+    for (int v : variants)
+        for (int p : positions) {
+            const bool parallel = k % 2 == 0, tied = k % 3 == 1;
+            GPTConfig c = small_config(v, p, 0, parallel, tied);
+            std::string extra;
+            if (v == ATTN_GQA) { c.n_head = 4; c.n_kv_head = 2; c.d_model = 128; extra = " G=2 of 4"; }
+            if (v == ATTN_MLA && p == POS_ALIBI) { c.q_rank = 24; extra = " q-rank"; }
+            if (v == ATTN_MLA && p == POS_ROPE) { c.kv_rank = 32; c.rope_dim = 32; extra = " 32-wide rope key"; }
+            if (v == ATTN_KVSPLICE && (p == POS_ROPE || p == POS_LEARNED)) { c.splice_ln = 1; extra = " layernorm"; }
+            c.vocab_size = 256;
+            config_finalize(&c);
+            cases.push_back({std::string(ATTN_NAMES[v]) + " " + POS_NAMES[p] + (parallel ? " parallel" : " sequential") + (tied ? " tied" : "") + extra, c});
+            k++;
+        }
+    GPTConfig full = small_config(ATTN_MHA, POS_ROPE, 0, true, false);
+    cases.push_back({"mha rope parallel, the real padded vocab", full});
+    return cases;
 }
 static void batch_of(const GPTConfig& c, int B, int T, uint64_t seed, std::vector<int>* in, std::vector<int>* tg) {
     Rng r(seed);
@@ -382,9 +470,13 @@ int main(int argc, char** argv) {
             });
 
     // 10 AdamW steps on the bundled data, each step's loss and the final weights vs the CPU
-    for (int p : precs)
-        device_test(std::string("10 training steps vs cpu (gqa rope, accum 2) [") + CUDA_PRECISION_NAMES[p] + "]", [p] {
-            GPTConfig c = small_config(ATTN_GQA, POS_ROPE, 1, true, false);
+    // (mla and fmka in fp32: their model tests cover bf16)
+    struct StepCase { const char* name; int attn, pos, prec; };
+    for (StepCase sc : {StepCase{"gqa rope", ATTN_GQA, POS_ROPE, CUDA_FP32}, StepCase{"gqa rope", ATTN_GQA, POS_ROPE, CUDA_BF16},
+                        StepCase{"mla alibi", ATTN_MLA, POS_ALIBI, CUDA_FP32}, StepCase{"fmka rope", ATTN_FMKA, POS_ROPE, CUDA_FP32}})
+        device_test(std::string("10 training steps vs cpu (") + sc.name + ", accum 2) [" + CUDA_PRECISION_NAMES[sc.prec] + "]", [sc] {
+            const int p = sc.prec;
+            GPTConfig c = small_config(sc.attn, sc.pos, sc.attn == ATTN_GQA ? 1 : 0, true, false);
             TrainConfig tc;
             tc.B = 2; tc.T = 16; tc.accum = 2; tc.steps = 10; tc.warmup = 2; tc.lr = 3e-3f;
             const char *tr = "data/tinyshakespeare/gpt-neox-20b/train_*.bin";
@@ -464,6 +556,88 @@ int main(int argc, char** argv) {
                   "logits after t did not change: the test would not see a leak");
         });
 
+    // decoding on the device (split-K over the cache, absorbed MLA) == the device's own full
+    // forward, for every variant x position encoding: two sequences with prompts of 70 and 45
+    // tokens prefilled in one call, then decoded together to 82 and 57, keys scored in splits of
+    // 32 (so several splits merge); fp32, and bf16 (against the fp32 forward) with RoPE
+    for (ModelCase mc : model_cases())
+        for (int p : precs) {
+            if (mc.cfg.vocab_size > 256 || (p == CUDA_BF16 && mc.cfg.pos != POS_ROPE)) continue;
+            device_test("decode == forward on the device: " + mc.name + " [" + CUDA_PRECISION_NAMES[p] + "]", [mc, p] {
+                const GPTConfig& c = mc.cfg;
+                const int Vp = c.padded_vocab_size, P0 = 70, P1 = 45, steps = 12, T0 = P0 + steps, T1 = P1 + steps;
+                GPT cpu(c);
+                cpu.init_weights(11);
+                std::vector<int> a(T0), b(T1);
+                Rng r(12);
+                for (int& t : a) t = (int)r.below(c.vocab_size);
+                for (int& t : b) t = (int)r.below(c.vocab_size);
+                // the reference: the device's full forward (fp32) of each whole sequence
+                CudaGPT* f = cuda_gpt_create(cuda_spec_from(cpu, T0), CUDA_FP32, 1, T0);
+                f->set_params(cpu.params);
+                Vec fa((size_t)T0 * Vp), fb((size_t)T1 * Vp);
+                f->forward(a.data(), nullptr, 1, T0);
+                f->get_logits(fa.data());
+                f->forward(b.data(), nullptr, 1, T1);
+                f->get_logits(fb.data());
+                delete f;
+                CudaDecoder d(cpu, p, T0, 32);
+                d.decode_begin(2, T0);
+                // prefill: both prompts in one call; every row's logits (all are checked)
+                std::vector<int> tok(a.begin(), a.begin() + P0), sq(P0, 0);
+                tok.insert(tok.end(), b.begin(), b.begin() + P1);
+                sq.insert(sq.end(), P1, 1);
+                const float* lg = d.decode(tok.data(), sq.data(), (int)tok.size());
+                Vec ga, gb, wa, wb;
+                ga.insert(ga.end(), lg, lg + (size_t)P0 * Vp);
+                gb.insert(gb.end(), lg + (size_t)P0 * Vp, lg + (size_t)(P0 + P1) * Vp);
+                for (int i = 0; i < steps; i++) {
+                    int two[2] = {a[P0 + i], b[P1 + i]}, s2[2] = {0, 1};
+                    lg = d.decode(two, s2, 2);
+                    ga.insert(ga.end(), lg, lg + Vp);
+                    gb.insert(gb.end(), lg + Vp, lg + 2 * Vp);
+                }
+                CHECK(d.decode_held(0) == T0 && d.decode_held(1) == T1, "held %d and %d tokens", d.decode_held(0), d.decode_held(1));
+                const double tol = p == CUDA_BF16 ? 4e-2 : 1e-4;
+                CHECK(worst_err(ga, fa, tol, tol, "seq 0") <= 1.0, "sequence 0: decode logits differ from the forward's");
+                CHECK(worst_err(gb, fb, tol, tol, "seq 1") <= 1.0, "sequence 1: decode logits differ from the forward's");
+                // the cache really is what the formula says (bytes per token, every layer)
+                const size_t e = p == CUDA_BF16 ? 2 : 4;
+                CHECK(d.cache_bytes_per_token() == e * cpu.kv_elems_per_token_layer() * c.n_layer, "cache %zu bytes/token, formula %zu",
+                      d.cache_bytes_per_token(), e * cpu.kv_elems_per_token_layer() * c.n_layer);
+            });
+        }
+
+    // eval_gpt -d cuda's forward-only protocols on the device model (CudaLM) == on the CPU GPT
+    for (const char* variant : {"mla rope", "fmka alibi"})
+        device_test(std::string("evaluator protocols on the device == cpu (fp32): ") + variant, [variant] {
+            GPTConfig c = std::string(variant) == "mla rope" ? small_config(ATTN_MLA, POS_ROPE, 0, true, false)
+                                                             : small_config(ATTN_FMKA, POS_ALIBI, 0, false, true);
+            c.vocab_size = 256;
+            config_finalize(&c);
+            GPT cpu(c);
+            cpu.init_weights(8);
+            CudaLM lm(cpu, CUDA_FP32, 2, 16);  // smaller than the protocols ask for: it must grow
+            std::vector<int> toks(300);
+            Rng r(4);
+            for (int& t : toks) t = (int)r.below(c.vocab_size);
+            std::string why;
+            CHECK(leak_check(lm, 70, 3, &why), "the device model failed the leak guard: %s", why.c_str());
+            std::vector<NLL> pc, pg;
+            NLL a = ppl_disjoint(cpu, toks, 40, 3, 0, &pc), b = ppl_disjoint(lm, toks, 40, 3, 0, &pg);
+            NLL sa = ppl_sliding(cpu, toks, 48, 20, 0), sb = ppl_sliding(lm, toks, 48, 20, 0);
+            NLL ea = ppl_disjoint(cpu, toks, 96, 1, 0, nullptr), eb = ppl_disjoint(lm, toks, 96, 1, 0, nullptr);
+            printf("    disjoint cpu %.6f gpu %.6f | sliding cpu %.6f gpu %.6f | T=96 cpu %.6f gpu %.6f\n", a.ppl(), b.ppl(), sa.ppl(), sb.ppl(),
+                   ea.ppl(), eb.ppl());
+            CHECK(a.n == b.n && sa.n == sb.n && ea.n == eb.n, "token counts differ");
+            CHECK(fabs(a.sum - b.sum) <= 1e-5 * fabs(a.sum), "disjoint NLL %.8g vs cpu %.8g", b.sum, a.sum);
+            CHECK(fabs(sa.sum - sb.sum) <= 1e-5 * fabs(sa.sum), "sliding NLL %.8g vs cpu %.8g", sb.sum, sa.sum);
+            CHECK(fabs(ea.sum - eb.sum) <= 1e-5 * fabs(ea.sum), "T=96 NLL %.8g vs cpu %.8g", eb.sum, ea.sum);
+            for (size_t t = 0; t < pc.size(); t++)
+                CHECK(pc[t].n == pg[t].n && fabs(pc[t].sum - pg[t].sum) <= 1e-4 * fabs(pc[t].sum) + 1e-6, "position %zu: %.6g vs cpu %.6g", t,
+                      pg[t].sum, pc[t].sum);
+        });
+
     // the trainer binary on the device path: checkpoint, resume, and the end result is the same
     // file byte for byte as an uninterrupted run
 #ifdef KVGPT_CUDA_EMU
@@ -488,6 +662,40 @@ int main(int argc, char** argv) {
         run_command("rm -rf " + dir, nullptr);
     });
 
+    // sample_gpt with the caches on the device, end to end: the same seeded samples as on the CPU (fp32)
+#ifdef KVGPT_CUDA_EMU
+    const std::string sample_bin = "./sample_gpt_emu";
+#else
+    const std::string sample_bin = "./sample_gpt";
+#endif
+    device_test("sample_gpt -d cuda (fp32): the CPU's seeded samples, the cache report, bad flags", [bin, sample_bin] {
+        std::string dir = "/tmp/kvgpt_cuda_sample_" + std::to_string(getpid()), out, cpu_out;
+        run_command("mkdir -p " + dir, nullptr);
+        for (const char* v : {"mha -p rope", "mla -k 32 -p rope"}) {
+            int rc = run_command(bin + " -d cpu --layers 1 -a " + v + " -b 4 -t 32 -x 40 -n 0 -v 1 -l 3e-3 -o " + dir + "/s.bin -L /dev/null", &out);
+            CHECK(rc == 0, "training %s: rc %d\n%s", v, rc, out.c_str());
+            const std::string common = sample_bin + " -c " + dir + "/s.bin --prompt \"ROMEO:\" -n 12 --temperature 1 --top-k 0 --seed 5 --num-samples 2 --print-ids";
+            rc = run_command(common + " -d cpu 2>&1", &cpu_out);
+            CHECK(rc == 0, "cpu sample: rc %d\n%s", rc, cpu_out.c_str());
+            rc = run_command(common + " -d cuda --precision fp32 2>&1", &out);
+            CHECK(rc == 0 && out.find("backend cuda: ") != std::string::npos && out.find("(fp32)") != std::string::npos, "cuda sample: rc %d\n%s", rc,
+                  out.c_str());
+            auto ids = [](const std::string& o) {
+                std::string r;
+                for (size_t p = o.find("ids "); p != std::string::npos; p = o.find("ids ", p + 1)) r += o.substr(p, o.find('\n', p) - p) + "\n";
+                return r;
+            };
+            printf("    %s: cpu %s    cuda %s", v, ids(cpu_out).c_str(), ids(out).c_str());
+            CHECK(!ids(out).empty() && ids(out) == ids(cpu_out), "-a %s: the device's sampled ids differ from the CPU's", v);
+            CHECK(out.find("KV cache held: ") != std::string::npos && out.find("fp32") != std::string::npos, "no cache report:\n%s", out.c_str());
+        }
+        int rc = run_command(sample_bin + " -c " + dir + "/s.bin -n 4 -d cuda --press snapkv --budget 8 2>&1", &out);
+        CHECK(rc != 0 && out.find("the presses run on the CPU backend's caches") != std::string::npos, "-d cuda --press: rc %d\n%s", rc, out.c_str());
+        rc = run_command(sample_bin + " -c " + dir + "/s.bin -n 4 --precision fp16 2>&1", &out);
+        CHECK(rc != 0 && out.find("unknown --precision 'fp16'") != std::string::npos, "bad precision: rc %d\n%s", rc, out.c_str());
+        run_command("rm -rf " + dir, nullptr);
+    });
+
     device_test("train_gpt -d cuda: a diverging run stops with the documented error", [bin] {
         std::string out;
         int rc = run_command(bin + " -d cuda --layers 1 -b 2 -t 32 -v 1 -n 0 -l 1e30 -x 20 -L /dev/null", &out);
@@ -495,15 +703,19 @@ int main(int argc, char** argv) {
               "rc %d, output:\n%s", rc, out.c_str());
     });
 
-    device_test("train_gpt picks the device: auto falls back to the CPU for mla, -d cuda refuses it", [bin] {
+    device_test("train_gpt picks the device: auto falls back to the CPU for head dim 16, -d cuda refuses it, every variant runs on it", [bin] {
         std::string out;
-        int rc = run_command(bin + " -a mla -k 32 -x 0", &out);
-        CHECK(rc == 0 && out.find("-a mla runs on the CPU: using the CPU backend") != std::string::npos &&
+        int rc = run_command(bin + " --heads 8 -x 0", &out);
+        CHECK(rc == 0 && out.find("the CUDA attention kernel takes head dims 32, 64 and 128; this model has head dim 16: using the CPU backend") != std::string::npos &&
                   out.find("| backend                  | cpu") != std::string::npos,
-              "auto with mla: rc %d\n%s", rc, out.c_str());
-        rc = run_command(bin + " -d cuda -a mla -k 32 -x 0", &out);
-        CHECK(rc != 0 && out.find("-d cuda: the CUDA backend implements the GQA family") != std::string::npos && out.find("HINT: use -d cpu") != std::string::npos,
-              "-d cuda with mla: rc %d\n%s", rc, out.c_str());
+              "auto with head dim 16: rc %d\n%s", rc, out.c_str());
+        rc = run_command(bin + " -d cuda --heads 8 -x 0", &out);
+        CHECK(rc != 0 && out.find("-d cuda: the CUDA attention kernel takes head dims") != std::string::npos && out.find("HINT: use -d cpu") != std::string::npos,
+              "-d cuda with head dim 16: rc %d\n%s", rc, out.c_str());
+        for (const char* v : {"mla -k 32", "kvsplice -k 32 -r 16", "mka", "fmka -p alibi"}) {
+            rc = run_command(bin + " -a " + v + " -x 0", &out);
+            CHECK(rc == 0 && out.find("| backend                  | cuda: ") != std::string::npos, "auto with -a %s: rc %d\n%s", v, rc, out.c_str());
+        }
         rc = run_command(bin + " -x 0", &out);
         CHECK(rc == 0 && out.find("| backend                  | cuda: ") != std::string::npos, "auto with mha: rc %d\n%s", rc, out.c_str());
         rc = run_command(bin + " --precision fp16 -x 0", &out);
@@ -530,8 +742,14 @@ int main(int argc, char** argv) {
         std::string why;
         GPTConfig c = small_config(ATTN_MHA, POS_ROPE, 0, true, false);
         CHECK(cuda_supports(c, &why), "mha with head dim 32 must be supported: %s", why.c_str());
-        c.attn = ATTN_MLA;
-        CHECK(!cuda_supports(c, &why) && why.find("-a mla runs on the CPU") != std::string::npos, "mla: '%s'", why.c_str());
+        for (int v : {ATTN_MQA, ATTN_GQA, ATTN_MKA, ATTN_FMKA}) {
+            c.attn = v;
+            CHECK(cuda_supports(c, &why), "-a %s with head dim 32 must be supported: %s", ATTN_NAMES[v], why.c_str());
+        }
+        GPTConfig m = mla_config(ATTN_MLA, POS_ROPE, 0, 0);
+        CHECK(cuda_supports(m, &why), "mla with head dim 32 and a 32-wide rope key must be supported: %s", why.c_str());
+        m.rope_dim = 8;
+        CHECK(!cuda_supports(m, &why) && why.find("--rope-dim 8") != std::string::npos, "mla with --rope-dim 8: '%s'", why.c_str());
         c = small_config(ATTN_MHA, POS_ROPE, 0, true, false);
         c.n_head = 4;  // head dim 16
         config_finalize(&c);

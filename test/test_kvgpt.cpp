@@ -2410,7 +2410,7 @@ static void register_sample_cli_tests(const std::string& bin) {
                                                {"--prompt 'a long prompt for a tiny context' --ctx 3", "longer than the context"},
                                                {"--prompt-ids 1,99999999", "outside the vocab"}, {"--prompt x --prompt-ids 1", "alternatives"},
                                                {"--prompt-file /nonexistent.txt", "cannot open"}, {"--num-samples 0", "--num-samples 0 is out of range"},
-                                               {"-d cuda", "CPU backend"}, {"--press foo --budget 4", "unknown press 'foo'"},
+                                               {"-d tpu", "unknown device 'tpu'"}, {"--press foo --budget 4", "unknown press 'foo'"},
                                                {"--press knorm", "--press needs --budget"}, {"--budget 8", "apply with --press"},
                                                {"--press knorm --budget 8 --ctx 30", "alternatives"}, {"--press knorm --budget 0", "--budget 0 is out of range"}}) {
             rc = run_command(bin + " -c " + ck + " " + c.args, &out);

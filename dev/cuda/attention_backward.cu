@@ -185,12 +185,18 @@ int main(int argc, char** argv) {
     dim3 blk(256), gf(ceil_div(T, att_rows_fwd(hd)), H, B);
     dim3 gq2(ceil_div(T, V2_ROWS), H, B), gk2(ceil_div(T, V2_ROWS), G, B);
     dim3 gq3(ceil_div(T, att_rows_bwd(hd)), H, B), gk3(ceil_div(T, att_rows_bwd(hd)), G, B);
-    with_head_dim(hd, [&](auto HD) { launch(attention_forward_kernel<bf16, HD.value>, gf, blk, y, lse, (const bf16*)qkv, T, H, G, scale, none); });
+    AttView<const bf16*> q, k, v, nokey{nullptr, 0, 0};
+    AttView<bf16*> gq, gk, gv;
+    gqa_views<const bf16*>(qkv, H, G, hd, &q, &k, &v);
+    gqa_views<bf16*>(dq3, H, G, hd, &gq, &gk, &gv);
+    const float* nolse = nullptr;
+    float* nopart = nullptr;
+    with_head_dim(hd, [&](auto HD) { launch(attention_forward_kernel<bf16, HD.value, 0>, gf, blk, y, lse, q, k, nokey, v, T, H, G, scale, none); });
     auto v1 = [&] {
         cudaCheck(cudaMemsetAsync(dq1, 0, nq * 4, g_stream));
         launch(attention_backward_v1, dim3(ceil_div(nl, 128)), dim3(128), dq1, (const bf16*)qkv, (const bf16*)y, (const bf16*)dy, (const float*)lse, B, T, H, G, hd, scale);
     };
-    auto dot = [&] { launch(attention_backward_dot_kernel<bf16>, dim3(ceil_div(nl, 256)), dim3(256), D, (const bf16*)dy, (const bf16*)y, B, T, H, hd); };
+    auto dot = [&] { launch(attention_backward_dot_kernel<bf16>, dim3(ceil_div(nl, 256)), dim3(256), D, (const bf16*)dy, (const bf16*)y, nolse, B, T, H, hd); };
     auto v2 = [&] {
         dot();
         with_head_dim(hd, [&](auto HD) {
@@ -201,8 +207,8 @@ int main(int argc, char** argv) {
     auto v3 = [&] {
         dot();
         with_head_dim(hd, [&](auto HD) {
-            launch(attention_backward_dq_kernel<bf16, HD.value>, gq3, blk, dq3, (const bf16*)qkv, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
-            launch(attention_backward_dkv_kernel<bf16, HD.value>, gk3, blk, dq3, (const bf16*)qkv, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
+            launch(attention_backward_dq_kernel<bf16, HD.value, 0>, gq3, blk, gq, q, k, nokey, v, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
+            launch(attention_backward_dkv_kernel<bf16, HD.value, 0>, gk3, blk, gk, gv, nopart, q, k, nokey, v, (const bf16*)dy, (const float*)lse, (const float*)D, T, H, G, scale, none);
         });
     };
     v1(); v2(); v3();

@@ -114,8 +114,10 @@ int main(int argc, char** argv) {
     auto v2 = [&] {
         with_head_dim(hd, [&](auto HD) { launch(attention_forward_v2<bf16, HD.value>, grid2, blk, y2, l2, (const bf16*)qkv, T, H, G, scale, none); });
     };
+    AttView<const bf16*> q, k, v, nokey{nullptr, 0, 0};
+    gqa_views<const bf16*>(qkv, H, G, hd, &q, &k, &v);
     auto v3 = [&] {
-        with_head_dim(hd, [&](auto HD) { launch(attention_forward_kernel<bf16, HD.value>, grid3, blk, y3, l3, (const bf16*)qkv, T, H, G, scale, none); });
+        with_head_dim(hd, [&](auto HD) { launch(attention_forward_kernel<bf16, HD.value, 0>, grid3, blk, y3, l3, q, k, nokey, v, T, H, G, scale, none); });
     };
     v1(); v2(); v3();
     cudaCheck(cudaDeviceSynchronize());

@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
     auto v1 = [&] { launch(ln_param_grads_v1, dim3(ceil_div(C, 32)), dim3(256), db1, dw1, (const bf16*)d, (const bf16*)x, (const float*)m, (const float*)r, N, C); };
     auto v2 = [&] {
         launch(column_sum_partial_kernel<bf16, 1>, dim3(ceil_div(C, 32), chunks), dim3(256), part, part + (size_t)chunks * C, (const bf16*)d,
-               (const bf16*)x, (const float*)m, (const float*)r, N, C);
+               (const bf16*)x, (long)C, (const float*)m, (const float*)r, N, C);
         launch(column_sum_final_kernel, dim3(ceil_div(C, 256)), dim3(256), db2, dw2, (const float*)part, (const float*)part + (size_t)chunks * C,
                chunks, C);
     };
