@@ -23,7 +23,7 @@
 #include "llmc/train.h"
 
 struct RunConfig {
-    std::string preset = "tiny", attn = "mha", pos = "", device = "auto", matmul = "auto", precision = "bf16";
+    std::string preset = "tiny", attn = "mha", pos = "", device = "auto", matmul = "auto", precision = "bf16", optim = "adamw";
     float peak_tflops = 0.0f;
     std::string train_glob, val_glob, out, resume, init_from, log = "";
     int kv_heads = 0, kv_rank = 0, rope_dim = -1, q_rank = 0, splice_rank = 0, splice_ln = 0;
@@ -67,6 +67,11 @@ static std::vector<Flag> make_flags(RunConfig& r) {
         {"-c", "--weight-decay", F_FLOAT, &t.weight_decay, "AdamW weight decay (matrices only)"},
         {"", "--clip", F_FLOAT, &t.grad_clip, "clip the global grad norm to this (0: off)"},
         {"", "--beta2", F_FLOAT, &t.beta2, "AdamW beta2"},
+        {"", "--optim", F_STR, &r.optim, "adamw, or spam (SPAM: spike-aware clipping and momentum resets, Huang et al. 2025)"},
+        {"", "--spam-interval", F_INT, &t.spam_interval, "SPAM: reset the moments every N steps"},
+        {"", "--spam-warmup", F_INT, &t.spam_warmup, "SPAM: cosine warmup of the Adam step over N steps after each reset"},
+        {"", "--spam-threshold", F_FLOAT, &t.spam_threshold, "SPAM: clip a gradient entry when g^2 > this x its second moment"},
+        {"", "--spam-skip", F_INT, &t.spam_skip, "SPAM: no clipping for N steps after the start and each reset (the moment builds up)"},
         {"-n", "--val-every", F_INT, &t.val_every, "validation loss every N steps (0: only at the end)"},
         {"-v", "--val-batches", F_INT, &t.val_batches, "validation batches per evaluation (0: all)"},
         {"-s", "--seed", F_U64, &t.seed, "seed for init and data order"},
@@ -102,6 +107,15 @@ static void check_ranges(const RunConfig& r, const std::set<std::string>& given)
     require_float("-c", t.weight_decay, 0.0f, 1e3f);
     require_float("--clip", t.grad_clip, 0.0f, 1e30f);
     require_float("--beta2", t.beta2, 0.0f, 1.0f, true);
+    const int optim = r.optim == "adamw" ? OPT_ADAMW : r.optim == "spam" ? OPT_SPAM : -1;
+    if (optim < 0) fail_hint("use --optim adamw or --optim spam", "unknown --optim '%s'", r.optim.c_str());
+    require_int("--spam-interval", t.spam_interval, 1, INT32_MAX);
+    require_int("--spam-warmup", t.spam_warmup, 0, INT32_MAX);
+    require_int("--spam-skip", t.spam_skip, 0, INT32_MAX);
+    if (!(t.spam_threshold > 0.0f)) fail_hint("the paper uses 5000", "--spam-threshold %g must be positive", t.spam_threshold);
+    if (optim != OPT_SPAM)
+        for (const char* f : {"--spam-interval", "--spam-warmup", "--spam-threshold", "--spam-skip"})
+            if (given.count(f)) fail_hint("add --optim spam", "%s applies to --optim spam only", f);
     if (given.count("--parallel")) require_int("--parallel", r.parallel, 0, 1);
     if (given.count("--tied")) require_int("--tied", r.tied, 0, 1);
     require_int("--splice-ln", r.splice_ln, 0, 1);
@@ -236,6 +250,7 @@ static int train_main(int argc, char** argv) {
     std::set<std::string> given = parse_flags(argc, argv, flags, "./train_gpt", "./train_gpt -a mla -k 128 -p alibi");
     TrainConfig& tc = r.tc;
     check_ranges(r, given);
+    r.tc.optim = r.optim == "spam" ? OPT_SPAM : OPT_ADAMW;
     if (r.matmul == "builtin") matmul_impl() = MATMUL_BUILTIN;
     else if (r.matmul == "blas" && !matmul_have_blas()) fail_hint("install libopenblas-dev and rebuild", "--matmul blas: this build has no OpenBLAS");
     else if (r.matmul != "auto" && r.matmul != "blas") fail_hint("use --matmul auto, blas or builtin", "unknown --matmul '%s'", r.matmul.c_str());
@@ -252,6 +267,18 @@ static int train_main(int argc, char** argv) {
         // and the data: the same shards unless -i / -j say otherwise
         if (r.train_glob.empty() && resume_h.train_data[0]) r.train_glob = resume_h.train_data;
         if (r.val_glob.empty() && resume_h.val_data[0]) r.val_glob = resume_h.val_data;
+        // the optimizer state continues only under the optimizer that made it
+        char hint[96];
+        if (resume_h.optim && resume_h.optim <= 2 && (int)resume_h.optim - 1 != tc.optim) {
+            snprintf(hint, sizeof hint, "pass --optim %s to continue the run as it was trained", OPT_NAMES[resume_h.optim - 1]);
+            fail_hint(hint, "checkpoint '%s' was trained with --optim %s, this run asks for %s", r.resume.c_str(), OPT_NAMES[resume_h.optim - 1],
+                      OPT_NAMES[tc.optim]);
+        }
+        if (tc.optim == OPT_SPAM && resume_h.spam_interval && (int)resume_h.spam_interval != tc.spam_interval) {
+            snprintf(hint, sizeof hint, "pass --spam-interval %u to continue the run as it was trained", resume_h.spam_interval);
+            fail_hint(hint, "checkpoint '%s' reset SPAM's moments every %u steps, this run every %d", r.resume.c_str(), resume_h.spam_interval,
+                      tc.spam_interval);
+        }
         if (resume_h.train_T > 0 && resume_h.train_T != tc.T)
             printf("note: -t %d differs from the checkpoint's T=%d: the continuation is not the run it would have been\n", tc.T, resume_h.train_T);
     } else if (!r.init_from.empty()) {
@@ -398,7 +425,12 @@ static int train_main(int argc, char** argv) {
     row("batch", buf);
     snprintf(buf, sizeof buf, "%d (from %d)", tc.steps, start_step); row("steps", buf);
     snprintf(buf, sizeof buf, "%.2e, warmup %d, cosine to %.2e", tc.lr, tc.warmup, tc.lr * tc.lr_min_frac); row("lr schedule", buf);
-    snprintf(buf, sizeof buf, "AdamW b=(%.2f,%.3f) wd=%.2f clip=%.1f", tc.beta1, tc.beta2, tc.weight_decay, tc.grad_clip); row("optimizer", buf);
+    if (tc.optim == OPT_SPAM)
+        snprintf(buf, sizeof buf, "SPAM b=(%.2f,%.3f) wd=%.2f clip=%.1f reset/%d warm %d thr %g skip %d", tc.beta1, tc.beta2, tc.weight_decay,
+                 tc.grad_clip, tc.spam_interval, tc.spam_warmup, tc.spam_threshold, tc.spam_skip);
+    else
+        snprintf(buf, sizeof buf, "AdamW b=(%.2f,%.3f) wd=%.2f clip=%.1f", tc.beta1, tc.beta2, tc.weight_decay, tc.grad_clip);
+    row("optimizer", buf);
     snprintf(buf, sizeof buf, "%s, %s", tc.val_every ? ("every " + std::to_string(tc.val_every) + " steps").c_str() : "at the start and the end",
              tc.val_batches ? (std::to_string(tc.val_batches) + " batches").c_str() : "all batches");
     row("validation", buf);
@@ -537,7 +569,7 @@ static int train_main(int argc, char** argv) {
         if (r.ckpt_every && (step + 1) % r.ckpt_every == 0 && step + 1 < tc.steps) {
             run.pull();
             if (dist.rank == 0)
-                checkpoint_save(r.out.c_str(), model, step + 1, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob, true, dist.size, tc.accum);
+                checkpoint_save(r.out.c_str(), model, step + 1, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob, true, dist.size, tc.accum, tc.optim, tc.optim == OPT_SPAM ? tc.spam_interval : 0);
             printf("checkpoint: %s (step %d)\n", r.out.c_str(), step + 1);
         }
     }
@@ -556,7 +588,7 @@ static int train_main(int argc, char** argv) {
     run.pull();
     if (!r.out.empty()) {  // the latest state, to resume from
         if (dist.rank == 0)
-            checkpoint_save(r.out.c_str(), model, step, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob, true, dist.size, tc.accum);
+            checkpoint_save(r.out.c_str(), model, step, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob, true, dist.size, tc.accum, tc.optim, tc.optim == OPT_SPAM ? tc.spam_interval : 0);
         printf("checkpoint: %s (step %d)\n", r.out.c_str(), step);
     }
     // the final evaluation uses the best weights seen, not the last (which may be worse)
@@ -571,7 +603,7 @@ static int train_main(int argc, char** argv) {
         std::string best_path = r.out + ".best";
         // step = the weights' step; weights only (a third of the size): evaluation and sampling need no moments
         if (dist.rank == 0)
-            checkpoint_save(best_path.c_str(), model, final_step, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob, false, dist.size, tc.accum);
+            checkpoint_save(best_path.c_str(), model, final_step, train.rng.state, best_val, tc.T, r.train_glob, r.val_glob, false, dist.size, tc.accum, tc.optim, tc.optim == OPT_SPAM ? tc.spam_interval : 0);
         printf("best weights: %s (step %d; weights only, no optimizer state; evaluate this one)\n", best_path.c_str(), final_step);
     }
     if (stop_sig) {

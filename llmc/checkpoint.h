@@ -30,7 +30,9 @@ struct CheckpointHeader {
     char val_data[CKPT_PATH_CHARS];
     uint32_t ranks;          // data-parallel ranks that trained it (0: unknown, an older file)
     uint32_t accum;          // micro-batches accumulated per rank per step (0: unknown)
-    uint32_t reserved[13];
+    uint32_t optim;          // 1 + OPT_ADAMW / OPT_SPAM (llmc/train.h) that trained it (0: unknown, an older file: AdamW)
+    uint32_t spam_interval;  // SPAM's moment-reset interval (0 for AdamW)
+    uint32_t reserved[11];
     uint32_t header_crc;     // CRC32C of every byte of the header before this field
 };
 
@@ -63,7 +65,7 @@ static std::string absolute_glob(const std::string& g) {
 // a third of the size); such a file cannot be resumed from
 static void checkpoint_save(const char* path, GPT& model, int64_t step, uint64_t data_rng, float best_val, int train_T = 0,
                             const std::string& train_data = "", const std::string& val_data = "", bool with_moments = true,
-                            int ranks = 0, int accum = 0) {
+                            int ranks = 0, int accum = 0, int optim = -1, int spam_interval = 0) {
     size_t n = model.ps.total;
     for (size_t i = 0; i < n; i++)
         if (!std::isfinite(model.params[i]))
@@ -85,6 +87,8 @@ static void checkpoint_save(const char* path, GPT& model, int64_t step, uint64_t
     h.train_T = train_T;
     h.ranks = (uint32_t)ranks;
     h.accum = (uint32_t)accum;
+    h.optim = (uint32_t)(optim + 1);
+    h.spam_interval = (uint32_t)spam_interval;
     if (with_moments && !model.m) { model.m = alloc_floats<float>(n); model.v = alloc_floats<float>(n); }
     h.crc_params = crc32c_update(0, model.params, n * sizeof(float));
     h.crc_moments = with_moments ? crc32c_update(crc32c_update(0, model.m, n * sizeof(float)), model.v, n * sizeof(float)) : 0;

@@ -1169,11 +1169,12 @@ struct DevModel : CudaGPT {
         d2h(&x, norm, 4);
         return x;
     }
-    void adamw(float lr, float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2, float clip, float grad_scale) override {
+    void adamw(float lr, float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2, float clip, float grad_scale, float theta,
+               float scale, int reset) override {
         NvtxRange range("adamw");
         launch(adamw_kernel<T>, dim3(64, (unsigned)s.tensors.size()), dim3(256), master, DType<T>::id == 1 ? params : (T*)nullptr,
                (const float*)grads, m, v, (const long*)d_offsets, (const long*)d_sizes, (const int*)d_decay, (const float*)norm, clip,
-               grad_scale, lr, beta1, beta2, eps, weight_decay, bc1, bc2);
+               grad_scale, lr, beta1, beta2, eps, weight_decay, bc1, bc2, theta, scale, reset);
     }
 };
 

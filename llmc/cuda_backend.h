@@ -67,8 +67,9 @@ struct CudaGPT {
     virtual void grad_norm() = 0;               // global L2 norm of grads, kept on the device
     virtual float read_grad_norm() = 0;         // waits for it
     // AdamW; the clip factor min(1, clip/norm) is applied on the device from grad_norm()
+    // theta, scale, reset: SPAM's controls for this step (llmc/model.h: OptStep; 0, 1, 0 = AdamW)
     virtual void adamw(float lr, float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2, float clip,
-                       float grad_scale) = 0;
+                       float grad_scale, float theta = 0.0f, float scale = 1.0f, int reset = 0) = 0;
     virtual std::string memory_report() const = 0;  // one line per buffer
     // for the data-parallel gradient all-reduce (llmc/distributed.h): the fp32 gradients on the
     // device and the stream the model's work is queued on (a cudaStream_t)

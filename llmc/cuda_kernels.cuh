@@ -999,10 +999,11 @@ __global__ void grad_norm_final_kernel(float* norm, const double* partial, int n
 // AdamW on the fp32 master weights, one launch for every tensor: blockIdx.y picks the tensor
 // (offset, size, decay flag). The clip factor comes from the norm on the device (no host sync):
 // g *= grad_scale * (clip > 0 && norm > clip ? clip / norm : 1). Writes the T copy the forward reads.
+// theta, adam_scale, reset: SPAM's controls (llmc/model.h: OptStep), the CPU's arithmetic.
 template <typename T>
 __global__ void adamw_kernel(float* master, T* params, const float* grads, float* m, float* v, const long* offsets, const long* sizes,
                              const int* decay, const float* norm, float clip, float grad_scale, float lr, float beta1, float beta2,
-                             float eps, float weight_decay, float bc1, float bc2) {
+                             float eps, float weight_decay, float bc1, float bc2, float theta, float adam_scale, int reset) {
     int s = blockIdx.y;
     long off = offsets[s], n = sizes[s];
     float wd = decay[s] ? weight_decay : 0.0f;
@@ -1011,13 +1012,15 @@ __global__ void adamw_kernel(float* master, T* params, const float* grads, float
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
         long j = off + i;
         float gi = grads[j] * scale;
-        float mm = beta1 * m[j] + (1.0f - beta1) * gi;
-        float vv = beta2 * v[j] + (1.0f - beta2) * gi * gi;
+        const float mp = reset ? 0.0f : m[j], vp = reset ? 0.0f : v[j];
+        if (theta > 0.0f && gi * gi > theta * vp) gi = copysignf(sqrtf(theta * vp), gi);  // SPAM's spike clip
+        float mm = beta1 * mp + (1.0f - beta1) * gi;
+        float vv = beta2 * vp + (1.0f - beta2) * gi * gi;
         m[j] = mm;
         v[j] = vv;
         float p = master[j];
         float mhat = mm / bc1, vhat = vv / bc2;
-        p -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p);
+        p -= lr * (adam_scale * (mhat / (sqrtf(vhat) + eps)) + wd * p);
         master[j] = p;
         if (params) params[j] = from_f32<T>(p);
     }

@@ -111,7 +111,8 @@ struct CudaTrainer {
         s.lr = lr_at(tc, step);
         dev->grad_norm();  // the clip factor is computed from it on the device: no host round trip
         float bc1 = 1.0f - powf(tc.beta1, (float)(step + 1)), bc2 = 1.0f - powf(tc.beta2, (float)(step + 1));
-        dev->adamw(s.lr, tc.beta1, tc.beta2, tc.eps, tc.weight_decay, bc1, bc2, tc.grad_clip, 1.0f);
+        const OptStep o = opt_step(tc, step);
+        dev->adamw(s.lr, tc.beta1, tc.beta2, tc.eps, tc.weight_decay, bc1, bc2, tc.grad_clip, 1.0f, o.theta, o.scale, o.reset);
         std::vector<float> mine(tc.accum);
         dev->read_losses(mine.data(), tc.accum);
         std::vector<double> losses((size_t)tc.accum * R, 0.0);  // in the order one process would add them

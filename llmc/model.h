@@ -17,6 +17,13 @@ struct Layer {
     float *ln1, *ln1_mean, *ln1_rstd, *attn_out, *mid, *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu, *mlp_out;
 };
 
+// one optimizer step's SPAM controls (llmc/train.h: opt_step); the defaults are plain AdamW
+struct OptStep {
+    float theta = 0.0f;  // spike threshold: clip g^2 > theta * v (0: off)
+    float scale = 1.0f;  // the Adam step's post-reset warmup factor
+    int reset = 0;       // the moments restart from 0 at this step
+};
+
 // the checks every decode() call makes (the CPU caches' here, the device's in llmc/cuda_model.h):
 // each row's sequence exists and its token is in the vocab, learned positions do not run past
 // their table, and every sequence's cache (held(s) of `slots` tokens) has room. Returns the
@@ -362,15 +369,19 @@ struct GPT {
         return (float)sqrt(deterministic_sum(ps.total, [&](size_t i) { return (double)grads[i] * grads[i]; }));
     }
 
-    // AdamW with bias correction; decoupled weight decay on matrices only; t counts from 1
-    void adamw_update(float lr, float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale = 1.0f) {
+    // AdamW with bias correction; decoupled weight decay on matrices only; t counts from 1.
+    // With SPAM's controls for this step (llmc/train.h: opt_step) it is SPAM: the moments start
+    // from 0 on a reset step, a gradient entry with g^2 > theta v is clipped to sign(g) sqrt(theta v),
+    // and the Adam step (not the decay) is scaled by the post-reset warmup
+    void adamw_update(float lr, float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale = 1.0f,
+                      OptStep o = OptStep()) {
         if (!m) { m = alloc_floats<float>(ps.total); v = alloc_floats<float>(ps.total); }
-        adamw_update_range(0, ps.total, grads, m, v, lr, beta1, beta2, eps, weight_decay, t, grad_scale);
+        adamw_update_range(0, ps.total, grads, m, v, lr, beta1, beta2, eps, weight_decay, t, grad_scale, o);
     }
     // the same update of params[lo, hi) only, from gradients and moments that hold just that
     // range (g[0] is element lo): a ZeRO-1 rank's slice (llmc/train.h: train_step_dp)
     void adamw_update_range(size_t lo, size_t hi, const float* g_lo, float* m_lo, float* v_lo, float lr, float beta1, float beta2,
-                            float eps, float weight_decay, int t, float grad_scale) {
+                            float eps, float weight_decay, int t, float grad_scale, OptStep o = OptStep()) {
         ProfScope prof(PROF_OPTIMIZER);
         float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
         for (const ParamSpec& s : ps.specs) {
@@ -384,10 +395,12 @@ struct GPT {
             #pragma omp parallel for schedule(static)
             for (size_t i = 0; i < b - a; i++) {
                 float gi = g[i] * grad_scale;
-                mm[i] = beta1 * mm[i] + (1.0f - beta1) * gi;
-                vv[i] = beta2 * vv[i] + (1.0f - beta2) * gi * gi;
+                const float mp = o.reset ? 0.0f : mm[i], vp = o.reset ? 0.0f : vv[i];
+                if (o.theta > 0.0f && gi * gi > o.theta * vp) gi = copysignf(sqrtf(o.theta * vp), gi);  // SPAM's spike clip
+                mm[i] = beta1 * mp + (1.0f - beta1) * gi;
+                vv[i] = beta2 * vp + (1.0f - beta2) * gi * gi;
                 float mhat = mm[i] / bc1, vhat = vv[i] / bc2;
-                p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[i]);
+                p[i] -= lr * (o.scale * (mhat / (sqrtf(vhat) + eps)) + wd * p[i]);
             }
         }
     }

@@ -14,7 +14,32 @@ struct TrainConfig {
     float weight_decay = 0.1f, grad_clip = 1.0f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f;
     int val_every = 50, val_batches = 10;
     uint64_t seed = 1337;
+    // the optimizer: AdamW, or SPAM (Huang et al., "SPAM: Spike-Aware Adam with Momentum Reset",
+    // ICLR 2025): moments reset every spam_interval steps, a cosine warmup of the Adam step over
+    // spam_warmup steps after each reset, spike-aware clipping at spam_threshold once the second
+    // moment has had spam_skip steps to build up (at the start and after each reset)
+    int optim = 0;  // OPT_ADAMW or OPT_SPAM
+    float spam_threshold = 5000.0f;
+    int spam_interval = 1000, spam_warmup = 150, spam_skip = 20;
 };
+enum { OPT_ADAMW = 0, OPT_SPAM = 1 };
+static const char* const OPT_NAMES[2] = {"adamw", "spam"};
+
+// SPAM's controls at 0-based `step`, a function of the step alone (so a resumed run continues
+// them exactly): resets at steps interval, 2 interval, ...; the warmup factor rises from 0.01 to
+// 1 over the `warmup` steps that start at a reset (none at the very start: the lr warmup is
+// there); clipping once `skip` steps have passed since the start or the last reset. Bias
+// correction keeps counting the global step, as SPAM's own implementation does.
+static OptStep opt_step(const TrainConfig& tc, int step) {
+    OptStep o;
+    if (tc.optim != OPT_SPAM) return o;
+    const int since = step % tc.spam_interval;
+    const bool after_reset = step >= tc.spam_interval;
+    o.reset = after_reset && since == 0;
+    if (since >= tc.spam_skip) o.theta = tc.spam_threshold;
+    if (after_reset && since < tc.spam_warmup) o.scale = 0.01f + 0.99f * 0.5f * (1.0f - cosf(3.14159265f * (float)since / (float)tc.spam_warmup));
+    return o;
+}
 
 // linear warmup to lr, then cosine decay to lr * lr_min_frac at the last step
 static float lr_at(const TrainConfig& tc, int step) {
@@ -50,7 +75,7 @@ static StepStats train_step(GPT& model, DataLoader& train, const TrainConfig& tc
         fail_hint("lower the learning rate (-l) or the clip (--clip)", "gradient norm is %f at step %d", s.grad_norm, step + 1);
     float clip = (tc.grad_clip > 0.0f && s.grad_norm > tc.grad_clip) ? tc.grad_clip / s.grad_norm : 1.0f;
     s.lr = lr_at(tc, step);
-    model.adamw_update(s.lr, tc.beta1, tc.beta2, tc.eps, tc.weight_decay, step + 1, clip);
+    model.adamw_update(s.lr, tc.beta1, tc.beta2, tc.eps, tc.weight_decay, step + 1, clip, opt_step(tc, step));
     return s;
 }
 
@@ -149,7 +174,7 @@ static StepStats train_step_dp(GPT& model, DataLoader& train, const TrainConfig&
     float clip = (tc.grad_clip > 0.0f && s.grad_norm > tc.grad_clip) ? tc.grad_clip / s.grad_norm : 1.0f;
     s.lr = lr_at(tc, step);
     model.adamw_update_range(z.lo, z.hi, z.g.data(), z.m.data(), z.v.data(), s.lr, tc.beta1, tc.beta2, tc.eps, tc.weight_decay, step + 1,
-                             clip);
+                             clip, opt_step(tc, step));
     {
         ProfScope prof(PROF_OPTIMIZER);
         dist_allgather(model.params, z.counts, z.displs);

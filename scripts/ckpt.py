@@ -39,7 +39,7 @@ CONFIG_FIELDS = [("preset", "32s")] + [(n, "i") for n in (
 CONFIG_FMT = "<" + "".join(code for _, code in CONFIG_FIELDS)
 # CheckpointHeader: magic version header_bytes config_bytes | config | 4 pad | step data_rng
 # n_floats | has_moments best_val train_T crc_params crc_moments | train_data val_data |
-# ranks accum reserved[13] (zeros here: "unknown") header_crc | 4 pad
+# ranks accum optim spam_interval reserved[11] (zeros here: "unknown") header_crc | 4 pad
 HEADER_FMT = "<4I" + CONFIG_FMT[1:] + "4x" + "qQQ" + "IfiII" + f"{PATH_CHARS}s{PATH_CHARS}s" + "15I" + "I" + "4x"
 assert struct.calcsize(CONFIG_FMT) == 124 and struct.calcsize(HEADER_FMT) == HEADER_BYTES
 HEADER_CRC_OFFSET = 2296  # offsetof(CheckpointHeader, header_crc): the header CRC covers the bytes before it
@@ -216,7 +216,8 @@ def _unpack_header(raw, path):
     header = dict(step=rest[0], data_rng=rest[1], n_floats=rest[2], has_moments=rest[3], best_val_loss=rest[4],
                   train_T=rest[5], crc_params=rest[6], crc_moments=rest[7],
                   train_data=rest[8].split(b"\0")[0].decode(), val_data=rest[9].split(b"\0")[0].decode(),
-                  ranks=rest[10], accum=rest[11])
+                  ranks=rest[10], accum=rest[11], optim=["unknown", "adamw", "spam"][rest[12]] if rest[12] <= 2 else rest[12],
+                  spam_interval=rest[13])
     return config, header
 
 

@@ -471,14 +471,17 @@ int main(int argc, char** argv) {
 
     // 10 AdamW steps on the bundled data, each step's loss and the final weights vs the CPU
     // (mla and fmka in fp32: their model tests cover bf16)
-    struct StepCase { const char* name; int attn, pos, prec; };
-    for (StepCase sc : {StepCase{"gqa rope", ATTN_GQA, POS_ROPE, CUDA_FP32}, StepCase{"gqa rope", ATTN_GQA, POS_ROPE, CUDA_BF16},
-                        StepCase{"mla alibi", ATTN_MLA, POS_ALIBI, CUDA_FP32}, StepCase{"fmka rope", ATTN_FMKA, POS_ROPE, CUDA_FP32}})
+    // (and SPAM, --optim spam, with resets every 4 steps and clipping at 2 x v)
+    struct StepCase { const char* name; int attn, pos, prec, optim; };
+    for (StepCase sc : {StepCase{"gqa rope", ATTN_GQA, POS_ROPE, CUDA_FP32, OPT_ADAMW}, StepCase{"gqa rope", ATTN_GQA, POS_ROPE, CUDA_BF16, OPT_ADAMW},
+                        StepCase{"mla alibi", ATTN_MLA, POS_ALIBI, CUDA_FP32, OPT_ADAMW}, StepCase{"fmka rope", ATTN_FMKA, POS_ROPE, CUDA_FP32, OPT_ADAMW},
+                        StepCase{"mha alibi, spam", ATTN_MHA, POS_ALIBI, CUDA_FP32, OPT_SPAM}})
         device_test(std::string("10 training steps vs cpu (") + sc.name + ", accum 2) [" + CUDA_PRECISION_NAMES[sc.prec] + "]", [sc] {
             const int p = sc.prec;
             GPTConfig c = small_config(sc.attn, sc.pos, sc.attn == ATTN_GQA ? 1 : 0, true, false);
             TrainConfig tc;
             tc.B = 2; tc.T = 16; tc.accum = 2; tc.steps = 10; tc.warmup = 2; tc.lr = 3e-3f;
+            tc.optim = sc.optim; tc.spam_interval = 4; tc.spam_warmup = 2; tc.spam_skip = 1; tc.spam_threshold = 2.0f;
             const char *tr = "data/tinyshakespeare/gpt-neox-20b/train_*.bin";
             GPT cpu(c), host(c);
             cpu.init_weights(9);

@@ -1232,6 +1232,55 @@ static void register_tests() {
         printf("    loss %.3f -> %.4f\n", first, loss);
     });
 
+    // SPAM (--optim spam) against an independent double-precision reference of the paper's
+    // update (the schedule recomputed here, not taken from opt_step): resets every 8 steps, a
+    // cosine warmup of 3 steps after each, spike clipping at 2 x v after 2 steps; gradients with
+    // planted spikes. AdamW (the defaults) is checked the same way.
+    add_test("SPAM and AdamW updates vs a float64 reference (resets, warmup, spike clipping)", [] {
+        GPTConfig cfg = test_config(ATTN_MHA, POS_ROPE);
+        for (int spam = 0; spam < 2; spam++) {
+            GPT m(cfg);
+            m.init_weights(2);
+            const size_t n = m.ps.total;
+            TrainConfig tc;
+            tc.optim = spam ? OPT_SPAM : OPT_ADAMW;
+            tc.spam_interval = 8; tc.spam_warmup = 3; tc.spam_skip = 2; tc.spam_threshold = 2.0f;
+            const double lr = 1e-2, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1, gs = 0.5;
+            std::vector<double> p(m.params, m.params + n), mm(n, 0.0), vv(n, 0.0);
+            Rng r(7);
+            long clipped = 0, resets = 0;
+            for (int step = 0; step < 25; step++) {
+                for (size_t i = 0; i < n; i++) {
+                    double g = r.normal() * 0.01;
+                    if ((i * 7 + step) % 97 == 0) g *= 300.0;  // a spike
+                    m.grads[i] = (float)g;
+                }
+                m.adamw_update((float)lr, (float)b1, (float)b2, (float)eps, (float)wd, step + 1, (float)gs, opt_step(tc, step));
+                const int since = step % 8;
+                const bool reset = spam && step >= 8 && since == 0, clip = spam && since >= 2;
+                const double scale = spam && step >= 8 && since < 3 ? 0.01 + 0.99 * 0.5 * (1.0 - cos(M_PI * since / 3.0)) : 1.0;
+                resets += reset;
+                const double bc1 = 1.0 - pow(b1, step + 1), bc2 = 1.0 - pow(b2, step + 1);
+                for (const ParamSpec& sp : m.ps.specs)
+                    for (size_t i = sp.offset; i < sp.offset + sp.n; i++) {
+                        double g = (double)m.grads[i] * gs, m0 = reset ? 0.0 : mm[i], v0 = reset ? 0.0 : vv[i];
+                        if (clip && g * g > 2.0 * v0) { g = (g < 0 ? -1.0 : 1.0) * sqrt(2.0 * v0); clipped++; }
+                        mm[i] = b1 * m0 + (1 - b1) * g;
+                        vv[i] = b2 * v0 + (1 - b2) * g * g;
+                        p[i] -= lr * (scale * (mm[i] / bc1) / (sqrt(vv[i] / bc2) + eps) + (sp.decay ? wd : 0.0) * p[i]);
+                    }
+            }
+            double worst = 0.0;
+            for (size_t i = 0; i < n; i++) {
+                double e = fabs(m.params[i] - p[i]) / (1e-6 + 1e-4 * fabs(p[i]));
+                if (!(e <= worst)) worst = e;
+            }
+            printf("    %s: worst %.1f%% of allowed; %ld clipped entries, %ld resets\n", spam ? "spam" : "adamw", 100 * worst, clipped, resets);
+            CHECK(worst <= 1.0, "%s: parameters differ from the reference (%.1f%% of allowed)", spam ? "spam" : "adamw", 100 * worst);
+            if (spam) CHECK(clipped > 100 && resets == 3, "the test must exercise clipping and resets (%ld, %ld)", clipped, resets);
+        }
+    });
+
     add_test("save -> resume is bitwise identical, and written atomically", [] {
         std::string shard = tmpdir() + "/resume_train_000.bin", ck = tmpdir() + "/resume.ckpt";
         write_shard(shard, random_tokens(600, 61, 3), 61);
@@ -2049,6 +2098,10 @@ static void register_cli_tests(const std::string& bin) {
             {"--heads 5", "not divisible by 5 heads"},
             {"-a gqa -g 3", "does not divide 4 query heads"},
             {"-a gqa", "needs the number of KV heads"},
+            {"--optim adam", "unknown --optim 'adam'"},
+            {"--spam-interval 5", "--spam-interval applies to --optim spam only"},
+            {"--optim spam --spam-interval 0", "--spam-interval 0 is out of range"},
+            {"--optim spam --spam-threshold 0", "--spam-threshold 0 must be positive"},
             {"-a mha -g 2", "applies to -a gqa only"},
             {"-p learned -t 2000", "exceeds the learned position table"},
             {"-p rope --rotary-pct 0.01", "needs at least 2"},
@@ -2116,6 +2169,25 @@ static void register_cli_tests(const std::string& bin) {
         rc = run_command(bin + " -m pythia-70m -a gqa -g 2 -p rope -x 0 -L /dev/null", &out);
         CHECK(rc == 0 && out.find("256 /layer, 1536 total") != std::string::npos && out.find("75.0% vs MHA") != std::string::npos,
               "gqa G=2: %s", out.c_str());
+    });
+
+    add_test("train_gpt --optim spam: resumes bitwise, and a checkpoint resumes only under its optimizer", [bin] {
+        std::string a = tmpdir() + "/spam_a.ckpt", b = tmpdir() + "/spam_b.ckpt", out;
+        std::string base = bin + " --d-model 32 --layers 1 --heads 2 -b 2 -t 32 -n 0 -v 1 -L /dev/null --optim spam --spam-warmup 2 --spam-skip 1";
+        std::string common = base + " --spam-interval 3";
+        int rc = run_command(common + " -x 7 -o " + a, &out);
+        CHECK(rc == 0 && out.find("| optimizer                | SPAM") != std::string::npos, "straight: rc %d %s", rc, out.c_str());
+        rc = run_command(common + " -x 4 -o " + b, &out);
+        CHECK(rc == 0, "first part: rc %d %s", rc, out.c_str());
+        rc = run_command(common + " -x 7 --resume " + b + " -o " + b, &out);
+        CHECK(rc == 0, "resume: rc %d %s", rc, out.c_str());
+        rc = run_command("cmp " + a + " " + b, &out);
+        CHECK(rc == 0, "the resumed SPAM run differs from the straight one: %s", out.c_str());
+        rc = run_command(bin + " --d-model 32 --layers 1 --heads 2 -b 2 -t 32 -n 0 -v 1 -L /dev/null -x 8 --resume " + a + " -o " + a, &out);
+        CHECK(rc == 1 && out.find("was trained with --optim spam, this run asks for adamw") != std::string::npos &&
+                  out.find("HINT: pass --optim spam") != std::string::npos, "adamw resuming a spam checkpoint: rc %d %s", rc, out.c_str());
+        rc = run_command(base + " -x 8 --spam-interval 5 --resume " + a + " -o " + a, &out);
+        CHECK(rc == 1 && out.find("reset SPAM's moments every 3 steps, this run every 5") != std::string::npos, "another interval: rc %d %s", rc, out.c_str());
     });
 
     add_test("train_gpt: trains on bundled data, checkpoints, resumes", [bin] {

@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
     };
     auto v2 = [&] {
         launch(adamw_kernel<bf16>, dim3(64, nt), dim3(256), p, pc, (const float*)g, m, v, (const long*)doff, (const long*)dsz, (const int*)ddec,
-               (const float*)norm, 1.0f, 1.0f, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.1f, 0.05f);
+               (const float*)norm, 1.0f, 1.0f, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.1f, 0.05f, 0.0f, 1.0f, 0);
     };
     // same start state for both, then compare the updated weights
     float* p0 = dev_random<float>(n, 1);
