@@ -885,6 +885,7 @@ struct DevModel : CudaGPT {
     ~DevModel() override {
         dev_sync();
         decode_free();
+        if (logits_f32) dev_free(logits_f32);
         dev_free(params_mem);
         dev_free(act_mem);
         host_pinned_free(stage_in);
@@ -1005,13 +1006,21 @@ struct DevModel : CudaGPT {
         if (n > next_slot) backend_fail(nullptr, "internal: read_losses asked for more losses than forwards since zero_grad()");
         d2h(host, loss_slots, (size_t)n * 4);
     }
-    void get_logits(float* host) override {
-        long N = (long)B * Tn * s.Vp;
+    void get_logits(float* host) override { logits_to_host((long)B * Tn, host); }
+    // the fp32 logits of the first `rows` rows to the host; bf16 ones are converted on the device
+    // first, into a scratch kept between calls (decoding calls this every step)
+    float* logits_f32 = nullptr;
+    size_t logits_f32_n = 0;
+    void logits_to_host(long rows, float* host) {
+        const long N = rows * s.Vp;
         if (DType<T>::id == 0) { d2h(host, logits, N * 4); return; }
-        float* tmp = (float*)dev_alloc(N * 4);
-        launch(to_float_kernel<T>, dim3(ceil_div(N, 256)), dim3(256), tmp, (const T*)logits, N);
-        d2h(host, tmp, N * 4);
-        dev_free(tmp);
+        if ((size_t)N > logits_f32_n) {
+            if (logits_f32) { dev_sync(); dev_free(logits_f32); }
+            logits_f32 = (float*)dev_alloc(N * 4);
+            logits_f32_n = N;
+        }
+        launch(to_float_kernel<T>, dim3(ceil_div(N, 256)), dim3(256), logits_f32, (const T*)logits, N);
+        d2h(host, logits_f32, N * 4);
     }
     void get_token_losses(float* host) override {
         if (!have_targets) backend_fail(nullptr, "internal: get_token_losses() after a forward without targets");
@@ -1149,14 +1158,7 @@ struct DevModel : CudaGPT {
         launch(gather_rows_kernel<T>, dim3(ceil_div((long)n_out * C, 256)), dim3(256), ln2, (const T*)x, (const int*)dec_out, n_out, C);
         layernorm_forward<T>(lnf, lnf_mean, lnf_rstd, ln2, P + s.lnf_w, P + s.lnf_b, n_out, C);
         matmul_forward<T>(logits, lnf, P + s.w_out, nullptr, n_out, C, s.Vp);
-        const long NL = (long)n_out * s.Vp;
-        if (DType<T>::id == 0) { d2h(logits_out, logits, NL * 4); return; }
-        float* tmp = (float*)h;  // fch is F wide per row: reuse it only when the logits fit
-        bool fits = (size_t)NL * 4 <= (size_t)dec_rows * F * sizeof(T);
-        if (!fits) tmp = (float*)dev_alloc(NL * 4);
-        launch(to_float_kernel<T>, dim3(ceil_div(NL, 256)), dim3(256), tmp, (const T*)logits, NL);
-        d2h(logits_out, tmp, NL * 4);
-        if (!fits) dev_free(tmp);
+        logits_to_host(n_out, logits_out);
     }
 
     void grad_norm() override {

@@ -198,8 +198,7 @@ struct CudaDecoder {
         dec_len.assign(n_seq, 0);
         dec_T = max_T;
     }
-    int decode_len(int s) const { return dec_len[s]; }
-    int decode_held(int s) const { return dec_len[s]; }
+    int decode_held(int s) const { return dec_len[s]; }  // slot = position on the device: a sequence holds its whole length
     // bytes of the device caches per token (every layer) and per sequence, as allocated
     size_t cache_bytes_per_token() const { return dev->cache_bytes_per_token(); }
     size_t cache_bytes_fixed() const { return dev->cache_bytes_fixed(); }
