@@ -232,6 +232,11 @@ static double cpu_seconds() {
     getrusage(RUSAGE_SELF, &u);
     return u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
 }
+static double peak_rss_mib() {  // Linux reports ru_maxrss in KiB
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_maxrss / 1024.0;
+}
 
 static std::string human(double x) {
     char b[32];
@@ -612,8 +617,13 @@ static int train_main(int argc, char** argv) {
     }
     float final_val = run.val(val, tc.val_batches);
     printf("final val loss %.4f (weights of step %d)\n", final_val, final_step);
-    fprintf(logf, "{\"event\":\"end\",\"steps\":%d,\"seconds\":%.2f,\"best_val_loss\":%.6f,\"final_val_loss\":%.6f,\"final_weights_step\":%d}\n",
-            step, total, best_val, final_val, final_step);
+    // memory, measured: this process's peak resident set (each run is its own process, so no
+    // counter carries over from another variant) and the device buffers allocated for training
+    double peak_host_mib = peak_rss_mib(), dev_mib = run.device_bytes() / 1048576.0;
+    printf("peak memory: host %.1f MiB resident (getrusage)%s\n", peak_host_mib,
+           dev_mib > 0 ? (", device " + std::to_string((int)std::lround(dev_mib)) + " MiB allocated").c_str() : "");
+    fprintf(logf, "{\"event\":\"end\",\"steps\":%d,\"seconds\":%.2f,\"best_val_loss\":%.6f,\"final_val_loss\":%.6f,\"final_weights_step\":%d,"
+            "\"peak_host_mib\":%.1f,\"device_mib\":%.1f}\n", step, total, best_val, final_val, final_step, peak_host_mib, dev_mib);
     fclose(logf);
     return 0;
 }

