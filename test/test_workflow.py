@@ -2,7 +2,8 @@
 matplotlib, else they are skipped): run metadata in train_gpt's log and eval_gpt's JSON, -h
 defaults, logs and evaluations never overwritten, progress and ETA lines, the settings box with
 long values, eval_report's capped marks, plot_runs.py and its missing-matplotlib message,
-summarize_runs.py's seed groups, prepare.py's text / jsonl inputs. Ends with "N passed, N failed[, N skipped]".
+summarize_runs.py's seed groups, prepare.py's text / jsonl inputs, scripts/repro/report.py on real
+runs. Ends with "N passed, N failed[, N skipped]".
 """
 import json
 import os
@@ -229,6 +230,12 @@ def repro_report_builds_every_section_from_real_runs():
         assert link.startswith("results/") and os.path.exists(os.path.join(docs, link)), link
     r = run([sys.executable, "scripts/repro/report.py", "5_variants", "--runs", os.path.join(TMP, "nowhere"), "--docs", docs])
     assert r.returncode == 1 and "no runs" in r.stderr and "HINT" in r.stderr, r.stderr
+    for sh in sorted(os.listdir(os.path.join(ROOT, "scripts", "repro"))):
+        if sh.endswith(".sh"):
+            r = run(["bash", "-n", os.path.join("scripts", "repro", sh)])
+            assert r.returncode == 0, (sh, r.stderr)
+    r = run(["bash", "scripts/repro/1_mla_alibi.sh"], env=dict(os.environ, SCALE="huge"))
+    assert r.returncode == 2 and "SCALE must be cpu or gpu" in r.stderr, r.stderr
 
 
 def main():

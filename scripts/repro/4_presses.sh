@@ -5,18 +5,21 @@
 # Protocols (eval_gpt --press): prefill (prefill P tokens of a document, compress the cache, score
 # the next N tokens against it), decode (stream each text with the cache held at a budget), and
 # naive, the earlier protocol, kept to show that it cannot move. Every press (random, knorm,
-# streaming, snapkv, tova, h2o, expected_attention, keydiff) at ratios 0.25 / 0.5 / 0.75, on the
-# WikiText-2 test articles and the Gutenberg book.
+# streaming, snapkv, tova, h2o, expected_attention, keydiff) at ratios 0.5 / 0.75 (and 0.25, 0.9
+# on a GPU), on the WikiText-2 test articles and the Gutenberg book.
 # Models: the MHA and MLA models of 5_variants.sh (Pythia-shaped, trained here; run it first), and,
 # with PYTHIA70M=DIR (EleutherAI/pythia-70m as save_pretrained() writes it; needs numpy), the
 # real pythia-70m imported by scripts/hf_import.py, evaluated at contexts of 1024 tokens.
 #   bash scripts/repro/4_presses.sh
-# Environment: SAMPLES (samples and streams per protocol: 24; 0: all), PYTHIA70M, OUT, FORCE.
+# Environment: SAMPLES (samples and streams per protocol: 12 on the CPU, 0 = all on a GPU), RATIOS,
+# PYTHIA70M, MODELS (where 5_variants' checkpoints are), OUT, FORCE.
 source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/repro/4_presses}; mkdir -p "$OUT"
-SAMPLES=${SAMPLES:-24}; TOK=gpt-neox-20b
+if [ "$SCALE" = gpu ]; then SAMPLES=${SAMPLES:-0}; RATIOS=${RATIOS:-0.25,0.5,0.75,0.9}
+else SAMPLES=${SAMPLES:-12}; RATIOS=${RATIOS:-0.5,0.75}; fi
+TOK=gpt-neox-20b
 MODELS=${MODELS:-runs/repro/5_variants}
-PRESS=(--press all --ratio 0.25,0.5,0.75 --press-protocols prefill,decode,naive --press-samples "$SAMPLES"
+PRESS=(--press all --ratio "$RATIOS" --press-protocols prefill,decode,naive --press-samples "$SAMPLES"
        --press-data "data/eval/$TOK/wikitext_eval,data/eval/$TOK/book_eval")
 evaluate() {  # name ckpt [eval flags]
     local name=$1 ck=$2; shift 2
