@@ -230,7 +230,11 @@ def train_table(g, extra_cols=()):
                fmt_ms([median_ms(r) for r in rs], "{:.0f}")]
         row += [fn(rs) for _, fn in extra_cols]
         out.append("| " + " | ".join(row) + " |")
-    return out
+    # a column no run measured (e.g. WikiText when the recipe did not score it) is left out
+    cells = [[c.strip() for c in l.strip("|").split(" | ")] for l in out]
+    keep = [j for j in range(len(cols)) if any(row[j] != "n/a" for row in cells[2:])]
+    return ["| " + " | ".join(row[j] for j in keep) + " |" for row in [cells[0]]] + ["|" + "---|" * len(keep)] + \
+           ["| " + " | ".join(row[j] for j in keep) + " |" for row in cells[2:]]
 
 
 def buckets_table(g):
@@ -318,17 +322,39 @@ def section_2(runs, lines, docs):
                      f"{f('margin', 'reversed', 'trained')} | {f('gain', 'reversed')} | {acc('reversed')} |")
     n = next(iter(gr.values()))[0]["eval"]["reversal"]["forward"]
     lines += ["", f"({n['trained']['facts']} trained and {n['heldout']['facts']} never-seen facts. The curse: a clear forward gain with a reversed gain near 0.)", ""]
-    lines += ["Q/K statistics after the position encoding, last layer (mean |x| of the rotated dims in NeoX's high-frequency "
-              "band (pairs 0 .. rot/4) and low-frequency band, of the unrotated dims, and max |x|):", "",
-              "| configuration | view | rotated dims | max abs | high-band mean abs | low-band mean abs | pass-through mean abs | low/high |",
-              "|---|---|---|---|---|---|---|---|"]
+    fg = {name: statistics.fmean(r["eval"]["reversal"]["forward"]["gain"] for r in rs) for name, rs in gr.items()}
+    if fg and max(fg.values()) < 0.5:
+        lines += [f"Measured: no configuration learned the trained facts (forward gains {min(fg.values()):+.2f} to "
+                  f"{max(fg.values()):+.2f} nats, about as large as the reversed ones), so at this length of training the "
+                  "reversed gain says nothing about the curse either way; the GPU scale (or more steps, or more REPEATS) is "
+                  "where it becomes a measurement.", ""]
+    lines += ["Q/K statistics after the position encoding, last layer. NeoX's RoPE pairs dim i with dim i + rot/2 (one "
+              "frequency per pair, highest first), so the high-frequency band is dims 0 .. rot/4-1 with their partners "
+              "rot/2 .. 3rot/4-1, the low band the rest of the rotated dims; pass-through: the dims RoPE leaves alone. "
+              "low/high: the bands' mean |x| ratio. The earlier analysis's split, first half of the rotated dims vs "
+              "second half, puts the two members of every pair on opposite sides, so its ratio (here from the per-dim "
+              "max |x|) sits near 1 whatever the model does; the band split's ratio, from the same per-dim maxima, "
+              "beside it:", "",
+              "| configuration | view | rotated dims | max abs | high-band mean abs | low-band mean abs | pass-through mean abs | "
+              "low/high (mean abs) | halves ratio, per-dim max (the earlier split) | bands ratio, per-dim max |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, rs in having(g, "qk").items():
         qk = rs[0]["eval"]["qk"]
         last = [q for q in qk if q["name"].startswith(qk[-1]["name"].split(".")[0] + ".")] if qk else []
         for q in last:
             f = lambda k: "n/a" if q.get(k) is None else f"{q[k]:.3f}"
-            lines.append(f"| {name} | {q['name']} | {q.get('rot', 0)} | {f('max_abs')} | {f('high_mean_abs')} | {f('low_mean_abs')} | "
-                         f"{f('pass_mean_abs')} | {f('low_high')} |")
+            rot, dm = q.get("rot", 0), q.get("dim_max") or []
+            lh = halves = bands = "n/a"
+            if rot >= 4 and q.get("high_mean_abs"):
+                lh = f"{q['low_mean_abs'] / q['high_mean_abs']:.3f}"
+            if rot >= 4 and len(dm) >= rot:
+                h, qd = rot // 2, rot // 4
+                halves = f"{statistics.fmean(dm[h:rot]) / statistics.fmean(dm[:h]):.3f}"
+                hi = dm[:qd] + dm[h:h + qd]
+                lo = dm[qd:h] + dm[h + qd:rot]
+                bands = f"{statistics.fmean(lo) / statistics.fmean(hi):.3f}"
+            lines.append(f"| {name} | {q['name']} | {rot} | {f('max_abs')} | {f('high_mean_abs')} | {f('low_mean_abs')} | "
+                         f"{f('pass_mean_abs')} | {lh} | {halves} | {bands} |")
     lines.append("")
 
 
@@ -364,8 +390,9 @@ def section_4(runs, lines, docs):
         lines += ["No press results.", ""]
         return
     lines += ["Every press at every ratio under the three protocols (the full tables and plots: "
-              "[4_presses_detail.md](4_presses_detail.md)). PPL against the full cache, and the spread of the naive "
-              "protocol's numbers over every press and ratio:", ""]
+              "[4_presses_detail.md](4_presses_detail.md)). PPL against the full cache, the best and worst press at two "
+              "ratios, and the spread of the pressed PPLs over every press and ratio (exactly 0 under the naive protocol, "
+              "by construction: that is the earlier work's flat 40.31):", ""]
     lines += ["| model | protocol | full cache PPL | best press at 0.5 | worst press at 0.5 | best press at 0.75 | worst press at 0.75 | spread of all pressed PPLs |",
               "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -390,7 +417,8 @@ def section_4(runs, lines, docs):
     p = q.get("prefill") or {}
     lines += ["", f"Prefill: P = {p.get('P')} context tokens compressed, N = {p.get('N')} scored after them; decode: streams of "
               f"S = {(q.get('decode') or {}).get('S')} tokens with the cache held at the budget; samples capped at "
-              f"{q.get('max_samples') or 'none'}; data: " + ", ".join(f"{os.path.basename(s['prefix'])} ({s['tokens']:,} tokens)" for s in q.get("sets", [])) + ".", ""]
+              f"{q.get('max_samples') or 'none'} ({p['runs'][0].get('tokens', '?') if p.get('runs') else '?'} tokens scored per "
+              f"setting under prefill: differences of a few percent are within the noise of so few tokens); data: " + ", ".join(f"{os.path.basename(s['prefix'])} ({s['tokens']:,} tokens)" for s in q.get("sets", [])) + ".", ""]
     detail = os.path.join(docs, "4_presses_detail.md")
     subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "press_report.py")] + sorted(r["path"] for r in runs.values() if r["eval"].get("press")) +
                    ["--out", detail, "--plots", os.path.join(docs, "4_presses")], check=True, stdout=subprocess.DEVNULL)
@@ -419,6 +447,14 @@ def section_5(runs, lines, docs):
         return ", ".join(r["eval"].get("leak_guard", "?") for r in rs)
 
     lines += train_table(g, [("params", params), ("peak host MiB", mem), ("device MiB", dev), ("leak guard", leak)]) + [""]
+    losses = {n: statistics.fmean(r["eval"]["disjoint"]["loss"] for r in rs) for n, rs in g.items()}
+    if len(losses) > 1:
+        lo, hi = min(losses, key=losses.get), max(losses, key=losses.get)
+        nseeds = min(len(rs) for rs in g.values())
+        lines += [f"Measured: every variant's held-out PPL is {min(math.exp(v) for v in losses.values()):.0f} to "
+                  f"{max(math.exp(v) for v in losses.values()):.0f} at this length of training, not 2.4-2.5; the best "
+                  f"({lo}) and the worst ({hi}) differ by {losses[hi] - losses[lo]:.3f} in loss"
+                  + (" with one seed each: noise unless more seeds agree." if nseeds < 2 else f" ({nseeds} seeds each).") , ""]
     img(lines, curves_plot(os.path.join(docs, "5_variants_loss.png"), g, "val loss during training"))
 
 
