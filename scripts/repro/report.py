@@ -281,6 +281,8 @@ def section_1(runs, lines, docs):
                   + (f" MHA + RoPE's PPL at positions {pos[0][-1]['from']}+ is {100 * gain:.0f}% below positions 0-{pos[0][0]['to']}"
                      + (": almost flat, so these models barely use their context yet." if gain < 0.05 else ": they use their context.")
                      if gain is not None else ""), ""]
+    if not any(n.endswith("_lr2e-3") for n in g):
+        lines += ["The recipe's companion pair at lr 2e-3 (COMPANION_SEEDS) is not in these runs.", ""]
     lines += ["No model here comes near PPL 1.5: eval_gpt's leak guard (a later token must not change an earlier logit) passed "
               "before every number, and without a view of the future a PPL that low is out of reach at this size.", ""]
 
