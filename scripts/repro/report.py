@@ -142,9 +142,16 @@ def shape_of(r):
 
 
 def header(recipe, runs, meta):
-    first = next(iter(runs.values()))
+    first = next((r for r in runs.values() if r.get("start")), next(iter(runs.values())))
     st = first.get("start", {})
     run = st.get("run", {})
+    if not st:  # evaluation-only recipes (the presses): the machine from eval_gpt's own record
+        erun = first["eval"].get("run", {})
+        host = erun.get("host", {})
+        lines_eval = [f"Machine: {host.get('cpu', '?')}, {host.get('cores', '?')} cores, GPU {host.get('gpu') or 'none'}; "
+                      f"backend {first['eval'].get('backend', '?')}; git {erun.get('git', {}).get('commit', '?')[:10]}."]
+    else:
+        lines_eval = []
     host = run.get("host", {})
     flags = " ".join(a for a in run.get("argv", [])[1:])
     lines = [f"## {TITLES[recipe]}", "",
@@ -155,6 +162,7 @@ def header(recipe, runs, meta):
                      f"{meta.get('wall_s', 0) / 60:.1f} min"
                      + (f" for this invocation ({meta['runs_done_before']} run(s) done by an earlier one)" if meta.get("runs_done_before") else "")
                      + f", finished {meta.get('finished', '?')}.")
+    lines += lines_eval
     if st:
         lines.append(f"Machine: {host.get('cpu', '?')}, {host.get('cores', '?')} cores, GPU {host.get('gpu') or 'none'}; "
                      f"backend {st.get('backend', '?')}; git {run.get('git', {}).get('commit', '?')[:10]}.")
