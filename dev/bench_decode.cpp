@@ -4,7 +4,8 @@
 //   - per shape x attention variant (random weights): prefill tokens/s (one batched call at each
 //     prompt length, batch 1), and decode ms per step and tokens/s at each context and batch,
 //     with the bytes one step must read (the weights it uses + every sequence's cache) and that
-//     step's time at the measured bandwidth, as % of the bound (100% = bandwidth-bound).
+//     step's time at the measured bandwidth, as % of the bound (100% = bandwidth-bound), and the
+//     mean time per step in attention and in the linear layers (llmc/profile.h)
 // Decoding at context L is timed with the cache marked as holding L tokens (its contents do
 // not change the work), so long contexts need no long prefill.
 //   - decode with a pressed cache: a real prompt of L tokens prefilled, the cache compressed by the
@@ -100,8 +101,8 @@ int main(int argc, char** argv) {
     double copy = stream_copy_gbs(), bw = stream_read_gbs();
     printf("memory bandwidth (%d threads): read %.1f GB/s (a sum over 1 GiB: the bound below), STREAM copy %.1f GB/s (read + write)\n\n",
            omp_get_max_threads(), bw, copy);
-    printf("| shape | variant | KV floats/token | prefill tokens/s (prompt: speed) | context | batch | decode ms/step | tokens/s | MB read/step (weights + cache) | bound ms | %% of bound |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("| shape | variant | KV floats/token | prefill tokens/s (prompt: speed) | context | batch | decode ms/step | tokens/s | MB read/step (weights + cache) | bound ms | %% of bound | attention ms (mean) | linear ms (mean) |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const std::string& shape : split_list(shapes))
         for (const std::string& v : split_list(variants)) {
             GPTConfig c;
@@ -131,6 +132,7 @@ int main(int argc, char** argv) {
                     for (int s = 0; s < B; s++) { tok[s] = (int)rng.below(c.vocab_size); seq[s] = s; }
                     m.decode(tok.data(), seq.data(), B);  // warm-up
                     std::vector<double> ts;
+                    g_prof.reset();
                     for (int k = 0; k < steps; k++) {
                         double t0 = now_seconds();
                         m.decode(tok.data(), seq.data(), B);
@@ -141,8 +143,9 @@ int main(int argc, char** argv) {
                     size_t fixed = m.kv_cache_floats_fixed();
                     double bytes = 4.0 * ((double)m.decode_weight_floats() + (double)B * ((double)m.kv_cache_floats_per_token() * (L + 1) + fixed));
                     double bound = bytes / (bw * 1e9);
-                    printf("| %s | %s | %zu | %s | %d | %d | %.2f | %.0f | %.1f | %.2f | %.0f%% |\n", shape.c_str(), v.c_str(), m.kv_cache_floats_per_token(),
-                           pre.c_str(), L, B, 1000 * dt, B / dt, bytes / 1e6, 1000 * bound, 100 * bound / dt);
+                    printf("| %s | %s | %zu | %s | %d | %d | %.2f | %.0f | %.1f | %.2f | %.0f%% | %.2f | %.2f |\n", shape.c_str(), v.c_str(),
+                           m.kv_cache_floats_per_token(), pre.c_str(), L, B, 1000 * dt, B / dt, bytes / 1e6, 1000 * bound, 100 * bound / dt,
+                           1000 * g_prof.seconds[PROF_ATTENTION] / steps, 1000 * (g_prof.seconds[PROF_MATMUL] + g_prof.seconds[PROF_CLASSIFIER]) / steps);
                 }
         }
     if (press_ratios.empty()) return 0;
