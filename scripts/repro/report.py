@@ -144,16 +144,9 @@ def shape_of(r):
 def header(recipe, runs, meta):
     first = next((r for r in runs.values() if r.get("start")), next(iter(runs.values())))
     st = first.get("start", {})
-    run = st.get("run", {})
-    if not st:  # evaluation-only recipes (the presses): the machine from eval_gpt's own record
-        erun = first["eval"].get("run", {})
-        host = erun.get("host", {})
-        lines_eval = [f"Machine: {host.get('cpu', '?')}, {host.get('cores', '?')} cores, GPU {host.get('gpu') or 'none'}; "
-                      f"backend {first['eval'].get('backend', '?')}; git {erun.get('git', {}).get('commit', '?')[:10]}."]
-    else:
-        lines_eval = []
+    rec = st or first["eval"]  # the machine from train_gpt's start record, or eval_gpt's for evaluation-only recipes (the presses)
+    run = rec.get("run", {})
     host = run.get("host", {})
-    flags = " ".join(a for a in run.get("argv", [])[1:])
     lines = [f"## {TITLES[recipe]}", "",
              f"**Reported:** {REPORTED[recipe][0]}. **What was wrong:** {REPORTED[recipe][1]}.", ""]
     if meta:
@@ -162,10 +155,10 @@ def header(recipe, runs, meta):
                      f"{meta.get('wall_s', 0) / 60:.1f} min"
                      + (f" for this invocation ({meta['runs_done_before']} run(s) done by an earlier one)" if meta.get("runs_done_before") else "")
                      + f", finished {meta.get('finished', '?')}.")
-    lines += lines_eval
+    lines.append(f"Machine: {host.get('cpu', '?')}, {host.get('cores', '?')} cores, GPU {host.get('gpu') or 'none'}; "
+                 f"backend {rec.get('backend', '?')}; git {run.get('git', {}).get('commit', '?')[:10]}.")
     if st:
-        lines.append(f"Machine: {host.get('cpu', '?')}, {host.get('cores', '?')} cores, GPU {host.get('gpu') or 'none'}; "
-                     f"backend {st.get('backend', '?')}; git {run.get('git', {}).get('commit', '?')[:10]}.")
+        flags = " ".join(a for a in run.get("argv", [])[1:])
         lines.append(f"Model: {shape_of(first)}. Data: train `{st.get('train_data')}` ({st.get('train_tokens', 0):,} tokens), "
                      f"val `{st.get('val_data')}` ({st.get('val_tokens', 0):,} tokens, held-out documents). "
                      f"First run's command: `./train_gpt {flags}`.")
