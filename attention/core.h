@@ -297,6 +297,7 @@ struct AttnCore {
                 for (int k = 0; k < dv; k++) ph[2 + k] = 0.0f;
             }
             float sc[DEC_TILE];
+            const bool v_is_a = cache_v(i, k0, g) == cache_a(i, k0, g);  // MLA: the latent is both key and value
             for (int b0 = k0; b0 < k1; b0 += DEC_TILE) {
                 const int b1 = std::min(k1, b0 + DEC_TILE);
                 // the whole tile's rows asked for before the first is used: the loads of all its
@@ -305,7 +306,7 @@ struct AttnCore {
                 for (int t2 = b0; t2 < b1; t2++) {
                     prefetch_row(cache_a(i, t2, g), da);
                     if (db) prefetch_row(cache_b(i, t2), db);
-                    if (cache_v(i, t2, g) != cache_a(i, t2, g)) prefetch_row(cache_v(i, t2, g), dv);  // MLA: the latent is both
+                    if (!v_is_a) prefetch_row(cache_v(i, t2, g), dv);
                 }
                 for (int hh = 0; hh < group; hh++) {
                     const int h = g * group + hh;
