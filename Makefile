@@ -33,7 +33,7 @@ endif
 
 # probe: OpenBLAS (Debian: libopenblas-dev) for the linear layers; NO_BLAS=1 builds without it
 ifeq ($(NO_BLAS),)
-  BLAS_OK := $(shell printf '#include <cblas.h>\nextern "C" void openblas_set_num_threads(int);\nint main(){float a=1,b=1,c=0; openblas_set_num_threads(1); cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.f,&a,1,&b,1,0.f,&c,1); return (int)c - 1;}\n' | $(CXX) -x c++ - -lopenblas -o /dev/null 2>/dev/null && echo yes)
+  BLAS_OK := $(shell printf '#include <cblas.h>\nextern "C" void openblas_set_num_threads(int);\nextern "C" char* openblas_get_corename(void);\nint main(){float a=1,b=1,c=0; openblas_set_num_threads(1); (void)openblas_get_corename(); cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.f,&a,1,&b,1,0.f,&c,1); return (int)c - 1;}\n' | $(CXX) -x c++ - -lopenblas -o /dev/null 2>/dev/null && echo yes)
 endif
 ifeq ($(BLAS_OK),yes)
   BLAS_FLAGS := -DKVGPT_OPENBLAS
@@ -91,36 +91,43 @@ NVCC_FLAGS ?= -O3 -std=c++17 $(CUDA_GENCODE)
 BUILD = $(CXX) $(CXXFLAGS) $(CUDA_FLAGS)
 LINK = $(BLAS_LIBS) $(CUDA_LIBS)
 
+# build/config.stamp holds what the probes found and the flags they chose; it is rewritten only
+# when that changes, and every program depends on it, so installing OpenBLAS (or MPI, or
+# changing CXXFLAGS) rebuilds what was built without it instead of leaving the old binaries
+BUILD_CONFIG := $(CXX) $(CXXFLAGS) $(CUDA_FLAGS) $(MPI_FLAGS) | $(LINK) $(MPI_LIBS) | $(NVCC) $(NVCC_FLAGS)
+$(shell mkdir -p build && { [ "$$(cat build/config.stamp 2>/dev/null)" = '$(BUILD_CONFIG)' ] || printf '%s\n' '$(BUILD_CONFIG)' > build/config.stamp; })
+STAMP := build/config.stamp
+
 .PHONY: all test clean data bench bench_cuda bench_cuda_emu
 all: train_gpt eval_gpt sample_gpt
 
-build/cuda_backend.o: $(CUDA_SRC)
+build/cuda_backend.o: $(CUDA_SRC) $(STAMP)
 	@mkdir -p build
 	$(NVCC) $(NVCC_FLAGS) -c llmc/cuda_backend.cu -o $@
 
-build/cuda_backend_emu.o: $(CUDA_SRC) llmc/cuda_emu.h
+build/cuda_backend_emu.o: $(CUDA_SRC) llmc/cuda_emu.h $(STAMP)
 	@mkdir -p build
 	$(CXX) -O2 -std=c++17 -Wall -Wno-unused-function -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ -c llmc/cuda_backend.cu -o $@
 
-train_gpt: train_gpt.cu $(HEADERS) $(CUDA_OBJ)
+train_gpt: train_gpt.cu $(HEADERS) $(CUDA_OBJ) $(STAMP)
 	$(BUILD) $(MPI_FLAGS) -x c++ train_gpt.cu -x none $(CUDA_OBJ) -o $@ $(LINK) $(MPI_LIBS)
 
-eval_gpt: eval_gpt.cu $(HEADERS) $(CUDA_OBJ)
+eval_gpt: eval_gpt.cu $(HEADERS) $(CUDA_OBJ) $(STAMP)
 	$(BUILD) -x c++ eval_gpt.cu -x none $(CUDA_OBJ) -o $@ $(LINK)
 
-sample_gpt: sample_gpt.cu $(HEADERS) $(CUDA_OBJ)
+sample_gpt: sample_gpt.cu $(HEADERS) $(CUDA_OBJ) $(STAMP)
 	$(BUILD) -x c++ sample_gpt.cu -x none $(CUDA_OBJ) -o $@ $(LINK)
 
-test/test_kvgpt: test/test_kvgpt.cpp test/testlib.h $(HEADERS)
+test/test_kvgpt: test/test_kvgpt.cpp test/testlib.h $(HEADERS) $(STAMP)
 	$(CXX) $(CXXFLAGS) test/test_kvgpt.cpp -o $@ $(BLAS_LIBS)
 
-test/logits_dump: test/logits_dump.cpp $(HEADERS)
+test/logits_dump: test/logits_dump.cpp $(HEADERS) $(STAMP)
 	$(CXX) $(CXXFLAGS) test/logits_dump.cpp -o $@ $(BLAS_LIBS)
 
-dev/bench_cpu: dev/bench_cpu.cpp $(HEADERS)
+dev/bench_cpu: dev/bench_cpu.cpp $(HEADERS) $(STAMP)
 	$(CXX) $(CXXFLAGS) dev/bench_cpu.cpp -o $@ $(BLAS_LIBS)
 
-dev/bench_decode: dev/bench_decode.cpp $(HEADERS)
+dev/bench_decode: dev/bench_decode.cpp $(HEADERS) $(STAMP)
 	$(CXX) $(CXXFLAGS) dev/bench_decode.cpp -o $@ $(BLAS_LIBS)
 
 bench: dev/bench_cpu dev/bench_decode
@@ -144,17 +151,17 @@ else
 bench_cuda: $(DEV_CUDA)
 endif
 
-test/test_cuda: test/test_cuda.cpp test/testlib.h $(HEADERS) $(CUDA_OBJ)
+test/test_cuda: test/test_cuda.cpp test/testlib.h $(HEADERS) $(CUDA_OBJ) $(STAMP)
 	$(BUILD) test/test_cuda.cpp $(CUDA_OBJ) -o $@ $(LINK)
 
-test/test_cuda_emu: test/test_cuda.cpp test/testlib.h $(HEADERS) build/cuda_backend_emu.o
+test/test_cuda_emu: test/test_cuda.cpp test/testlib.h $(HEADERS) build/cuda_backend_emu.o $(STAMP)
 	$(CXX) $(CXXFLAGS) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU test/test_cuda.cpp build/cuda_backend_emu.o -o $@ $(BLAS_LIBS)
 
 # the generator with the emulated device (tests only: sample_gpt -d cuda end to end on the CPU)
-sample_gpt_emu: sample_gpt.cu $(HEADERS) build/cuda_backend_emu.o
+sample_gpt_emu: sample_gpt.cu $(HEADERS) build/cuda_backend_emu.o $(STAMP)
 	$(CXX) $(CXXFLAGS) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ sample_gpt.cu -x none build/cuda_backend_emu.o -o $@ $(BLAS_LIBS)
 # the trainer with the emulated device (tests only: it runs the CUDA path end to end on the CPU)
-train_gpt_emu: train_gpt.cu $(HEADERS) build/cuda_backend_emu.o
+train_gpt_emu: train_gpt.cu $(HEADERS) build/cuda_backend_emu.o $(STAMP)
 	$(CXX) $(CXXFLAGS) $(filter-out -DKVGPT_NCCL,$(MPI_FLAGS)) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ train_gpt.cu -x none build/cuda_backend_emu.o -o $@ $(BLAS_LIBS) $(filter-out -lnccl,$(MPI_LIBS))
 
 test: train_gpt eval_gpt sample_gpt train_gpt_emu sample_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda_emu bench_cuda_emu $(CUDA_TESTS)

@@ -1119,6 +1119,16 @@ static void register_tests() {
         }
     });
 
+    add_test("--matmul auto passes over OpenBLAS cores older than the CPU (Prescott on an AVX2 CPU)", [] {
+        CHECK(!blas_core_fits("Prescott", true), "OpenBLAS's SSE3 kernels on an AVX2 CPU must not be chosen");
+        CHECK(!blas_core_fits("Sandybridge", true), "AVX without FMA on an AVX2 CPU must not be chosen");
+        CHECK(blas_core_fits("SkylakeX", true) && blas_core_fits("HASWELL", true) && blas_core_fits("Zen", true),
+              "OpenBLAS's AVX2 / AVX-512 kernels must be chosen (whatever the case of the name)");
+        CHECK(blas_core_fits("Prescott", false), "a CPU without AVX2 has nothing better than OpenBLAS's SSE kernels");
+        printf("    this machine: OpenBLAS core '%s', fits: %s; linear layers: %s\n", blas_core_name().c_str(),
+               blas_core_fits_cpu() ? "yes" : "no", matmul_desc());
+    });
+
     add_test("exp16 (the vectorised exp) matches expf to 3e-7 relative", [] {
         double worst = 0.0;
         for (float x0 = -90.0f; x0 < 90.0f; x0 += 0.37f) {

@@ -9,15 +9,16 @@
 # NeoX frequency bands (the high-frequency pairs, then the low-frequency ones) and the dims RoPE
 # leaves unrotated apart; the earlier analysis split the rotary dims into two halves of the
 # vector, which mixes both bands on each side and gives a low/high ratio near 1 by construction.
-#   bash scripts/repro/2_positions.sh            # SCALE=cpu: the tiny preset, 300 steps
+#   bash scripts/repro/2_positions.sh            # SCALE=cpu: the tiny preset, 600 steps
 #   SCALE=gpu bash scripts/repro/2_positions.sh  # pythia-70m, 5000 steps
-# Environment: SEEDS (1), STEPS, REPEATS (times each trained fact is repeated: 400), MAXW (held-out
+# Environment: SEEDS (1), STEPS, REPEATS (times each trained fact is repeated in the facts shard:
+# 2000 on the CPU, where 300 steps at 400 left every fact unlearned, 400 on a GPU), MAXW (held-out
 # windows scored, the first ones: 400 on the CPU, all on a GPU), OUT, FORCE.
 source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/repro/2_positions}; mkdir -p "$OUT"
-SEEDS=${SEEDS:-1}; REPEATS=${REPEATS:-400}
-if [ "$SCALE" = gpu ]; then MODEL=pythia-70m; STEPS=${STEPS:-5000}; EVERY=250; VB=50
-else MODEL=tiny; STEPS=${STEPS:-300}; EVERY=50; VB=10; fi
+SEEDS=${SEEDS:-1}
+if [ "$SCALE" = gpu ]; then MODEL=pythia-70m; STEPS=${STEPS:-5000}; EVERY=250; VB=50; REPEATS=${REPEATS:-400}
+else MODEL=tiny; STEPS=${STEPS:-600}; EVERY=100; VB=10; REPEATS=${REPEATS:-2000}; fi
 TOK=gpt-neox-20b
 MAXW=${MAXW:-$([ "$SCALE" = gpu ] && echo 0 || echo 400)}  # disjoint windows scored per measurement (0: all)
 prepare_corpora $TOK

@@ -329,6 +329,16 @@ def section_2(runs, lines, docs):
                   f"{max(fg.values()):+.2f} nats, about as large as the reversed ones), so at this length of training the "
                   "reversed gain says nothing about the curse either way; the GPU scale (or more steps, or more REPEATS) is "
                   "where it becomes a measurement.", ""]
+    elif fg:
+        rg = {name: statistics.fmean(r["eval"]["reversal"]["reversed"]["gain"] for r in rs) for name, rs in gr.items()}
+        learned = [n for n in fg if fg[n] >= 0.5]
+        cursed = [n for n in learned if abs(rg[n]) < 0.1 * fg[n]]
+        lines += [f"Measured: {len(learned)} of {len(fg)} configurations learned the trained facts in the direction they were "
+                  f"trained (forward gains {min(fg[n] for n in learned):+.2f} to {max(fg[n] for n in learned):+.2f} nats); "
+                  f"their reversed gains are {min(rg[n] for n in learned):+.2f} to {max(rg[n] for n in learned):+.2f} nats. "
+                  + (f"For {'all of them' if len(cursed) == len(learned) else ', '.join(cursed)} the reversed gain is under a "
+                     "tenth of the forward one: the reversal curse, whatever the position encoding."
+                     if cursed else "None shows the curse (a reversed gain under a tenth of the forward one)."), ""]
     lines += ["Q/K statistics after the position encoding, last layer. NeoX's RoPE pairs dim i with dim i + rot/2 (one "
               "frequency per pair, highest first), so the high-frequency band is dims 0 .. rot/4-1 with their partners "
               "rot/2 .. 3rot/4-1, the low band the rest of the rotated dims; pass-through: the dims RoPE leaves alone. "
