@@ -257,6 +257,61 @@ struct AttnCore {
         for (; k < nb; k++) { out[0] += q2[k] * b0[k]; out[1] += q2[k] * b1[k]; out[2] += q2[k] * b2[k]; out[3] += q2[k] * b3[k]; }
     }
 
+    // 16 keys' 16-lane partial dot products a[0..15] -> the 16 dot products in one vector, each
+    // summed in exactly hsum16's tree (lanes i + 8, then i + 4, then i + 2, then i + 1), so the same
+    // bits as 16 hsum16 calls in 45 vector ops instead of about 110: level by level, each pair of
+    // vectors is halved and the halves joined. Lane l of the result holds key reduce16_key(l).
+    static inline v16f reduce16(const v16f* a) {
+        v16f r[8], s[4], t[2];
+        for (int p = 0; p < 8; p++)
+            r[p] = __builtin_shufflevector(a[2 * p], a[2 * p + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+                   __builtin_shufflevector(a[2 * p], a[2 * p + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+        for (int p = 0; p < 4; p++)
+            s[p] = __builtin_shufflevector(r[2 * p], r[2 * p + 1], 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27) +
+                   __builtin_shufflevector(r[2 * p], r[2 * p + 1], 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+        for (int p = 0; p < 2; p++)
+            t[p] = __builtin_shufflevector(s[2 * p], s[2 * p + 1], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29) +
+                   __builtin_shufflevector(s[2 * p], s[2 * p + 1], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+        return __builtin_shufflevector(t[0], t[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30) +
+               __builtin_shufflevector(t[0], t[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    }
+    // which key each lane of reduce16's result holds: found once by reducing key j's lanes set to
+    // (j + 1) / 16, whose sums are exact
+    static inline int reduce16_key(int lane) {
+        static const std::vector<int> keys = [] {
+            v16f a[16];
+            for (int j = 0; j < 16; j++)
+                for (int l = 0; l < 16; l++) a[j][l] = (float)(j + 1) / 16.0f;
+            v16f r = reduce16(a);
+            std::vector<int> k(16);
+            for (int l = 0; l < 16; l++) k[l] = (int)r[l] - 1;
+            return k;
+        }();
+        return keys[lane];
+    }
+    // scores of query qv against 16 keys (key j: pa[j][0:da] scored by qv[0:da], then pb[j][0:db]
+    // by qv[da:da+db], one accumulator chain per key as dot4 / dot4x2 keep it) into out[0..15];
+    // da and db multiples of 16. 16 accumulators + the q and key vectors: AVX-512's 32 registers
+    static inline void dot16(const float* qv, const float* const* pa, int na, const float* const* pb, int nb, float* out) {
+        v16f acc[16];
+        for (int j = 0; j < 16; j++) acc[j] = (v16f){};
+        for (int i = 0; i < na; i += 16) {
+            const v16f q = *(const v16f*)(qv + i);
+            for (int j = 0; j < 16; j++) acc[j] += q * *(const v16f*)(pa[j] + i);
+        }
+        for (int i = 0; i < nb; i += 16) {
+            const v16f q = *(const v16f*)(qv + na + i);
+            for (int j = 0; j < 16; j++) acc[j] += q * *(const v16f*)(pb[j] + i);
+        }
+        const v16f r = reduce16(acc);
+        for (int l = 0; l < 16; l++) out[reduce16_key(l)] = r[l];
+    }
+#if defined(__AVX512F__)
+    static const bool DEC_DOT16 = true;
+#else
+    static const bool DEC_DOT16 = false;  // 16 accumulators would spill AVX2's 16 registers
+#endif
+
     // decoding: n query rows, row i at position pos[i] of its own sequence, against the cache
     // of that sequence, which holds nkeys[i] slots for it: q rows (H heads of q_head floats) q_row
     // floats apart; cache_a(i, j, g), cache_b(i, j), cache_v(i, j, g) give row i's key / value
@@ -308,12 +363,32 @@ struct AttnCore {
                     if (db) prefetch_row(cache_b(i, t2), db);
                     if (!v_is_a) prefetch_row(cache_v(i, t2, g), dv);
                 }
+                // the tile's key rows, fetched once for all heads of the group (the last 16-key
+                // block repeats the tile's last key)
+                const bool by16 = DEC_DOT16 && da % 16 == 0 && db % 16 == 0;
+                const float* pa[DEC_TILE];
+                const float* pb[DEC_TILE];
+                if (by16)
+                    for (int j = 0; j < DEC_TILE; j++) {
+                        const int t2 = std::min(b0 + j, b1 - 1);
+                        pa[j] = cache_a(i, t2, g);
+                        pb[j] = db ? cache_b(i, t2) : nullptr;
+                    }
                 for (int hh = 0; hh < group; hh++) {
                     const int h = g * group + hh;
                     const float* qv = q + i * q_row + h * q_head;
                     float* ph = pp + (size_t)hh * part_floats;
                     float bm = -INFINITY;
                     int t2 = b0;
+                    if (by16) {
+                        float s16[DEC_TILE];
+                        for (int j0 = 0; j0 < b1 - b0; j0 += 16) dot16(qv, pa + j0, da, pb + j0, db, s16 + j0);
+                        for (int j = 0; j < b1 - b0; j++) {
+                            sc[j] = s16[j] * scale + (slopes ? bias(h, t, key_pos(i, b0 + j, g)) : 0.0f);
+                            bm = fmaxf(bm, sc[j]);
+                        }
+                        t2 = b1;
+                    }
                     for (; t2 < b1; t2 += 4) {  // 4 keys at a time (the last block repeats its last key)
                         const int u1 = std::min(t2 + 1, b1 - 1), u2 = std::min(t2 + 2, b1 - 1), u3 = std::min(t2 + 3, b1 - 1);
                         float s4[4];

@@ -579,6 +579,35 @@ static void register_tests() {
         }
     });
 
+    add_test("decode's 16-key scores (dot16, reduce16) == dot4 / dot4x2 bitwise", [] {
+        Rng rng(31);
+        int cases = 0;
+        for (int na : {16, 64, 128})
+            for (int nb : {0, 16, 32}) {
+                Vec q = randn(na + nb, rng), keys = randn((size_t)16 * na, rng), kb = randn((size_t)16 * std::max(nb, 1), rng);
+                const float* pa[16];
+                const float* pb[16];
+                for (int j = 0; j < 16; j++) { pa[j] = &keys[(size_t)j * na]; pb[j] = &kb[(size_t)j * nb]; }
+                float got[16], want[16];
+                for (int j = 0; j < 16; j++) got[j] = NAN;
+                AttnCore::dot16(q.data(), pa, na, pb, nb, got);
+                for (int j = 0; j < 16; j += 4) {
+                    if (nb) AttnCore::dot4x2(q.data(), pa[j], pa[j + 1], pa[j + 2], pa[j + 3], na, q.data() + na, pb[j], pb[j + 1], pb[j + 2], pb[j + 3], nb, want + j);
+                    else AttnCore::dot4(q.data(), pa[j], pa[j + 1], pa[j + 2], pa[j + 3], na, want + j);
+                }
+                for (int j = 0; j < 16; j++)
+                    CHECK(memcmp(&got[j], &want[j], sizeof(float)) == 0, "na %d nb %d key %d: dot16 %.9g, dot4 %.9g", na, nb, j, got[j], want[j]);
+                cases++;
+            }
+        std::vector<bool> seen(16, false);
+        for (int l = 0; l < 16; l++) {
+            int k = AttnCore::reduce16_key(l);
+            CHECK(k >= 0 && k < 16 && !seen[k], "reduce16's lane %d maps to key %d twice or out of range", l, k);
+            if (k >= 0 && k < 16) seen[k] = true;
+        }
+        printf("    %d shapes, 16 keys each: identical bits; decode uses dot16: %s\n", cases, AttnCore::DEC_DOT16 ? "yes (AVX-512)" : "no (AVX2 build)");
+    });
+
     add_test("decode with the KV cache == full forward (every variant; MLA decodes in absorbed form)", [] {
         for (int T : {10, 150})  // 150: decode and the flash-style forward both cross 64-key blocks
         for (GPTConfig cfg : all_variants()) {
