@@ -411,19 +411,22 @@ struct DevMLA : DevAttn<T> {
     using DevAttn<T>::DevAttn;
     int H = this->s.H, hd = this->s.hd, C = this->s.C, dc = this->s.dc, dR = this->s.dR, qr = this->s.qr, r = this->s.splice_r;
     int qdim = H * (hd + dR), KV = H * 2 * hd, W = dc + dR;
-    // saved: dkv (N,W) with k_R rotated; cn (N,dc); kv (N,KV); cq, cqn (N,qr); qf (N,qdim) rotated;
-    // y (N,H*hd); splice z, zl (N,r), expanded (N,dc); fp32 rrms, qrrms, splice mean/rstd (N), lse
-    T *dkv, *cn, *kv, *cq = nullptr, *cqn = nullptr, *qf, *y, *z = nullptr, *zl = nullptr, *expanded = nullptr;
+    // saved: dkv (N,W) with k_R rotated; cn (N,dc); cq, cqn (N,qr); qf (N,qdim) rotated;
+    // y (N,H*hd); splice z, zl (N,r), expanded (N,dc); fp32 rrms, qrrms, splice mean/rstd (N), lse.
+    // Not saved: the up-projection kv = [k_nope_h | v_h] (N, 2*H*hd), as large as MHA's K and V:
+    // it lives in one buffer all layers share, written by each layer's forward and recomputed
+    // from the saved latent in its backward (one N x dc x 2*H*hd matmul, ~4% of a Pythia-shaped
+    // layer's training FLOPs at dc = C/4), as production MLA trainers do
+    T *dkv, *cn, *cq = nullptr, *cqn = nullptr, *qf, *y, *z = nullptr, *zl = nullptr, *expanded = nullptr;
     float *rrms, *qrrms = nullptr, *sp_mean = nullptr, *sp_rstd = nullptr, *lse;
     struct Scratch {
-        T *dy, *dqf, *dkvb, *ddkv, *dlat, *dcn, *dcqn, *dcq, *dzl, *dz;
+        T *kv, *dy, *dqf, *dkvb, *ddkv, *dlat, *dcn, *dcqn, *dcq, *dzl, *dz;
         float *D, *dkb_part;
     } sc{};
     void reserve(Arena& A, const std::string& p, size_t N, size_t BHT, bool scratch) override {
         const size_t e = sizeof(T);
         A.want(p + "mla dkv", N * W * e, &dkv);
         A.want(p + "mla latent", N * dc * e, &cn);
-        A.want(p + "mla kv up-projection", N * KV * e, &kv);
         A.want(p + "mla q", N * qdim * e, &qf);
         A.want(p + "attention y", N * H * hd * e, &y);
         A.want(p + "norm stats (fp32)", N * 4, &rrms);
@@ -441,6 +444,7 @@ struct DevMLA : DevAttn<T> {
             A.want(p + "norm stats (fp32)", N * 4, &sp_rstd);
         }
         if (!scratch) return;
+        A.want("mla kv (recomputed in backward)", N * KV * e, &sc.kv);
         A.want("d attention y", N * H * hd * e, &sc.dy);
         A.want("d mla q", N * qdim * e, &sc.dqf);
         A.want("d mla kv", N * KV * e, &sc.dkvb);
@@ -485,6 +489,7 @@ struct DevMLA : DevAttn<T> {
         latents(P, x, N);
         rope_apply<T>(dkv + dc, W, 0, 1, B, Tn, dR, this->rope_cos, this->rope_sin, false);  // the shared rope key
         if (r) matmul_forward<T>(expanded, cached(), P + w.sp_we, nullptr, N, r, dc);
+        T* kv = sc.kv;
         matmul_forward<T>(kv, latent(), P + w.w_ukv, nullptr, N, dc, KV);
         queries(P, x, N);
         rope_apply<T>(qf + hd, qdim, hd + dR, H, B, Tn, dR, this->rope_cos, this->rope_sin, false);  // each head's q_rope part
@@ -495,6 +500,8 @@ struct DevMLA : DevAttn<T> {
         const int N = B * Tn;
         const CudaAttnOffsets& w = this->off;
         matmul_backward<T>(sc.dy, Gr + w.w_o, Gr + w.b_o, dout, y, P + w.w_o, N, H * hd, C);
+        T* kv = sc.kv;
+        matmul_forward<T>(kv, latent(), P + w.w_ukv, nullptr, N, dc, KV);  // recomputed (the same bits as the forward's)
         attention_backward<T>({sc.dqf, qdim, hd + dR}, {sc.dkvb, KV, 2 * hd}, sc.ddkv + dc, W, {sc.dkvb + hd, KV, 2 * hd}, sc.D, sc.dkb_part,
                               {qf, qdim, hd + dR}, {kv, KV, 2 * hd}, {dkv + dc, W, 0}, {kv + hd, KV, 2 * hd}, y, sc.dy, lse, nullptr, B, Tn,
                               dims());
