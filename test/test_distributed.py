@@ -160,7 +160,9 @@ def n_rank_runs_repeat_and_resume_bitwise():
     assert payload(a) == payload(b), "two identical 2-rank runs differ"
     ok(mpirun(2, [*SMALL, "-x", "3", *oc]))
     r = ok(mpirun(2, [*SMALL, "-x", "6", "--resume", c, *oc]))
-    assert "note:" not in r.stdout, r.stdout
+    # a resume on as many ranks says nothing about the ranks (machine notes, e.g. OpenBLAS's kernels, aside)
+    notes = [l for l in r.stdout.splitlines() if l.startswith("note:") and "OpenBLAS" not in l]
+    assert not notes, r.stdout
     assert payload(a) == payload(c), "a 2-rank run resumed on 2 ranks differs from the straight run"
     assert payload(a + ".best") == payload(c + ".best")
 
