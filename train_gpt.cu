@@ -256,12 +256,8 @@ static int train_main(int argc, char** argv) {
     TrainConfig& tc = r.tc;
     check_ranges(r, given);
     r.tc.optim = r.optim == "spam" ? OPT_SPAM : OPT_ADAMW;
-    if (r.matmul == "builtin") matmul_impl() = MATMUL_BUILTIN;
-    else if (r.matmul == "blas") {
-        if (!matmul_have_blas()) fail_hint("install libopenblas-dev and rebuild", "--matmul blas: this build has no OpenBLAS");
-        matmul_impl() = MATMUL_BLAS;
-    } else if (r.matmul != "auto") fail_hint("use --matmul auto, blas or builtin", "unknown --matmul '%s'", r.matmul.c_str());
-    else if (matmul_have_blas() && !blas_core_fits_cpu())
+    matmul_select(r.matmul, "install libopenblas-dev and rebuild");
+    if (r.matmul == "auto" && matmul_have_blas() && !blas_core_fits_cpu())
         printf("note: OpenBLAS chose its %s kernels for this CPU (it does not know the model), slower than the built-in "
                "kernel, which the linear layers use instead\nHINT: OPENBLAS_CORETYPE=SkylakeX (or Haswell) ./train_gpt --matmul blas ... "
                "runs OpenBLAS with the right kernels\n", blas_core_name().c_str());

@@ -68,11 +68,7 @@ int main(int argc, char** argv) {
         {"", "--matmul", F_STR, &mm, "auto, builtin or blas"},
     };
     parse_flags(argc, argv, flags, "./dev/bench_cpu", "./dev/bench_cpu --steps 5");
-    if (mm == "builtin") matmul_impl() = MATMUL_BUILTIN;
-    else if (mm == "blas") {
-        if (!matmul_have_blas()) fail_hint("install libopenblas-dev and rebuild (make bench)", "this build has no OpenBLAS");
-        matmul_impl() = MATMUL_BLAS;
-    } else if (mm != "auto") fail_hint("use --matmul auto, builtin or blas", "unknown --matmul '%s'", mm.c_str());
+    matmul_select(mm, "install libopenblas-dev and rebuild (make bench)");
 
     int threads = omp_get_max_threads();
     double peak = fma_peak_gflops();

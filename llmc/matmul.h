@@ -86,6 +86,15 @@ static inline void column_slice(int n, int tid, int nt, int* lo, int* hi) {
     *hi = std::min(n, chunks * (tid + 1) / nt * 16);
 }
 #endif
+// --matmul auto | builtin | blas (train_gpt and dev/bench_cpu): a wrong value or blas without
+// OpenBLAS stops with a HINT
+static void matmul_select(const std::string& mm, const char* rebuild_hint) {
+    if (mm == "builtin") matmul_impl() = MATMUL_BUILTIN;
+    else if (mm == "blas") {
+        if (!matmul_have_blas()) fail_hint(rebuild_hint, "--matmul blas: this build has no OpenBLAS");
+        matmul_impl() = MATMUL_BLAS;
+    } else if (mm != "auto") fail_hint("use --matmul auto, blas or builtin", "unknown --matmul '%s'", mm.c_str());
+}
 static const char* matmul_desc() {
     static std::string d;
     if (matmul_impl() == MATMUL_BLAS) d = "OpenBLAS sgemm (every linear layer), its " + blas_core_name() + " kernels";
