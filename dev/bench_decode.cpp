@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
         {"", "--contexts", F_STR, &contexts, "decode contexts (tokens already in each sequence's cache)"},
         {"", "--batches", F_STR, &batches, "decode batch sizes (sequences decoded together)"},
         {"", "--prefills", F_STR, &prefills, "prompt lengths for the prefill measurement (batch 1)"},
-        {"", "--press-ratios", F_STR, &press_ratios, "compression ratios of the pressed-cache table (empty: no such table)"},
+        {"", "--press-ratios", F_STR, &press_ratios, "compression ratios of the pressed-cache table (none: no such table)"},
         {"", "--press-contexts", F_STR, &press_contexts, "prompt lengths of the pressed-cache table (each is really prefilled)"},
         {"", "--steps", F_INT, &steps, "timed decode steps per point (after one warm-up step); the median is printed"},
     };
@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
                            1000 * g_prof.seconds[PROF_ATTENTION] / steps, 1000 * (g_prof.seconds[PROF_MATMUL] + g_prof.seconds[PROF_CLASSIFIER]) / steps);
                 }
         }
-    if (press_ratios.empty()) return 0;
+    if (press_ratios == "none") return 0;
     std::vector<double> ratios = {0.0};
     for (const std::string& r : split_list(press_ratios)) ratios.push_back(atof(r.c_str()));
     printf("\ndecode with a pressed cache (knorm; batch 1; the prompt really prefilled, the cache compressed and shrunk to what it keeps)\n\n");
