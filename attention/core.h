@@ -290,9 +290,11 @@ struct AttnCore {
         return keys[lane];
     }
     // scores of query qv against 16 keys (key j: pa[j][0:da] scored by qv[0:da], then pb[j][0:db]
-    // by qv[da:da+db], one accumulator chain per key as dot4 / dot4x2 keep it) into out[0..15];
-    // da and db multiples of 16. 16 accumulators + the q and key vectors: AVX-512's 32 registers
-    static inline void dot16(const float* qv, const float* const* pa, int na, const float* const* pb, int nb, float* out) {
+    // by qv[da:da+db], one accumulator chain per key as dot4 / dot4x2 keep it), returned in one
+    // vector whose lane l holds key reduce16_key(l)'s score: a caller that puts the key it wants in
+    // lane l at pa[reduce16_key(l)] gets them in order, no scatter. da and db multiples of 16.
+    // 16 accumulators + the q and key vectors: AVX-512's 32 registers
+    static inline v16f dot16(const float* qv, const float* const* pa, int na, const float* const* pb, int nb) {
         v16f acc[16];
         for (int j = 0; j < 16; j++) acc[j] = (v16f){};
         for (int i = 0; i < na; i += 16) {
@@ -303,8 +305,20 @@ struct AttnCore {
             const v16f q = *(const v16f*)(qv + na + i);
             for (int j = 0; j < 16; j++) acc[j] += q * *(const v16f*)(pb[j] + i);
         }
-        const v16f r = reduce16(acc);
-        for (int l = 0; l < 16; l++) out[reduce16_key(l)] = r[l];
+        return reduce16(acc);
+    }
+    // the largest lane, in a 4-level tree (a NaN lane may or may not win: a NaN score poisons the
+    // softmax sum either way)
+    static inline float hmax16(v16f v) {
+        v16f s = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+        v = s > v ? s : v;
+        s = __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+        v = s > v ? s : v;
+        s = __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+        v = s > v ? s : v;
+        s = __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+        v = s > v ? s : v;
+        return v[0];
     }
 #if defined(__AVX512F__)
     static const bool DEC_DOT16 = true;
@@ -339,6 +353,8 @@ struct AttnCore {
         std::vector<long> base(n + 1, 0);  // first work item of row i
         for (int i = 0; i < n; i++) base[i + 1] = base[i] + (long)G * ((nkeys[i] - 1) / DEC_CHUNK + 1);
         std::vector<float> part((size_t)base[n] * group * part_floats);
+        int lane_key[16];
+        for (int l = 0; l < 16; l++) lane_key[l] = reduce16_key(l);
         #pragma omp parallel for schedule(dynamic, 1)
         for (long it = 0; it < base[n]; it++) {
             int i = (int)(std::upper_bound(base.begin(), base.end(), it) - base.begin()) - 1;
@@ -357,7 +373,8 @@ struct AttnCore {
                 const int b1 = std::min(k1, b0 + DEC_TILE);
                 // the whole tile's rows asked for before the first is used: the loads of all its
                 // keys and values are in flight together (one thread reached 13 GB/s on MHA's
-                // cache without this, the scores waiting on one key's lines at a time)
+                // cache without this, the scores waiting on one key's lines at a time; asking for
+                // the next tile instead, or spreading that over the group's heads, measured the same)
                 for (int t2 = b0; t2 < b1; t2++) {
                     prefetch_row(cache_a(i, t2, g), da);
                     if (db) prefetch_row(cache_b(i, t2), db);
@@ -368,25 +385,32 @@ struct AttnCore {
                 const bool by16 = DEC_DOT16 && da % 16 == 0 && db % 16 == 0;
                 const float* pa[DEC_TILE];
                 const float* pb[DEC_TILE];
-                if (by16)
-                    for (int j = 0; j < DEC_TILE; j++) {
-                        const int t2 = std::min(b0 + j, b1 - 1);
-                        pa[j] = cache_a(i, t2, g);
-                        pb[j] = db ? cache_b(i, t2) : nullptr;
-                    }
+                const float* pv[DEC_TILE];  // the tile's value rows, found once for all heads
+                for (int j = 0; j < b1 - b0; j++) pv[j] = cache_v(i, b0 + j, g);
+                if (by16)  // in dot16's lane order: its lane l scores key b0 + j0 + l
+                    for (int j0 = 0; j0 < DEC_TILE; j0 += 16)
+                        for (int l = 0; l < 16; l++) {
+                            const int t2 = std::min(b0 + j0 + l, b1 - 1);
+                            pa[j0 + lane_key[l]] = cache_a(i, t2, g);
+                            pb[j0 + lane_key[l]] = db ? cache_b(i, t2) : nullptr;
+                        }
                 for (int hh = 0; hh < group; hh++) {
                     const int h = g * group + hh;
                     const float* qv = q + i * q_row + h * q_head;
                     float* ph = pp + (size_t)hh * part_floats;
                     float bm = -INFINITY;
                     int t2 = b0;
-                    if (by16) {
-                        float s16[DEC_TILE];
-                        for (int j0 = 0; j0 < b1 - b0; j0 += 16) dot16(qv, pa + j0, da, pb + j0, db, s16 + j0);
-                        for (int j = 0; j < b1 - b0; j++) {
-                            sc[j] = s16[j] * scale + (slopes ? bias(h, t, key_pos(i, b0 + j, g)) : 0.0f);
-                            bm = fmaxf(bm, sc[j]);
+                    if (by16) {  // scores, scale, bias and the tile's max in vectors (lanes past b1 repeat its last key)
+                        v16f mv = (v16f){} - INFINITY;
+                        for (int j0 = 0; j0 < b1 - b0; j0 += 16) {
+                            v16f bv = {};
+                            if (slopes)
+                                for (int l = 0; l < 16; l++) bv[l] = bias(h, t, key_pos(i, std::min(b0 + j0 + l, b1 - 1), g));
+                            const v16f s = dot16(qv, pa + j0, da, pb + j0, db) * scale + bv;
+                            *(v16f*)(sc + j0) = s;
+                            mv = s > mv ? s : mv;
                         }
+                        bm = hmax16(mv);
                         t2 = b1;
                     }
                     for (; t2 < b1; t2 += 4) {  // 4 keys at a time (the last block repeats its last key)
@@ -403,7 +427,7 @@ struct AttnCore {
                     const float m_new = fmaxf(ph[0], bm), corr = expf(ph[0] - m_new);
                     ph[1] = ph[1] * corr + block_exp(sc, b1 - b0, m_new);
                     ph[0] = m_new;
-                    accumulate_rows(b0, b1, sc, corr, [&](int t2_) { return (const float*)cache_v(i, t2_, g); }, ph + 2, dv);
+                    accumulate_rows(b0, b1, sc, corr, [&](int t2_) { return pv[t2_ - b0]; }, ph + 2, dv);
                 }
             }
         }
