@@ -1225,6 +1225,40 @@ static void register_tests() {
         }
     });
 
+    add_test("decode's few-rows matmul (M = 1..8) == a double-precision reference, and each row == that row alone, bitwise", [] {
+        // M <= FEW_ROWS_MAX takes matmul_forward_few_rows whatever --matmul says; N not a multiple
+        // of the 4-row weight blocks, K with and without a tail past the 16-lane steps, and N
+        // small enough that the prefetch address is clamped
+        Rng rng(21);
+        int cases = 0;
+        for (auto s : std::vector<std::array<int, 2>>{{37, 3}, {48, 131}, {2050, 9}, {512, 70}, {16, 1}}) {
+            int K = s[0], N = s[1];
+            for (int M = 1; M <= FEW_ROWS_MAX; M++) {
+                Vec a = randn((size_t)M * K, rng), w = randn((size_t)N * K, rng), b = randn(N, rng);
+                Vec out((size_t)M * N), one(N);
+                matmul_forward(out.data(), a.data(), w.data(), b.data(), M, K, N);
+                double worst = 0.0;
+                for (int m = 0; m < M; m++) {
+                    matmul_forward(one.data(), a.data() + (size_t)m * K, w.data(), b.data(), 1, K, N);
+                    for (int n = 0; n < N; n++) {
+                        double ref = b[n], mag = std::fabs(b[n]);
+                        for (int k = 0; k < K; k++) {
+                            ref += (double)a[(size_t)m * K + k] * w[(size_t)n * K + k];
+                            mag += std::fabs((double)a[(size_t)m * K + k] * w[(size_t)n * K + k]);
+                        }
+                        float got = out[(size_t)m * N + n];
+                        double e = std::fabs(got - ref) / (mag + 1e-30);
+                        worst = std::isfinite(got) ? std::max(worst, e) : INFINITY;
+                        CHECK(memcmp(&got, &one[n], 4) == 0, "M %d K %d N %d: row %d col %d is %.9g in the batch, %.9g alone", M, K, N, m, n, got, one[n]);
+                    }
+                }
+                CHECK(worst < 1e-6, "M %d K %d N %d: off the double reference by %.3g (relative to the sum of |products|)", M, K, N, worst);
+                cases++;
+            }
+        }
+        printf("    %d cases: within 1e-6 of the reference, every row bitwise the row alone\n", cases);
+    });
+
     add_test("--matmul auto passes over OpenBLAS cores older than the CPU (Prescott on an AVX2 CPU)", [] {
         CHECK(!blas_core_fits("Prescott", true), "OpenBLAS's SSE3 kernels on an AVX2 CPU must not be chosen");
         CHECK(!blas_core_fits("Sandybridge", true), "AVX without FMA on an AVX2 CPU must not be chosen");
