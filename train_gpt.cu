@@ -539,6 +539,7 @@ static int train_main(int argc, char** argv) {
             t = argmax_token(model.decode(&t, &s0, 1), cfg.vocab_size);
             ids.push_back(t);
         }
+        model.dec_packs.clear();  // training goes on: the packed copy of the weights would only hold memory
         TokenStream ts;
         printf("--- sample at step %d (greedy, %d tokens from end-of-text) ---\n%s%s\n---\n", at_step, n, ts.push(tok.decode_bytes(ids)).c_str(),
                ts.push("", true).c_str());

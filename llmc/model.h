@@ -244,6 +244,7 @@ struct GPT {
     // position) then exceeds what it holds: decode_len() vs decode_held().
     static const int DECODE_CHUNK = 256;
     std::vector<float> dec_buf, dec_logits;
+    DecodePacks dec_packs;     // the linear weights packed for few-row decoding (llmc/matmul.h), checked at decode_begin
     std::vector<int> dec_len;  // tokens fed per sequence: the next position
     int dec_T = 0;             // slots per sequence in every layer's cache
     uint64_t press_round = 0;  // compressions so far (seeds the random press)
@@ -252,6 +253,7 @@ struct GPT {
         if (max_T < 1) fail("decode_begin: %d slots", max_T);
         config_validate(&cfg, std::min(max_T, cfg.pos == POS_LEARNED ? cfg.max_seq_len : max_T));
         for (Layer& y : layers) y.attn->decode_begin(params, n_seq, max_T);
+        dec_packs.revalidate(params, params + ps.total);  // the weights may have changed since the last decode (training, an import)
         dec_len.assign(n_seq, 0);
         dec_T = max_T;
         press_round = 0;
@@ -311,6 +313,7 @@ struct GPT {
     void decode_chunk(const int* tokens, const int* seq, const int* pos, int n, const bool* want, int n_out, float* logits_out) {
         const int C = cfg.d_model, F = cfg.d_ff, Vp = cfg.padded_vocab_size;
         const float* P = params;
+        DecodePackScope packed(&dec_packs);
         dec_buf.resize((size_t)n * (8 * C + 2 * F + 4));
         float* p = dec_buf.data();
         auto take = [&](size_t k) { float* r = p; p += (size_t)n * k; return r; };

@@ -1225,15 +1225,20 @@ static void register_tests() {
         }
     });
 
-    add_test("decode's few-rows matmul (M = 1..8) == a double-precision reference, and each row == that row alone, bitwise", [] {
-        // M <= FEW_ROWS_MAX takes matmul_forward_few_rows whatever --matmul says; N not a multiple
-        // of the 4-row weight blocks, K with and without a tail past the 16-lane steps, and N
-        // small enough that the prefetch address is clamped
+    add_test("decode's few-rows matmul (M = 1..8), (N,K) and packed: == a double-precision reference, and each row == that row alone, bitwise", [] {
+        // M <= FEW_ROWS_MAX takes matmul_forward_few_rows whatever --matmul says, or, inside a
+        // DecodePackScope, the packed 48-column panels; N not a multiple of the 4-row weight blocks
+        // nor of the panels (a zero-padded last panel), K with and without a tail past the 16-lane
+        // steps, and N small enough that the prefetch address is clamped
         Rng rng(21);
         int cases = 0;
-        for (auto s : std::vector<std::array<int, 2>>{{37, 3}, {48, 131}, {2050, 9}, {512, 70}, {16, 1}}) {
+        for (int packed = 0; packed < 2; packed++)
+        for (auto s : std::vector<std::array<int, 2>>{{37, 3}, {48, 131}, {2050, 9}, {512, 70}, {16, 1}, {64, 97}}) {
             int K = s[0], N = s[1];
+            DecodePacks packs;
             for (int M = 1; M <= FEW_ROWS_MAX; M++) {
+                DecodePackScope scope(packed ? &packs : nullptr);
+                packs.clear();  // a new w each M: the pack must be made again
                 Vec a = randn((size_t)M * K, rng), w = randn((size_t)N * K, rng), b = randn(N, rng);
                 Vec out((size_t)M * N), one(N);
                 matmul_forward(out.data(), a.data(), w.data(), b.data(), M, K, N);
@@ -1252,11 +1257,62 @@ static void register_tests() {
                         CHECK(memcmp(&got, &one[n], 4) == 0, "M %d K %d N %d: row %d col %d is %.9g in the batch, %.9g alone", M, K, N, m, n, got, one[n]);
                     }
                 }
-                CHECK(worst < 1e-6, "M %d K %d N %d: off the double reference by %.3g (relative to the sum of |products|)", M, K, N, worst);
+                CHECK(worst < 1e-6, "%s M %d K %d N %d: off the double reference by %.3g (relative to the sum of |products|)",
+                      packed ? "packed" : "(N,K)", M, K, N, worst);
+                CHECK(packed ? packs.packs.size() == 1 : packs.packs.empty(), "%zu packs made", packs.packs.size());
                 cases++;
             }
         }
         printf("    %d cases: within 1e-6 of the reference, every row bitwise the row alone\n", cases);
+    });
+
+    add_test("decoding's packed weights: kept across decode_begin while their weights are unchanged, redone when one float changes, used only inside decode", [] {
+        GPTConfig cfg = test_config(ATTN_MLA, POS_ROPE);  // MLA: its absorbed W_O.W_UV is packed too
+        cfg.max_seq_len = 32;
+        GPT m(cfg);
+        m.init_weights(5);
+        const int T = 6, Vp = cfg.padded_vocab_size, V = cfg.vocab_size;
+        std::vector<int> tok = random_tokens(T, V, 9);
+        auto decode_last = [&] {  // prefill T-1 tokens, decode the last one alone (the few-rows path)
+            m.decode_begin(1, T);
+            std::vector<int> s(T - 1, 0);
+            m.decode(tok.data(), s.data(), T - 1);
+            int s0 = 0;
+            const float* lg = m.decode(&tok[T - 1], &s0, 1);
+            return Vec(lg, lg + V);
+        };
+        auto forward_last = [&] {
+            m.forward(tok.data(), nullptr, 1, T);
+            return Vec(m.logits + (size_t)(T - 1) * Vp, m.logits + (size_t)(T - 1) * Vp + V);
+        };
+        Vec d0 = decode_last();
+        CHECK(!m.dec_packs.packs.empty(), "a decode step made no packs");
+        CHECK(active_decode_packs() == nullptr, "the packs are still in use after decode returned");
+        // unchanged weights: the packs of the parameters survive decode_begin (the same buffers)
+        std::map<const float*, const float*> before;
+        for (auto& kv : m.dec_packs.packs) before[std::get<0>(kv.first)] = kv.second.data;
+        Vec d0b = decode_last();
+        size_t kept = 0;
+        for (auto& kv : m.dec_packs.packs) kept += before.count(std::get<0>(kv.first)) && before[std::get<0>(kv.first)] == kv.second.data;
+        CHECK(kept > 0 && kept + cfg.n_layer >= m.dec_packs.packs.size(), "%zu of %zu packs kept across decode_begin with the same weights", kept,
+              m.dec_packs.packs.size());
+        CHECK(memcmp(d0.data(), d0b.data(), V * sizeof(float)) == 0, "the same weights decoded differently the second time");
+        // one float of the classifier changed: its pack must be redone, and the logit moves
+        m.params[m.w_out + (size_t)3 * cfg.d_model] += 1.0f;  // row 3: token 3's logit
+        Vec d0c = decode_last();
+        m.forward(tok.data(), nullptr, 1, T);
+        CHECK(std::fabs(d0c[3] - m.logits[(size_t)(T - 1) * Vp + 3]) <= 1e-4 * (1.0 + std::fabs(d0c[3])) && d0c[3] != d0b[3],
+              "one classifier weight changed: decoded logit %.6g, forward %.6g, before %.6g (a stale pack)", d0c[3], m.logits[(size_t)(T - 1) * Vp + 3], d0b[3]);
+        // change every weight: a forward of T <= 8 rows (the few-rows path) outside decode must
+        // see the new weights, and so must the next decode after decode_begin
+        for (size_t i = 0; i < m.ps.total; i++) m.params[i] *= 1.5f;
+        Vec f1 = forward_last(), d1 = decode_last();
+        double ref = max_abs(f1.data(), f1.size());
+        CHECK(max_abs_diff(d1.data(), f1.data(), V) <= 1e-4 * (1.0 + ref), "decode after new weights differs from the forward by %.3g: a stale pack",
+              max_abs_diff(d1.data(), f1.data(), V));
+        CHECK(max_abs_diff(d0.data(), d1.data(), V) > 1e-3 * (1.0 + ref), "the weights changed and the decoded logits did not");
+        printf("    %zu packs, %.1f MB; new weights seen by the forward and the next decode (diff %.2e)\n", m.dec_packs.packs.size(),
+               m.dec_packs.floats() * 4e-6, max_abs_diff(d1.data(), f1.data(), V));
     });
 
     add_test("--matmul auto passes over OpenBLAS cores older than the CPU (Prescott on an AVX2 CPU)", [] {
