@@ -22,7 +22,7 @@
 struct KVCache {
     int n_seq = 0, heads = 0, cap = 0;  // sequences; streams per sequence; slots per stream
     int wa = 0, wb = 0, wv = 0;          // floats per slot: key part a, key part b, value (0: the value is part a)
-    std::vector<float> a, b, v;          // (n_seq, heads, cap, w)
+    avec<float> a, b, v;                 // (n_seq, heads, cap, w), 64-byte aligned (llmc/utils.h)
     std::vector<int> pos;                // (n_seq, heads, cap): the position of each slot's token
     std::vector<int> len;                // slots held per sequence (every stream holds as many)
 
@@ -68,8 +68,8 @@ struct KVCache {
     void resize(int new_cap) {
         for (int s = 0; s < n_seq; s++)
             if (len[s] > new_cap) fail("internal: KV cache resize to %d slots below the %d held", new_cap, len[s]);
-        auto move = [&](std::vector<float>& buf, int w) {
-            std::vector<float> nb((size_t)n_seq * heads * new_cap * w, 0.0f);
+        auto move = [&](avec<float>& buf, int w) {
+            avec<float> nb((size_t)n_seq * heads * new_cap * w, 0.0f);
             for (int s = 0; s < n_seq; s++)
                 for (int h = 0; h < heads; h++)
                     if (len[s] && w) memcpy(&nb[(((size_t)s * heads + h) * new_cap) * w], &buf[(size_t)off(s, h, 0) * w], sizeof(float) * len[s] * w);
