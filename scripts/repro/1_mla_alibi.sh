@@ -19,14 +19,14 @@ else  # pythia-31m: the Pythia family's shape at a width 2 cores train in minute
 fi
 TOK=gpt-neox-20b
 prepare_corpora $TOK
-COMMON=(-m $MODEL -t 128 -b 8 -l 1e-4 -x "$STEPS" -n $EVERY -v $VB --patience 1 -i "$(train_data $TOK)" -j "$(val_data $TOK)")
+COMMON=(-m $MODEL -t 128 -b 8 -x "$STEPS" -n $EVERY -v $VB --patience 1 -i "$(train_data $TOK)" -j "$(val_data $TOK)")
 EVAL=(-- --protocols disjoint,positions,wikitext --buckets 0,16,32,64,96 --wiki-docs 20)
 for seed in $SEEDS; do
-    run "mla128_alibi16_s$seed" "${COMMON[@]}" -a mla -k 128 -p alibi --alibi-slope 0.0625 -s "$seed" "${EVAL[@]}"
-    run "mha_rope25_s$seed" "${COMMON[@]}" -a mha -p rope --rotary-pct 0.25 -s "$seed" "${EVAL[@]}"
+    run "mla128_alibi16_s$seed" "${COMMON[@]}" -l 1e-4 -a mla -k 128 -p alibi --alibi-slope 0.0625 -s "$seed" "${EVAL[@]}"
+    run "mha_rope25_s$seed" "${COMMON[@]}" -l 1e-4 -a mha -p rope --rotary-pct 0.25 -s "$seed" "${EVAL[@]}"
 done
 for seed in ${COMPANION_SEEDS-1}; do
-    C=("${COMMON[@]}" -l 2e-3)
+    C=("${COMMON[@]}" -l 2e-3)  # the design at a rate 200 steps can use (1e-4 barely moves in 200)
     run "mla128_alibi16_lr2e-3_s$seed" "${C[@]}" -a mla -k 128 -p alibi --alibi-slope 0.0625 -s "$seed" "${EVAL[@]}"
     run "mha_rope25_lr2e-3_s$seed" "${C[@]}" -a mha -p rope --rotary-pct 0.25 -s "$seed" "${EVAL[@]}"
 done

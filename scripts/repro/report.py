@@ -67,7 +67,9 @@ def load_runs(d):
         m = re.match(r"^(.*)_s(\d+)$", name)
         r["group"], r["seed"] = (m.group(1), int(m.group(2))) if m else (name, None)
         runs[name] = r
-    return runs
+    # in the order the recipe ran them (its design first, then any companion), not by file name
+    started = lambda r: r.get("start", {}).get("run", {}).get("started") or r["eval"].get("run", {}).get("started") or ""
+    return {r["name"]: r for r in sorted(runs.values(), key=lambda r: (started(r), r["name"]))}
 
 
 def groups(runs):
@@ -265,7 +267,8 @@ def section_1(runs, lines, docs):
     lines += ["Position-wise PPL on the held-out Brown windows (mean ± std over seeds):", ""] + bt + [""]
     img(lines, plot_lines(os.path.join(docs, "1_mla_alibi_positions.png"), series, "token position in the window", "PPL",
                           "PPL by position (held-out Brown, mean over seeds)", logy=True, xticks=labels))
-    img(lines, curves_plot(os.path.join(docs, "1_mla_alibi_loss.png"), g, "val loss during training (lr 1e-4, patience 1)"))
+    img(lines, curves_plot(os.path.join(docs, "1_mla_alibi_loss.png"), g,
+                           "val loss during training (patience 1; lr 1e-4, or 2e-3 where named)"))
     for suffix, what in (("", "at the design's lr 1e-4"), ("_lr2e-3", "at lr 2e-3")):
         la = [r["eval"]["disjoint"]["loss"] for r in g.get("mla128_alibi16" + suffix, [])]
         lb = [r["eval"]["disjoint"]["loss"] for r in g.get("mha_rope25" + suffix, [])]
@@ -275,8 +278,9 @@ def section_1(runs, lines, docs):
         spread = max([abs(x - y) for x in la for y in la] + [abs(x - y) for x in lb for y in lb] + [0])
         pos = [r["eval"]["positions"] for r in g["mha_rope25" + suffix] if r["eval"].get("positions")]
         gain = statistics.fmean(1 - p[-1]["ppl"] / p[0]["ppl"] for p in pos) if pos else None
-        lines += [f"Measured {what}: MLA + ALiBi minus MHA + RoPE = {d:+.3f} in val loss (PPL ratio {math.exp(d):.3f}; "
-                  f"{len(la)} and {len(lb)} seed(s), seed-to-seed spread within a configuration up to {spread:.3f})."
+        seeds = (f"{len(la)} and {len(lb)} seeds, seed-to-seed spread within a configuration up to {spread:.3f}"
+                 if len(la) > 1 or len(lb) > 1 else "one seed each, so no spread measured: weigh it against the lr 1e-4 pairs' spread")
+        lines += [f"Measured {what}: MLA + ALiBi minus MHA + RoPE = {d:+.3f} in val loss (PPL ratio {math.exp(d):.3f}; {seeds})."
                   + (f" MHA + RoPE's PPL at positions {pos[0][-1]['from']}+ is {100 * gain:.0f}% below positions 0-{pos[0][0]['to']}"
                      + (": almost flat, so these models barely use their context yet." if gain < 0.05 else ": they use their context.")
                      if gain is not None else ""), ""]
