@@ -96,7 +96,7 @@ def fmt_mean_std(xs, f="{:.2f}"):
     m, s = mean_std(xs)
     if m is None:
         return "n/a"
-    return f.format(m) + ("" if s is None else " ± " + f.format(s))
+    return f.format(m) + ("" if s is None else " ± " + f.replace("+", "").format(s))  # a spread has no sign
 
 
 def ppl(loss):
@@ -343,7 +343,8 @@ def section_2(runs, lines, docs):
                   + (f"For {'all of them' if len(cursed) == len(learned) else ', '.join(cursed)} the reversed gain is under a "
                      "tenth of the forward one: the reversal curse, whatever the position encoding."
                      if cursed else "None shows the curse (a reversed gain under a tenth of the forward one)."), ""]
-    lines += ["Q/K statistics after the position encoding, last layer. NeoX's RoPE pairs dim i with dim i + rot/2 (one "
+    qk_seed = next((rs[0]["seed"] for rs in having(g, "qk").values()), None)
+    lines += [f"Q/K statistics after the position encoding, last layer{f' (the seed {qk_seed} run of each configuration)' if qk_seed is not None else ''}. NeoX's RoPE pairs dim i with dim i + rot/2 (one "
               "frequency per pair, highest first), so the high-frequency band is dims 0 .. rot/4-1 with their partners "
               "rot/2 .. 3rot/4-1, the low band the rest of the rotated dims; pass-through: the dims RoPE leaves alone. "
               "low/high: the bands' mean |x| ratio. The earlier analysis's split, first half of the rotated dims vs "
