@@ -279,7 +279,8 @@ def section_1(runs, lines, docs):
         pos = [r["eval"]["positions"] for r in g["mha_rope25" + suffix] if r["eval"].get("positions")]
         gain = statistics.fmean(1 - p[-1]["ppl"] / p[0]["ppl"] for p in pos) if pos else None
         seeds = (f"{len(la)} and {len(lb)} seeds, seed-to-seed spread within a configuration up to {spread:.3f}"
-                 if len(la) > 1 or len(lb) > 1 else "one seed each, so no spread measured: weigh it against the lr 1e-4 pairs' spread")
+                 if len(la) > 1 or len(lb) > 1 else "one seed each, so no spread measured"
+                 + (": weigh it against the lr 1e-4 pairs' spread" if suffix else ""))
         lines += [f"Measured {what}: MLA + ALiBi minus MHA + RoPE = {d:+.3f} in val loss (PPL ratio {math.exp(d):.3f}; {seeds})."
                   + (f" MHA + RoPE's PPL at positions {pos[0][-1]['from']}+ is {100 * gain:.0f}% below positions 0-{pos[0][0]['to']}"
                      + (": almost flat, so these models barely use their context yet." if gain < 0.05 else ": they use their context.")
