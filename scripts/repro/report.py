@@ -281,6 +281,13 @@ def section_1(runs, lines, docs):
         seeds = (f"{len(la)} and {len(lb)} seeds, seed-to-seed spread within a configuration up to {spread:.3f}"
                  if len(la) > 1 or len(lb) > 1 else "one seed each, so no spread measured"
                  + (": weigh it against the lr 1e-4 pairs' spread" if suffix else ""))
+        # the same seed gives both models the same data order: a difference that holds seed by seed is
+        # worth more than the spread of either model's losses across seeds
+        by_seed = {r["seed"]: r["eval"]["disjoint"]["loss"] for r in g.get("mha_rope25" + suffix, [])}
+        paired = [(r["seed"], r["eval"]["disjoint"]["loss"] - by_seed[r["seed"]]) for r in g.get("mla128_alibi16" + suffix, [])
+                  if r["seed"] is not None and r["seed"] in by_seed]
+        if len(paired) > 1:
+            seeds += "; seed by seed " + ", ".join(f"{x:+.3f} (seed {s})" for s, x in sorted(paired))
         lines += [f"Measured {what}: MLA + ALiBi minus MHA + RoPE = {d:+.3f} in val loss (PPL ratio {math.exp(d):.3f}; {seeds})."
                   + (f" MHA + RoPE's PPL at positions {pos[0][-1]['from']}+ is {100 * gain:.0f}% below positions 0-{pos[0][0]['to']}"
                      + (": almost flat, so these models barely use their context yet." if gain < 0.05 else ": they use their context.")
