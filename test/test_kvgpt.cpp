@@ -616,6 +616,24 @@ static void register_tests() {
         printf("    %d shapes, 16 keys each: identical bits; decode uses dot16: %s\n", cases, AttnCore::DEC_DOT16 ? "yes (AVX-512)" : "no (AVX2 build)");
     });
 
+    add_test("KV cache buffers: rows on 64-byte boundaries; a buffer of 2 MB or more on a 2 MB boundary (2 MB pages), sized to its rows", [] {
+        const size_t MB2 = (size_t)1 << 21;
+        KVCache small;
+        small.init(1, 3, 5, 24, 8, 24);  // a few KB each
+        for (const avec<float>* buf : {&small.a, &small.b, &small.v})
+            CHECK((uintptr_t)buf->data() % 64 == 0, "a small buffer at %p is not on a cache line", (const void*)buf->data());
+        KVCache big;
+        big.init(2, 4, 2049, 64, 32, 64);  // a: 8 MB + 2 KB, b: 4 MB + 1 KB, v as a
+        for (const avec<float>* buf : {&big.a, &big.b, &big.v}) {
+            CHECK(buf->size() * sizeof(float) >= MB2, "test setup: a buffer of %zu B", buf->size() * sizeof(float));
+            CHECK((uintptr_t)buf->data() % MB2 == 0, "a %zu-byte buffer at %p is not on a 2 MB boundary", buf->size() * sizeof(float),
+                  (const void*)buf->data());
+        }
+        CHECK(big.bytes() == sizeof(float) * big.floats_per_token() * 2 * 2049, "the cache reports %zu B", big.bytes());
+        big.resize(3000);  // a resize lands on a 2 MB boundary too
+        CHECK((uintptr_t)big.a.data() % MB2 == 0, "after a resize the keys are not on a 2 MB boundary");
+    });
+
     add_test("decode attention (KVCache::attend) == a naive double-precision softmax, at shapes that take the 16-key path", [] {
         // the model tests' heads are too narrow for dot16 (da % 16 != 0), so the kernel is checked
         // here at real widths: MHA, MQA (one KV head for 8 query heads), MLA's split key with the
