@@ -168,10 +168,10 @@ static inline T* alloc_floats(size_t n) { return (T*)mallocCheck(n * sizeof(T));
 // start, so every 64-byte load of a row crossed two cache lines: the decode kernel's value sum ran
 // 1.6 ns per key on misaligned rows and 1.0 on aligned ones (the 2-core AMD EPYC).
 // A buffer of 2 MB or more starts on a 2 MB boundary and asks for 2 MB pages: a decode step
-// streams every sequence's cache, and on 4 KB pages each 4 KB of it is a TLB miss (Pythia-70m at
-// 8k, batch 8, decode ms/step medians of 7 interleaved rounds: 3-4.5% lower for MHA, GQA, MQA
-// and MLA). The size is not rounded up: the last partial 2 MB keeps 4 KB pages, so no memory is
-// held beyond what the rows need.
+// streams every sequence's cache, and on 4 KB pages each 4 KB of it is a TLB miss. Measured at
+// Pythia-70m's 8k, batch 8 (docs/benchmarks.md): a few percent faster in some comparisons, none
+// in others, always within the host's noise; kept because it costs nothing: the size is not
+// rounded up (the last partial 2 MB keeps 4 KB pages), so no memory is held beyond the rows.
 template <typename T>
 struct Aligned64 {
     typedef T value_type;
