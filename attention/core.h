@@ -225,12 +225,17 @@ struct AttnCore {
     // acc_mem[h] = corr[h] * acc_mem[h] + sum over keys t < n of p[h][t] * pv[t], each value row
     // loaded once for all HB heads (NV + 1 loads per HB x NV FMAs instead of NV + 1 per NV). Each
     // head's vectors get the same FMAs in the same order as accumulate_tile: the same bits
+    // pf[0:npf], when given, are cache lines to ask for meanwhile (the next tile's rows), a few
+    // with each key, so the loads in flight overlap the FMAs instead of waiting in a burst.
     template <int NV, int HB>
-    static inline void accumulate_tile_heads(int n, const float* const* p, const float* corr, const float* const* pv, float* const* acc_mem) {
+    static inline void accumulate_tile_heads(int n, const float* const* p, const float* corr, const float* const* pv, float* const* acc_mem,
+                                             const float* const* pf = nullptr, int npf = 0) {
         v16f a[HB][NV];
         for (int h = 0; h < HB; h++)
             for (int k = 0; k < NV; k++) a[h][k] = corr[h] * *(const v16f*)(acc_mem[h] + 16 * k);
+        const int pf_per_key = (npf + n - 1) / n;
         for (int t = 0; t < n; t++) {
+            for (int u = t * pf_per_key; u < std::min(npf, (t + 1) * pf_per_key); u++) __builtin_prefetch(pf[u], 0, 3);
             v16f vr[NV];
             for (int k = 0; k < NV; k++) vr[k] = *(const v16f*)(pv[t] + 16 * k);
             for (int h = 0; h < HB; h++) {
@@ -242,12 +247,14 @@ struct AttnCore {
             for (int k = 0; k < NV; k++) *(v16f*)(acc_mem[h] + 16 * k) = a[h][k];
     }
     // heads [0, nh) of a group: in blocks that fill 16 accumulator vectors, then one at a time
+    // (the first block also asks for pf[0:npf], see accumulate_tile_heads; the caller asks for
+    // them itself where no block is taken)
     static inline void accumulate_group(int nh, int n, const float* const* p, const float* corr, const float* const* pv, float* const* acc_mem,
-                                        int dim) {
+                                        int dim, const float* const* pf = nullptr, int npf = 0) {
         int h = 0;
         auto blocks = [&](auto nv, auto hb) {
             for (; h + hb.value <= nh; h += hb.value)
-                accumulate_tile_heads<decltype(nv)::value, decltype(hb)::value>(n, p + h, corr + h, pv, acc_mem + h);
+                accumulate_tile_heads<decltype(nv)::value, decltype(hb)::value>(n, p + h, corr + h, pv, acc_mem + h, h ? nullptr : pf, h ? 0 : npf);
         };
         using I1 = std::integral_constant<int, 1>;
         using I2 = std::integral_constant<int, 2>;
@@ -259,6 +266,8 @@ struct AttnCore {
             case 64: blocks(I4(), I4()); break;
             case 128: blocks(I8(), I2()); break;
         }
+        if (h == 0)
+            for (int u = 0; u < npf; u++) __builtin_prefetch(pf[u], 0, 3);
         for (; h < nh; h++) accumulate_rows(0, n, p[h], corr[h], [&](int t) { return pv[t]; }, acc_mem[h], dim);
     }
 
@@ -375,17 +384,25 @@ struct AttnCore {
     // (slot j holds position j until a press evicts tokens; ALiBi scores the true distance).
     // y (n, H, dv) rows y_row apart, heads y_head apart; lse_out (n, H), when given, gets each
     // head's log-sum-exp.
-    // Split-K flash-decoding: the keys of a row are cut into chunks of DEC_CHUNK; each (row, KV
+    // Split-K flash-decoding: the keys of a row are cut into chunks (dec_chunk); each (row, KV
     // head, chunk) is one work item, so one sequence at long context uses every core. An item walks
     // its keys in tiles of DEC_TILE, and every query head of the KV head's group (all heads for MLA's
     // latent) scores the tile while it is in L1: the cache is read from memory once per step,
     // not once per head. Each item keeps an online softmax (max, sum, weighted values) per head;
-    // the chunks are merged by their maxima. The chunking is fixed, so results do not depend on the
-    // thread count, nor a row's on the other rows of the call.
-    static const int DEC_CHUNK = 256, DEC_TILE = 32;
-    // asks for the cache lines of r[0:n] (a hint: no fault, no effect on results)
-    static inline void prefetch_row(const float* r, int n) {
-        for (int k = 0; k < n; k += 16) __builtin_prefetch(r + k, 0, 3);
+    // the chunks are merged by their maxima. A row's chunking depends on its own key count only,
+    // so results do not depend on the thread count, nor a row's on the other rows of the call.
+    // Chunks of 256 keys up to 2048 keys (8 chunks or more per KV head, so one sequence keeps
+    // every core busy), then 512, then 1024 past 4096 keys: each chunk starts its streams cold,
+    // and at 8k keys 1024-key chunks made the attention 1.03-1.1x faster than 256-key ones.
+    // The items are dealt to the threads in contiguous runs (schedule static), so a thread walks
+    // a sequence's chunks in order and the hardware prefetcher's streams carry on across them
+    // (dealt one at a time, the two threads leapfrogged each other's chunks: 1.2-1.3x slower at
+    // 8k, batch 8; docs/benchmarks.md, "Decode, fourth round").
+    static const int DEC_TILE = 32;
+    static inline int dec_chunk(int nkeys) {
+        int c = 256;
+        while (c < 1024 && nkeys > 8 * c) c *= 2;
+        return c;
     }
     template <typename KA, typename KB, typename VV, typename KP>
     void decode_rows(int n, const int* pos, const int* nkeys, const float* q, long q_row, long q_head, KA cache_a, KB cache_b, VV cache_v,
@@ -393,15 +410,16 @@ struct AttnCore {
         ProfScope prof(PROF_ATTENTION);
         const int G = H / group, part_floats = dv + 2;
         std::vector<long> base(n + 1, 0);  // first work item of row i
-        for (int i = 0; i < n; i++) base[i + 1] = base[i] + (long)G * ((nkeys[i] - 1) / DEC_CHUNK + 1);
+        for (int i = 0; i < n; i++) base[i + 1] = base[i] + (long)G * ((nkeys[i] - 1) / dec_chunk(nkeys[i]) + 1);
         std::vector<float> part((size_t)base[n] * group * part_floats);
         int lane_key[16];
         for (int l = 0; l < 16; l++) lane_key[l] = reduce16_key(l);
-        #pragma omp parallel for schedule(dynamic, 1)
+        #pragma omp parallel for schedule(static)
         for (long it = 0; it < base[n]; it++) {
             int i = (int)(std::upper_bound(base.begin(), base.end(), it) - base.begin()) - 1;
-            const int nc = (nkeys[i] - 1) / DEC_CHUNK + 1, g = (int)((it - base[i]) / nc), c = (int)((it - base[i]) % nc), t = pos[i];
-            const int k0 = c * DEC_CHUNK, k1 = std::min(nkeys[i], k0 + DEC_CHUNK);
+            const int chunk = dec_chunk(nkeys[i]), nc = (nkeys[i] - 1) / chunk + 1;
+            const int g = (int)((it - base[i]) / nc), c = (int)((it - base[i]) % nc), t = pos[i];
+            const int k0 = c * chunk, k1 = std::min(nkeys[i], k0 + chunk);
             float* pp = &part[(size_t)it * group * part_floats];
             for (int hh = 0; hh < group; hh++) {
                 float* ph = pp + (size_t)hh * part_floats;
@@ -416,17 +434,35 @@ struct AttnCore {
             std::vector<float*> hacc(group);
             for (int hh = 0; hh < group; hh++) { hp[hh] = &hsc[(size_t)hh * DEC_TILE]; hacc[hh] = pp + (size_t)hh * part_floats + 2; }
             const bool v_is_a = cache_v(i, k0, g) == cache_a(i, k0, g);  // MLA: the latent is both key and value
+            // Software prefetch. Where a group of heads shares separate value rows (MQA, GQA), a
+            // tile's value loop asks for the next tile's rows a few lines per key, so they arrive
+            // while this tile's FMAs run: MQA and GQA's attention at 8k, batch 8, 1.15-1.25x faster
+            // than with a burst at the tile's start, which kept the core waiting on the burst and
+            // so made the memory time and the compute time add up. Elsewhere (MHA's one head per
+            // value row; MLA, whose value loop reads the latent already in L1, measured slower so)
+            // the whole tile's rows are asked for before its first is used (one thread read MHA's
+            // cache at 13 GB/s without any, the scores waiting on one key's lines at a time).
+            const bool pf_spread = group >= 2 && !v_is_a;
+            const int pf_lines = (da / 16 + (da % 16 != 0)) + (db / 16 + (db % 16 != 0)) + (v_is_a ? 0 : dv / 16 + (dv % 16 != 0));
+            std::vector<const float*> pf((size_t)DEC_TILE * pf_lines);
+            auto ask_rows = [&](int p0, int p1, int* npf) {  // the lines of keys [p0, p1): asked for now, or listed in pf
+                for (int t2 = p0; t2 < p1; t2++) {
+                    auto row = [&](const float* r, int w) {
+                        for (int k = 0; k < w; k += 16) {
+                            if (npf) pf[(*npf)++] = r + k;
+                            else __builtin_prefetch(r + k, 0, 3);
+                        }
+                    };
+                    row(cache_a(i, t2, g), da);
+                    if (db) row(cache_b(i, t2), db);
+                    if (!v_is_a) row(cache_v(i, t2, g), dv);
+                }
+            };
             for (int b0 = k0; b0 < k1; b0 += DEC_TILE) {
                 const int b1 = std::min(k1, b0 + DEC_TILE);
-                // the whole tile's rows asked for before the first is used: the loads of all its
-                // keys and values are in flight together (one thread reached 13 GB/s on MHA's
-                // cache without this, the scores waiting on one key's lines at a time; asking for
-                // the next tile instead, or spreading that over the group's heads, measured the same)
-                for (int t2 = b0; t2 < b1; t2++) {
-                    prefetch_row(cache_a(i, t2, g), da);
-                    if (db) prefetch_row(cache_b(i, t2), db);
-                    if (!v_is_a) prefetch_row(cache_v(i, t2, g), dv);
-                }
+                int npf = 0;
+                if (!pf_spread || b0 == k0) ask_rows(b0, b1, nullptr);
+                if (pf_spread) ask_rows(b1, std::min(k1, b1 + DEC_TILE), &npf);
                 // the tile's key rows, fetched once for all heads of the group (the last 16-key
                 // block repeats the tile's last key)
                 const bool by16 = DEC_DOT16 && da % 16 == 0 && db % 16 == 0;
@@ -479,14 +515,14 @@ struct AttnCore {
                 }
                 // the weighted values of every head of the group, each value row loaded once per
                 // block of heads (MQA's batch-8 attention ~1.2x on the 2-core AMD EPYC)
-                accumulate_group(group, b1 - b0, hp.data(), hcorr.data(), pv, hacc.data(), dv);
+                accumulate_group(group, b1 - b0, hp.data(), hcorr.data(), pv, hacc.data(), dv, pf.data(), npf);
             }
         }
         // merge each head's chunks by their maxima
         #pragma omp parallel for collapse(2) schedule(static)
         for (int i = 0; i < n; i++)
             for (int h = 0; h < H; h++) {
-                const int nc = (nkeys[i] - 1) / DEC_CHUNK + 1, g = h / group, hh = h % group;
+                const int nc = (nkeys[i] - 1) / dec_chunk(nkeys[i]) + 1, g = h / group, hh = h % group;
                 auto chunk = [&](int c) { return &part[((size_t)(base[i] + (long)g * nc + c) * group + hh) * part_floats]; };
                 float M = -INFINITY;
                 for (int c = 0; c < nc; c++) M = fmaxf(M, chunk(c)[0]);

@@ -638,8 +638,9 @@ static void register_tests() {
         // the model tests' heads are too narrow for dot16 (da % 16 != 0), so the kernel is checked
         // here at real widths: MHA, MQA (one KV head for 8 query heads), MLA's split key with the
         // latent as the value, and a width that takes the 4-key path; key counts that cross the
-        // 16-key blocks, the 32-key tiles and the 256-key chunks; ALiBi with slots whose tokens
-        // are not at their slot index (a pressed cache); 3 rows of different lengths in one call
+        // 16-key blocks, the 32-key tiles and the chunks (256 keys; 512 past 2048 keys; 1024 past
+        // 4096); ALiBi with slots whose tokens are not at their slot index (a pressed cache); 5 rows
+        // of different lengths in one call
         struct Case { const char* name; int H, heads, da, db, dv; };
         const Case cases[] = {{"mha 64", 4, 4, 64, 0, 64}, {"mqa 64", 8, 1, 64, 0, 64}, {"gqa 32", 8, 2, 32, 0, 32},
                               {"mla 64+16, v = latent", 8, 1, 64, 16, 0}, {"odd 24 (4-key path)", 4, 2, 24, 0, 24}};
@@ -648,7 +649,7 @@ static void register_tests() {
         for (const Case& c : cases)
             for (bool alibi : {false, true})
                 for (bool pressed : {false, true}) {
-                    const int nk[3] = {1, 300, 531}, n = 3, dq = c.da + c.db, dv = c.dv ? c.dv : c.da, cap = 540;
+                    const int nk[5] = {1, 300, 531, 2500, 4200}, n = 5, dq = c.da + c.db, dv = c.dv ? c.dv : c.da, cap = 4210;
                     KVCache kv;
                     kv.init(n, c.heads, cap, c.da, c.db, c.dv);
                     for (auto& x : kv.a) x = rng.normal();
@@ -667,7 +668,7 @@ static void register_tests() {
                     core.slopes = alibi ? slopes.data() : nullptr;
                     Vec q = randn((size_t)n * c.H * dq, rng);
                     std::vector<float> y((size_t)n * c.H * dv, NAN), lse((size_t)n * c.H, NAN);
-                    int seq[3] = {0, 1, 2}, qpos[3];
+                    int seq[5] = {0, 1, 2, 3, 4}, qpos[5];
                     for (int i = 0; i < n; i++) qpos[i] = kv.slot_pos(i, 0, nk[i] - 1) + (pressed ? 2 : 0);
                     kv.attend(core, n, seq, qpos, nk, q.data(), (long)c.H * dq, dq, y.data(), (long)c.H * dv, dv, lse.data());
                     double worst = 0, worst_lse = 0;
@@ -700,7 +701,7 @@ static void register_tests() {
                           pressed ? " pressed" : "", worst, worst_lse);
                     checked++;
                 }
-        printf("    %d cases (5 shapes x ALiBi x pressed slots; rows of 1, 300 and 531 keys): within 2e-5 of the reference\n", checked);
+        printf("    %d cases (5 shapes x ALiBi x pressed slots; rows of 1, 300, 531, 2500 and 4200 keys): within 2e-5 of the reference\n", checked);
     });
 
     add_test("decode with the KV cache == full forward (every variant; MLA decodes in absorbed form)", [] {
