@@ -236,6 +236,8 @@ def repro_report_builds_every_section_from_real_runs():
             assert r.returncode == 0, (sh, r.stderr)
     r = run(["bash", "scripts/repro/1_mla_alibi.sh"], env=dict(os.environ, SCALE="huge"))
     assert r.returncode == 2 and "SCALE must be cpu or gpu" in r.stderr, r.stderr
+    r = run(["bash", "scripts/repro/rehearse_gpu.sh"], env=dict(os.environ, RECIPES="6_nothing", OUTROOT=os.path.join(TMP, "rehearse")))
+    assert r.returncode == 2 and "no recipe scripts/repro/6_nothing.sh" in r.stderr, r.stderr
 
 
 def main():

@@ -13,7 +13,7 @@ source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/repro/1_mla_alibi}; mkdir -p "$OUT"
 SEEDS=${SEEDS:-1 2}
 if [ "$SCALE" = gpu ]; then
-    MODEL=pythia-70m; STEPS=${STEPS:-20000}; EVERY=250; VB=50
+    MODEL=pythia-70m; STEPS=${STEPS:-20000}; EVERY=250; VB=${VB:-50}
 else  # pythia-31m: the Pythia family's shape at a width 2 cores train in minutes (k = 128 is d/2 here, d/4 at 70m)
     MODEL=pythia-31m; STEPS=${STEPS:-200}; EVERY=50; VB=20
 fi

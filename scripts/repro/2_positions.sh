@@ -17,7 +17,7 @@
 source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/repro/2_positions}; mkdir -p "$OUT"
 SEEDS=${SEEDS:-1}
-if [ "$SCALE" = gpu ]; then MODEL=pythia-70m; STEPS=${STEPS:-5000}; EVERY=250; VB=50; REPEATS=${REPEATS:-400}
+if [ "$SCALE" = gpu ]; then MODEL=pythia-70m; STEPS=${STEPS:-5000}; EVERY=250; VB=${VB:-50}; REPEATS=${REPEATS:-400}
 else MODEL=tiny; STEPS=${STEPS:-600}; EVERY=100; VB=10; REPEATS=${REPEATS:-2000}; fi
 TOK=gpt-neox-20b
 MAXW=${MAXW:-$([ "$SCALE" = gpu ] && echo 0 || echo 400)}  # disjoint windows scored per measurement (0: all)

@@ -15,7 +15,7 @@ source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/repro/3_kvsplice}; mkdir -p "$OUT"
 SEEDS=${SEEDS:-1}
 if [ "$SCALE" = gpu ]; then
-    SHAPE=(-m gpt2-124m -t 1024 -b 8); STEPS=${STEPS:-5000}; EVERY=250; VB=50
+    SHAPE=(-m gpt2-124m -t 1024 -b 8); STEPS=${STEPS:-5000}; EVERY=250; VB=${VB:-50}
     SPAM=(--optim spam)  # the paper's defaults: reset every 1000 steps, 150 warmup, 5000 threshold
 else  # the schedule scaled to the run: resets at steps 40 and 80 of 120
     SHAPE=(-m gpt2-124m --layers 2 -t 64 -b 8); STEPS=${STEPS:-120}; EVERY=20; VB=10

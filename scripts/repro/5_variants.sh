@@ -16,7 +16,7 @@
 source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/repro/5_variants}; mkdir -p "$OUT"
 SEEDS=${SEEDS:-1}
-if [ "$SCALE" = gpu ]; then SHAPE=(-m pythia-70m -t 1024 -b 8); STEPS=${STEPS:-5000}; EVERY=250; VB=50
+if [ "$SCALE" = gpu ]; then SHAPE=(-m pythia-70m -t 1024 -b 8); STEPS=${STEPS:-5000}; EVERY=250; VB=${VB:-50}
 else SHAPE=(-m pythia-31m --tied 1 -t 128 -b 8); STEPS=${STEPS:-150}; EVERY=50; VB=10; fi
 TOK=gpt-neox-20b
 MAXW=${MAXW:-$([ "$SCALE" = gpu ] && echo 0 || echo 400)}  # disjoint windows scored per measurement (0: all)

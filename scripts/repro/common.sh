@@ -9,7 +9,9 @@
 # Runs go to runs/repro/RECIPE/ (one NAME.log, NAME.jsonl, NAME.ckpt(.best) and NAME.eval.json per
 # run); a finished run (its .eval.json written) is not trained again unless FORCE=1, so an
 # interrupted recipe continues where it stopped. scripts/repro/report.py RECIPE then writes
-# docs/results/RECIPE.md (+ PNGs) and rebuilds docs/results.md.
+# docs/results/RECIPE.md (+ PNGs) and rebuilds docs/results.md (REPORT_DOCS=DIR: DIR instead of
+# docs/, for a run whose numbers must not land in the docs, e.g. scripts/repro/rehearse_gpu.sh).
+# VB (validation batches per measurement) may be set for SCALE=gpu; the CPU scale fixes it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 SCALE=${SCALE:-cpu}
@@ -74,7 +76,7 @@ json.dump({"recipe": recipe, "script": script, "scale": scale, "seeds": seeds.sp
            "host": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}}, open(out, "w"), indent=1)
 PYEOF
     echo "recipe $recipe: $(( $(date +%s) - RECIPE_T0 )) s wall"
-    "$PY" scripts/repro/report.py "$recipe" --runs "$OUT"
+    "$PY" scripts/repro/report.py "$recipe" --runs "$OUT" --docs "${REPORT_DOCS:-docs}"
 }
 
 make -s train_gpt eval_gpt
