@@ -8,7 +8,8 @@
 # 32-64 / 64-96 / 96-128 (on Brown's held-out documents and on the WikiText-2 test articles).
 #   bash scripts/repro/1_mla_alibi.sh                # SCALE=cpu: pythia-31m, 200 steps, seeds 1 2
 #   SCALE=gpu bash scripts/repro/1_mla_alibi.sh      # pythia-70m, 20000 steps (early stopping ends it)
-# Environment: SEEDS, STEPS, OUT (runs/repro/1_mla_alibi), FORCE (see common.sh).
+# Environment: SEEDS, STEPS, WIKI_DOCS (WikiText-2 test articles scored: 20), OUT (runs/repro/1_mla_alibi),
+# FORCE (see common.sh).
 source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/repro/1_mla_alibi}; mkdir -p "$OUT"
 SEEDS=${SEEDS:-1 2}
@@ -20,7 +21,7 @@ fi
 TOK=gpt-neox-20b
 prepare_corpora $TOK
 COMMON=(-m $MODEL -t 128 -b 8 -x "$STEPS" -n $EVERY -v $VB --patience 1 -i "$(train_data $TOK)" -j "$(val_data $TOK)")
-EVAL=(-- --protocols disjoint,positions,wikitext --buckets 0,16,32,64,96 --wiki-docs 20)
+EVAL=(-- --protocols disjoint,positions,wikitext --buckets 0,16,32,64,96 --wiki-docs "${WIKI_DOCS:-20}")
 for seed in $SEEDS; do
     run "mla128_alibi16_s$seed" "${COMMON[@]}" -l 1e-4 -a mla -k 128 -p alibi --alibi-slope 0.0625 -s "$seed" "${EVAL[@]}"
     run "mha_rope25_s$seed" "${COMMON[@]}" -l 1e-4 -a mha -p rope --rotary-pct 0.25 -s "$seed" "${EVAL[@]}"

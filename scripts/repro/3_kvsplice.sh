@@ -25,7 +25,7 @@ TOK=gpt2
 MAXW=${MAXW:-$([ "$SCALE" = gpu ] && echo 0 || echo 400)}  # disjoint windows scored per measurement (0: all)
 prepare_corpora $TOK
 COMMON=("${SHAPE[@]}" "${SPAM[@]}" -x "$STEPS" -n $EVERY -v $VB -l 1e-3 -i "$(train_data $TOK)" -j "$(val_data $TOK)")
-EVAL=(-- --max-windows "$MAXW" --protocols disjoint,wikitext,kv --wiki-docs 20)
+EVAL=(-- --max-windows "$MAXW" --protocols disjoint,wikitext,kv --wiki-docs "${WIKI_DOCS:-20}")
 for seed in $SEEDS; do
     run "mha_s$seed" "${COMMON[@]}" -a mha -s "$seed" "${EVAL[@]}"
     run "mla256_s$seed" "${COMMON[@]}" -a mla -k 256 -s "$seed" "${EVAL[@]}"

@@ -22,7 +22,7 @@ TOK=gpt-neox-20b
 MAXW=${MAXW:-$([ "$SCALE" = gpu ] && echo 0 || echo 400)}  # disjoint windows scored per measurement (0: all)
 prepare_corpora $TOK
 COMMON=("${SHAPE[@]}" -p rope -x "$STEPS" -n $EVERY -v $VB -i "$(train_data $TOK)" -j "$(val_data $TOK)")
-EVAL=(-- --max-windows "$MAXW" --protocols disjoint,wikitext,kv --wiki-docs 20)
+EVAL=(-- --max-windows "$MAXW" --protocols disjoint,wikitext,kv --wiki-docs "${WIKI_DOCS:-20}")
 for seed in $SEEDS; do
     run "mha_s$seed" "${COMMON[@]}" -a mha -s "$seed" "${EVAL[@]}"
     run "mka_s$seed" "${COMMON[@]}" -a mka -s "$seed" "${EVAL[@]}"

@@ -22,7 +22,7 @@ for r in $RECIPES; do
     [ -f "scripts/repro/$r.sh" ] || { echo "Error: no recipe scripts/repro/$r.sh" >&2; exit 2; }
     t=$(date +%s)
     echo "=== $r"
-    if ! SCALE=gpu STEPS=2 VB=2 MAXW=2 SEEDS=1 COMPANION_SEEDS=1 SAMPLES=1 REPEATS=2 FORCE=1 \
+    if ! SCALE=gpu STEPS=2 VB=2 MAXW=2 WIKI_DOCS=2 SEEDS=1 COMPANION_SEEDS=1 SAMPLES=1 REPEATS=2 FORCE=1 \
          OUT="$OUTROOT/$r" MODELS="$OUTROOT/5_variants" REPORT_DOCS="$OUTROOT/docs" \
          bash "scripts/repro/$r.sh" > "$OUTROOT/$r.log" 2>&1; then
         tail -n 25 "$OUTROOT/$r.log" >&2
