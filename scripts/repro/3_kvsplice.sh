@@ -10,7 +10,8 @@
 # elements per token per layer are read from each model's real caches (eval_gpt's kv protocol).
 #   bash scripts/repro/3_kvsplice.sh             # SCALE=cpu: 2 of GPT-2's 12 layers, T = 64, 120 steps
 #   SCALE=gpu bash scripts/repro/3_kvsplice.sh   # all 12 layers, T = 1024, 5000 steps
-# Environment: SEEDS (1), STEPS, MAXW (held-out windows scored, the first ones: 400 on the CPU, all on a GPU), OUT, FORCE.
+# Environment: SEEDS (1), STEPS, MAXW (held-out windows scored, the first ones: 400 on the CPU, all on a GPU),
+# WIKI_DOCS (WikiText-2 test articles scored: 20), VB (validation batches at SCALE=gpu: 50), OUT, FORCE.
 source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/repro/3_kvsplice}; mkdir -p "$OUT"
 SEEDS=${SEEDS:-1}

@@ -12,7 +12,8 @@
 # time per step is the median of the logged steps.
 #   bash scripts/repro/5_variants.sh             # SCALE=cpu: pythia-31m (tied), 150 steps
 #   SCALE=gpu bash scripts/repro/5_variants.sh   # pythia-70m, T = 1024, 5000 steps
-# Environment: SEEDS (1), STEPS, MAXW (held-out windows scored, the first ones: 400 on the CPU, all on a GPU), OUT, FORCE.
+# Environment: SEEDS (1), STEPS, MAXW (held-out windows scored, the first ones: 400 on the CPU, all on a GPU),
+# WIKI_DOCS (WikiText-2 test articles scored: 20), VB (validation batches at SCALE=gpu: 50), OUT, FORCE.
 source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/repro/5_variants}; mkdir -p "$OUT"
 SEEDS=${SEEDS:-1}

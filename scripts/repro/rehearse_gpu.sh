@@ -7,7 +7,7 @@
 # 2 held-out windows, one seed, one press sample and a small reversal-facts shard, into a scratch
 # folder; the reports go there too (REPORT_DOCS), never into docs/. Its numbers mean nothing;
 # what it shows is that every command of the GPU runs is accepted and every report builds.
-#   bash scripts/repro/rehearse_gpu.sh            # about 25 min on 2 CPU cores; -d auto takes a GPU when there is one
+#   bash scripts/repro/rehearse_gpu.sh   # 85 min on 2 CPU cores (2026-12-06, mostly beside other jobs); -d auto takes a GPU
 #   RECIPES="1_mla_alibi 3_kvsplice" bash scripts/repro/rehearse_gpu.sh
 # Environment: RECIPES (default all five, 5 before 4: the press study reads 5's checkpoints),
 # OUTROOT (default a new folder under /tmp; kept, its path printed).
