@@ -399,6 +399,10 @@ struct AttnCore {
     // (dealt one at a time, the two threads leapfrogged each other's chunks: 1.2-1.3x slower at
     // 8k, batch 8; docs/benchmarks.md, "Decode, fourth round").
     static const int DEC_TILE = 32;
+    // asks for the cache lines of r[0:n] (a hint: no fault, no effect on results)
+    static inline void prefetch_row(const float* r, int n) {
+        for (int k = 0; k < n; k += 16) __builtin_prefetch(r + k, 0, 3);
+    }
     static inline int dec_chunk(int nkeys) {
         int c = 256;
         while (c < 1024 && nkeys > 8 * c) c *= 2;
@@ -443,26 +447,29 @@ struct AttnCore {
             // the whole tile's rows are asked for before its first is used (one thread read MHA's
             // cache at 13 GB/s without any, the scores waiting on one key's lines at a time).
             const bool pf_spread = group >= 2 && !v_is_a;
-            const int pf_lines = (da / 16 + (da % 16 != 0)) + (db / 16 + (db % 16 != 0)) + (v_is_a ? 0 : dv / 16 + (dv % 16 != 0));
-            std::vector<const float*> pf((size_t)DEC_TILE * pf_lines);
-            auto ask_rows = [&](int p0, int p1, int* npf) {  // the lines of keys [p0, p1): asked for now, or listed in pf
+            auto prefetch_rows = [&](int p0, int p1) {  // the rows of keys [p0, p1), asked for now
                 for (int t2 = p0; t2 < p1; t2++) {
-                    auto row = [&](const float* r, int w) {
-                        for (int k = 0; k < w; k += 16) {
-                            if (npf) pf[(*npf)++] = r + k;
-                            else __builtin_prefetch(r + k, 0, 3);
-                        }
-                    };
-                    row(cache_a(i, t2, g), da);
-                    if (db) row(cache_b(i, t2), db);
-                    if (!v_is_a) row(cache_v(i, t2, g), dv);
+                    prefetch_row(cache_a(i, t2, g), da);
+                    if (db) prefetch_row(cache_b(i, t2), db);
+                    if (!v_is_a) prefetch_row(cache_v(i, t2, g), dv);
                 }
+            };
+            // pf_spread: the next tile's cache lines (each key's key rows, then its value row),
+            // listed for the value loop to ask for
+            std::vector<const float*> pf(pf_spread ? (size_t)DEC_TILE * ((da + 15) / 16 + (db + 15) / 16 + (dv + 15) / 16) : 0);
+            auto list_rows = [&](int p0, int p1) {
+                int npf = 0;
+                for (int t2 = p0; t2 < p1; t2++) {
+                    for (int k = 0; k < da; k += 16) pf[npf++] = cache_a(i, t2, g) + k;
+                    for (int k = 0; k < db; k += 16) pf[npf++] = cache_b(i, t2) + k;
+                    for (int k = 0; k < dv; k += 16) pf[npf++] = cache_v(i, t2, g) + k;
+                }
+                return npf;
             };
             for (int b0 = k0; b0 < k1; b0 += DEC_TILE) {
                 const int b1 = std::min(k1, b0 + DEC_TILE);
-                int npf = 0;
-                if (!pf_spread || b0 == k0) ask_rows(b0, b1, nullptr);
-                if (pf_spread) ask_rows(b1, std::min(k1, b1 + DEC_TILE), &npf);
+                if (!pf_spread || b0 == k0) prefetch_rows(b0, b1);
+                const int npf = pf_spread ? list_rows(b1, std::min(k1, b1 + DEC_TILE)) : 0;
                 // the tile's key rows, fetched once for all heads of the group (the last 16-key
                 // block repeats the tile's last key)
                 const bool by16 = DEC_DOT16 && da % 16 == 0 && db % 16 == 0;
