@@ -416,8 +416,8 @@ struct AttnCore {
         std::vector<long> base(n + 1, 0);  // first work item of row i
         for (int i = 0; i < n; i++) base[i + 1] = base[i] + (long)G * ((nkeys[i] - 1) / dec_chunk(nkeys[i]) + 1);
         std::vector<float> part((size_t)base[n] * group * part_floats);
-        int lane_key[16];
-        for (int l = 0; l < 16; l++) lane_key[l] = reduce16_key(l);
+        int key_lane[16];  // dot16's lane that scores the j-th key of a 16-key block
+        for (int l = 0; l < 16; l++) key_lane[reduce16_key(l)] = l;
         #pragma omp parallel for schedule(static)
         for (long it = 0; it < base[n]; it++) {
             int i = (int)(std::upper_bound(base.begin(), base.end(), it) - base.begin()) - 1;
@@ -477,12 +477,14 @@ struct AttnCore {
                 const float* pb[DEC_TILE];
                 const float* pv[DEC_TILE];  // the tile's value rows, found once for all heads
                 for (int j = 0; j < b1 - b0; j++) pv[j] = cache_v(i, b0 + j, g);
-                if (by16)  // in dot16's lane order: its lane l scores key b0 + j0 + l
+                // in dot16's lane order (its lane l scores key b0 + j0 + l), filled in the order
+                // stored: the compiler made the permuted stores an AVX-512 scatter, slow on AMD
+                if (by16)
                     for (int j0 = 0; j0 < DEC_TILE; j0 += 16)
-                        for (int l = 0; l < 16; l++) {
-                            const int t2 = std::min(b0 + j0 + l, b1 - 1);
-                            pa[j0 + lane_key[l]] = cache_a(i, t2, g);
-                            pb[j0 + lane_key[l]] = db ? cache_b(i, t2) : nullptr;
+                        for (int j = 0; j < 16; j++) {
+                            const int t2 = std::min(b0 + j0 + key_lane[j], b1 - 1);
+                            pa[j0 + j] = cache_a(i, t2, g);
+                            pb[j0 + j] = db ? cache_b(i, t2) : nullptr;
                         }
                 for (int hh = 0; hh < group; hh++) {
                     const int h = g * group + hh;
@@ -515,7 +517,10 @@ struct AttnCore {
                             bm = fmaxf(bm, sc[t2 + j - b0]);
                         }
                     }
-                    const float m_new = fmaxf(ph[0], bm), corr = expf(ph[0] - m_new);
+                    // fmaxf(ph[0], bm) inline (a libm call otherwise, NaN rules kept), and no
+                    // expf where the maximum did not move, which is most tiles: expf(0) is 1 exactly
+                    const float m_new = (bm > ph[0] || ph[0] != ph[0]) ? bm : ph[0];
+                    const float corr = m_new == ph[0] ? 1.0f : expf(ph[0] - m_new);
                     ph[1] = ph[1] * corr + block_exp(sc, b1 - b0, m_new);
                     ph[0] = m_new;
                     hcorr[hh] = corr;

@@ -4,8 +4,9 @@
 //   - per shape x attention variant (random weights): prefill tokens/s (one batched call at each
 //     prompt length, batch 1), and decode ms per step and tokens/s at each context and batch,
 //     with the bytes one step must read (the weights it uses + every sequence's cache) and that
-//     step's time at the measured bandwidth, as % of the bound (100% = bandwidth-bound), and the
-//     mean time per step in attention and in the linear layers (llmc/profile.h)
+//     step's time at the read bandwidth measured just before and just after the row (the higher),
+//     as % of the bound (100% = bandwidth-bound), and the mean time per step in attention and in
+//     the linear layers (llmc/profile.h)
 // Decoding at context L is timed with the cache marked as holding L tokens (its contents do
 // not change the work), so long contexts need no long prefill.
 //   - decode with a pressed cache: a real prompt of L tokens prefilled, the cache compressed by the
@@ -20,15 +21,20 @@
 #include "../llmc/model.h"
 
 // read bandwidth: a vectorised sum over 1 GiB on every thread (decoding only reads weights and
-// cache, so this is its bound); the best of 5
-static double stream_read_gbs() {
+// cache, so this is its bound); the best of `reps`. The buffer is kept for the run: the table
+// measures it again around every row, because this host's bandwidth drifts by up to 2x within
+// minutes (docs/benchmarks.md), and a row is held to the bandwidth measured next to it.
+static double stream_read_gbs(int reps = 5) {
     const size_t n = (size_t)256 << 20;  // floats: 1 GiB
-    float* a = alloc_floats<float>(n);
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) a[i] = (float)(i & 1023);
+    static float* a = nullptr;
+    if (!a) {
+        a = alloc_floats<float>(n);
+        #pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) a[i] = (float)(i & 1023);
+    }
     double best = 1e30;
     float sink = 0.0f;
-    for (int r = 0; r < 5; r++) {
+    for (int r = 0; r < reps; r++) {
         double t0 = now_seconds();
         float tot = 0.0f;
         #pragma omp parallel reduction(+ : tot)
@@ -42,7 +48,6 @@ static double stream_read_gbs() {
         best = std::min(best, now_seconds() - t0);
         sink += tot;
     }
-    free(a);
     if (sink == 1.0f) printf(" ");
     return n * sizeof(float) / best / 1e9;
 }
@@ -99,10 +104,12 @@ int main(int argc, char** argv) {
     require_int("--steps", steps, 1, 1000);
     std::vector<int> ctxs = parse_int_list(contexts, "--contexts"), bs = parse_int_list(batches, "--batches"), pfs = parse_int_list(prefills, "--prefills");
     double copy = stream_copy_gbs(), bw = stream_read_gbs();
-    printf("memory bandwidth (%d threads): read %.1f GB/s (a sum over 1 GiB: the bound below), STREAM copy %.1f GB/s (read + write)\n\n",
+    printf("memory bandwidth (%d threads): read %.1f GB/s (a sum over 1 GiB), STREAM copy %.1f GB/s (read + write)\n",
            omp_get_max_threads(), bw, copy);
-    printf("| shape | variant | KV floats/token | prefill tokens/s (prompt: speed) | context | batch | decode ms/step | tokens/s | MB read/step (weights + cache) | bound ms | %% of bound | attention ms (mean) | linear ms (mean) |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("each row's bound: its bytes at the read bandwidth measured just before and just after it, the higher of the two\n\n");
+    printf("| shape | variant | KV floats/token | prefill tokens/s (prompt: speed) | context | batch | decode ms/step | tokens/s | MB read/step (weights + cache) | read GB/s before, after | bound ms | %% of bound | attention ms (mean) | linear ms (mean) |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    double bw_lo = bw, bw_hi = bw;
     std::vector<std::string> pack_notes;
     for (const std::string& shape : split_list(shapes))
         for (const std::string& v : split_list(variants)) {
@@ -137,6 +144,7 @@ int main(int argc, char** argv) {
             }
             for (int L : ctxs)
                 for (int B : bs) {
+                    const double bw_before = stream_read_gbs(3);
                     m.decode_begin(B, L + steps + 2);
                     for (int s = 0; s < B; s++) m.decode_pretend_held(s, L);  // the cache "holds" L tokens per sequence
                     std::vector<int> tok(B), seq(B);
@@ -149,16 +157,21 @@ int main(int argc, char** argv) {
                         m.decode(tok.data(), seq.data(), B);
                         ts.push_back(now_seconds() - t0);
                     }
+                    const double prof_attn = g_prof.seconds[PROF_ATTENTION], prof_lin = g_prof.seconds[PROF_MATMUL] + g_prof.seconds[PROF_CLASSIFIER];
+                    const double bw_after = stream_read_gbs(3), bw_row = std::max(bw_before, bw_after);
+                    bw_lo = std::min({bw_lo, bw_before, bw_after});
+                    bw_hi = std::max({bw_hi, bw_before, bw_after});
                     std::sort(ts.begin(), ts.end());
                     double dt = ts[ts.size() / 2];
                     size_t fixed = m.kv_cache_floats_fixed();
                     double bytes = 4.0 * ((double)m.decode_weight_floats() + (double)B * ((double)m.kv_cache_floats_per_token() * (L + 1) + fixed));
-                    double bound = bytes / (bw * 1e9);
-                    printf("| %s | %s | %zu | %s | %d | %d | %.2f | %.0f | %.1f | %.2f | %.0f%% | %.2f | %.2f |\n", shape.c_str(), v.c_str(),
-                           m.kv_cache_floats_per_token(), pre.c_str(), L, B, 1000 * dt, B / dt, bytes / 1e6, 1000 * bound, 100 * bound / dt,
-                           1000 * g_prof.seconds[PROF_ATTENTION] / steps, 1000 * (g_prof.seconds[PROF_MATMUL] + g_prof.seconds[PROF_CLASSIFIER]) / steps);
+                    double bound = bytes / (bw_row * 1e9);
+                    printf("| %s | %s | %zu | %s | %d | %d | %.2f | %.0f | %.1f | %.1f, %.1f | %.2f | %.0f%% | %.2f | %.2f |\n", shape.c_str(), v.c_str(),
+                           m.kv_cache_floats_per_token(), pre.c_str(), L, B, 1000 * dt, B / dt, bytes / 1e6, bw_before, bw_after, 1000 * bound,
+                           100 * bound / dt, 1000 * prof_attn / steps, 1000 * prof_lin / steps);
                 }
         }
+    printf("\nread bandwidth over the run: %.1f to %.1f GB/s\n", bw_lo, bw_hi);
     printf("\npacking the weights for decoding (first decode step after loading; includes the first step itself):\n");
     for (const std::string& n : pack_notes) printf("- %s\n", n.c_str());
     if (press_ratios == "none") return 0;
