@@ -438,15 +438,16 @@ struct AttnCore {
             std::vector<float*> hacc(group);
             for (int hh = 0; hh < group; hh++) { hp[hh] = &hsc[(size_t)hh * DEC_TILE]; hacc[hh] = pp + (size_t)hh * part_floats + 2; }
             const bool v_is_a = cache_v(i, k0, g) == cache_a(i, k0, g);  // MLA: the latent is both key and value
-            // Software prefetch. Where a group of heads shares separate value rows (MQA, GQA), a
-            // tile's value loop asks for the next tile's rows a few lines per key, so they arrive
-            // while this tile's FMAs run: MQA and GQA's attention at 8k, batch 8, 1.15-1.25x faster
-            // than with a burst at the tile's start, which kept the core waiting on the burst and
-            // so made the memory time and the compute time add up. Elsewhere (MHA's one head per
-            // value row; MLA, whose value loop reads the latent already in L1, measured slower so)
-            // the whole tile's rows are asked for before its first is used (one thread read MHA's
-            // cache at 13 GB/s without any, the scores waiting on one key's lines at a time).
-            const bool pf_spread = group >= 2 && !v_is_a;
+            // Software prefetch: the first tile's rows are asked for at once; every later tile's
+            // are asked for while the tile before it is worked on, a few lines at a time spread
+            // over that work (3/4 of them before the heads' 16-key score blocks, the rest among
+            // the value loop's keys), so the loads in flight overlap the FMAs instead of waiting
+            // in a burst: a burst at the tile's start keeps the core waiting on it, and nothing is
+            // in flight while the tile's FMAs run (the memory time and the compute time add up).
+            // Measured on the 2-core AMD EPYC, attention alone at 8k (docs/benchmarks.md): batch 8
+            // MQA 1.2x, GQA 1.2x, MHA 1.15x, MLA 1.1x faster than asking in the value loop alone
+            // (MQA, GQA) or in a burst (MLA, MHA); with none at all, one thread read MHA's cache
+            // at 13 GB/s, the scores waiting on one key's lines at a time.
             auto prefetch_rows = [&](int p0, int p1) {  // the rows of keys [p0, p1), asked for now
                 for (int t2 = p0; t2 < p1; t2++) {
                     prefetch_row(cache_a(i, t2, g), da);
@@ -454,25 +455,31 @@ struct AttnCore {
                     if (!v_is_a) prefetch_row(cache_v(i, t2, g), dv);
                 }
             };
-            // pf_spread: the next tile's cache lines (each key's key rows, then its value row),
-            // listed for the value loop to ask for
-            std::vector<const float*> pf(pf_spread ? (size_t)DEC_TILE * ((da + 15) / 16 + (db + 15) / 16 + (dv + 15) / 16) : 0);
+            // the next tile's cache lines (each key's key rows, then its value row), listed to be
+            // asked for a few at a time
+            std::vector<const float*> pf((size_t)DEC_TILE * ((da + 15) / 16 + (db + 15) / 16 + (v_is_a ? 0 : (dv + 15) / 16)));
             auto list_rows = [&](int p0, int p1) {
                 int npf = 0;
                 for (int t2 = p0; t2 < p1; t2++) {
                     for (int k = 0; k < da; k += 16) pf[npf++] = cache_a(i, t2, g) + k;
                     for (int k = 0; k < db; k += 16) pf[npf++] = cache_b(i, t2) + k;
-                    for (int k = 0; k < dv; k += 16) pf[npf++] = cache_v(i, t2, g) + k;
+                    if (!v_is_a)
+                        for (int k = 0; k < dv; k += 16) pf[npf++] = cache_v(i, t2, g) + k;
                 }
                 return npf;
             };
+            const bool by16 = DEC_DOT16 && da % 16 == 0 && db % 16 == 0;
             for (int b0 = k0; b0 < k1; b0 += DEC_TILE) {
                 const int b1 = std::min(k1, b0 + DEC_TILE);
-                if (!pf_spread || b0 == k0) prefetch_rows(b0, b1);
-                const int npf = pf_spread ? list_rows(b1, std::min(k1, b1 + DEC_TILE)) : 0;
+                if (b0 == k0) prefetch_rows(b0, b1);
+                const int npf = list_rows(b1, std::min(k1, b1 + DEC_TILE));
+                // lines asked for in the score loop (by16 only: before each head's 16-key block),
+                // per block; pf_at: the next line to ask for
+                const int n_score = by16 ? npf * 3 / 4 : 0, blocks = group * ((b1 - b0 + 15) / 16);
+                const int per_block = (n_score + blocks - 1) / blocks;
+                int pf_at = 0;
                 // the tile's key rows, fetched once for all heads of the group (the last 16-key
                 // block repeats the tile's last key)
-                const bool by16 = DEC_DOT16 && da % 16 == 0 && db % 16 == 0;
                 const float* pa[DEC_TILE];
                 const float* pb[DEC_TILE];
                 const float* pv[DEC_TILE];  // the tile's value rows, found once for all heads
@@ -499,6 +506,7 @@ struct AttnCore {
                             v16f bv = {};
                             if (slopes)
                                 for (int l = 0; l < 16; l++) bv[l] = bias(h, t, key_pos(i, std::min(b0 + j0 + l, b1 - 1), g));
+                            for (const int e = std::min(n_score, pf_at + per_block); pf_at < e; pf_at++) __builtin_prefetch(pf[pf_at], 0, 3);
                             const v16f s = dot16(qv, pa + j0, da, pb + j0, db) * scale + bv;
                             *(v16f*)(sc + j0) = s;
                             mv = s > mv ? s : mv;
@@ -527,7 +535,7 @@ struct AttnCore {
                 }
                 // the weighted values of every head of the group, each value row loaded once per
                 // block of heads (MQA's batch-8 attention ~1.2x on the 2-core AMD EPYC)
-                accumulate_group(group, b1 - b0, hp.data(), hcorr.data(), pv, hacc.data(), dv, pf.data(), npf);
+                accumulate_group(group, b1 - b0, hp.data(), hcorr.data(), pv, hacc.data(), dv, pf.data() + pf_at, npf - pf_at);
             }
         }
         // merge each head's chunks by their maxima
