@@ -379,8 +379,9 @@ struct AttnCore {
 
     // decoding: n query rows, row i at position pos[i] of its own sequence, against the cache
     // of that sequence, which holds nkeys[i] slots for it: q rows (H heads of q_head floats) q_row
-    // floats apart; cache_a(i, j, g), cache_b(i, j), cache_v(i, j, g) give row i's key / value
-    // rows of slot j < nkeys[i], and key_pos(i, j, g) the position of the token in that slot
+    // floats apart; stream_a(i, g), stream_b(i), stream_v(i, g) give slot 0 of row i's key /
+    // value streams (KV head g), whose slot j < nkeys[i] is a_row, b_row, v_row floats further on,
+    // and key_pos(i, j, g) the position of the token in that slot
     // (slot j holds position j until a press evicts tokens; ALiBi scores the true distance).
     // y (n, H, dv) rows y_row apart, heads y_head apart; lse_out (n, H), when given, gets each
     // head's log-sum-exp.
@@ -409,8 +410,8 @@ struct AttnCore {
         return c;
     }
     template <typename KA, typename KB, typename VV, typename KP>
-    void decode_rows(int n, const int* pos, const int* nkeys, const float* q, long q_row, long q_head, KA cache_a, KB cache_b, VV cache_v,
-                     KP key_pos, float* y, long y_row, long y_head, float* lse_out = nullptr) const {
+    void decode_rows(int n, const int* pos, const int* nkeys, const float* q, long q_row, long q_head, KA stream_a, long a_row, KB stream_b, long b_row,
+                     VV stream_v, long v_row, KP key_pos, float* y, long y_row, long y_head, float* lse_out = nullptr) const {
         ProfScope prof(PROF_ATTENTION);
         const int G = H / group, part_floats = dv + 2;
         std::vector<long> base(n + 1, 0);  // first work item of row i
@@ -437,7 +438,14 @@ struct AttnCore {
             std::vector<const float*> hp(group);
             std::vector<float*> hacc(group);
             for (int hh = 0; hh < group; hh++) { hp[hh] = &hsc[(size_t)hh * DEC_TILE]; hacc[hh] = pp + (size_t)hh * part_floats + 2; }
-            const bool v_is_a = cache_v(i, k0, g) == cache_a(i, k0, g);  // MLA: the latent is both key and value
+            // row j of this item's streams, by pointer arithmetic from their slot 0
+            const float* const a0 = stream_a(i, g);
+            const float* const b0p = db ? stream_b(i) : nullptr;
+            const float* const v0 = stream_v(i, g);
+            auto ka = [=](int j) { return a0 + (long)j * a_row; };
+            auto kb = [=](int j) { return b0p + (long)j * b_row; };
+            auto kv = [=](int j) { return v0 + (long)j * v_row; };
+            const bool v_is_a = v0 == a0;  // MLA: the latent is both key and value
             // Software prefetch: the first tile's rows are asked for at once; every later tile's
             // are asked for while the tile before it is worked on, a few lines at a time spread
             // over that work (3/4 of them before the heads' 16-key score blocks, the rest among
@@ -450,9 +458,9 @@ struct AttnCore {
             // at 13 GB/s, the scores waiting on one key's lines at a time.
             auto prefetch_rows = [&](int p0, int p1) {  // the rows of keys [p0, p1), asked for now
                 for (int t2 = p0; t2 < p1; t2++) {
-                    prefetch_row(cache_a(i, t2, g), da);
-                    if (db) prefetch_row(cache_b(i, t2), db);
-                    if (!v_is_a) prefetch_row(cache_v(i, t2, g), dv);
+                    prefetch_row(ka(t2), da);
+                    if (db) prefetch_row(kb(t2), db);
+                    if (!v_is_a) prefetch_row(kv(t2), dv);
                 }
             };
             // the next tile's cache lines (each key's key rows, then its value row), listed to be
@@ -461,10 +469,10 @@ struct AttnCore {
             auto list_rows = [&](int p0, int p1) {
                 int npf = 0;
                 for (int t2 = p0; t2 < p1; t2++) {
-                    for (int k = 0; k < da; k += 16) pf[npf++] = cache_a(i, t2, g) + k;
-                    for (int k = 0; k < db; k += 16) pf[npf++] = cache_b(i, t2) + k;
+                    for (int k = 0; k < da; k += 16) pf[npf++] = ka(t2) + k;
+                    for (int k = 0; k < db; k += 16) pf[npf++] = kb(t2) + k;
                     if (!v_is_a)
-                        for (int k = 0; k < dv; k += 16) pf[npf++] = cache_v(i, t2, g) + k;
+                        for (int k = 0; k < dv; k += 16) pf[npf++] = kv(t2) + k;
                 }
                 return npf;
             };
@@ -483,15 +491,15 @@ struct AttnCore {
                 const float* pa[DEC_TILE];
                 const float* pb[DEC_TILE];
                 const float* pv[DEC_TILE];  // the tile's value rows, found once for all heads
-                for (int j = 0; j < b1 - b0; j++) pv[j] = cache_v(i, b0 + j, g);
+                for (int j = 0; j < b1 - b0; j++) pv[j] = kv(b0 + j);
                 // in dot16's lane order (its lane l scores key b0 + j0 + l), filled in the order
                 // stored: the compiler made the permuted stores an AVX-512 scatter, slow on AMD
                 if (by16)
                     for (int j0 = 0; j0 < DEC_TILE; j0 += 16)
                         for (int j = 0; j < 16; j++) {
                             const int t2 = std::min(b0 + j0 + key_lane[j], b1 - 1);
-                            pa[j0 + j] = cache_a(i, t2, g);
-                            pb[j0 + j] = db ? cache_b(i, t2) : nullptr;
+                            pa[j0 + j] = ka(t2);
+                            pb[j0 + j] = db ? kb(t2) : nullptr;
                         }
                 for (int hh = 0; hh < group; hh++) {
                     const int h = g * group + hh;
@@ -517,9 +525,9 @@ struct AttnCore {
                     for (; t2 < b1; t2 += 4) {  // 4 keys at a time (the last block repeats its last key)
                         const int u1 = std::min(t2 + 1, b1 - 1), u2 = std::min(t2 + 2, b1 - 1), u3 = std::min(t2 + 3, b1 - 1);
                         float s4[4];
-                        if (db) dot4x2(qv, cache_a(i, t2, g), cache_a(i, u1, g), cache_a(i, u2, g), cache_a(i, u3, g), da, qv + da,
-                                       cache_b(i, t2), cache_b(i, u1), cache_b(i, u2), cache_b(i, u3), db, s4);
-                        else dot4(qv, cache_a(i, t2, g), cache_a(i, u1, g), cache_a(i, u2, g), cache_a(i, u3, g), da, s4);
+                        if (db) dot4x2(qv, ka(t2), ka(u1), ka(u2), ka(u3), da, qv + da,
+                                       kb(t2), kb(u1), kb(u2), kb(u3), db, s4);
+                        else dot4(qv, ka(t2), ka(u1), ka(u2), ka(u3), da, s4);
                         for (int j = 0; j < 4 && t2 + j < b1; j++) {
                             sc[t2 + j - b0] = s4[j] * scale + (slopes ? bias(h, t, key_pos(i, t2 + j, g)) : 0.0f);
                             bm = fmaxf(bm, sc[t2 + j - b0]);

@@ -148,8 +148,8 @@ struct KVCache {
         std::vector<float> lse_own;
         if (obs_attn && !lse_out) { lse_own.resize((size_t)n * core.H); lse_out = lse_own.data(); }
         const KVCache* c = this;
-        core.decode_rows(n, qpos, nkeys, q, q_row, q_head, [=](int i, int j, int g) { return c->ka(seq[i], g, j); },
-                         [=](int i, int j) { return c->kb(seq[i], 0, j); }, [=](int i, int j, int g) { return c->val(seq[i], g, j); },
+        core.decode_rows(n, qpos, nkeys, q, q_row, q_head, [=](int i, int g) { return c->ka(seq[i], g, 0); }, wa,
+                         [=](int i) { return c->kb(seq[i], 0, 0); }, wb, [=](int i, int g) { return c->val(seq[i], g, 0); }, wv ? wv : wa,
                          [=](int i, int j, int g) { return c->slot_pos(seq[i], g, j); }, y, y_row, y_head, lse_out);
         if (obs_window || obs_stats || obs_attn) record(core, n, seq, qpos, nkeys, q, q_row, q_head, lse_out);
     }
