@@ -400,10 +400,6 @@ struct AttnCore {
     // (dealt one at a time, the two threads leapfrogged each other's chunks: 1.2-1.3x slower at
     // 8k, batch 8; docs/benchmarks.md, "Decode, fourth round").
     static const int DEC_TILE = 32;
-    // asks for the cache lines of r[0:n] (a hint: no fault, no effect on results)
-    static inline void prefetch_row(const float* r, int n) {
-        for (int k = 0; k < n; k += 16) __builtin_prefetch(r + k, 0, 3);
-    }
     static inline int dec_chunk(int nkeys) {
         int c = 256;
         while (c < 1024 && nkeys > 8 * c) c *= 2;
@@ -456,15 +452,8 @@ struct AttnCore {
             // MQA 1.2x, GQA 1.2x, MHA 1.15x, MLA 1.1x faster than asking in the value loop alone
             // (MQA, GQA) or in a burst (MLA, MHA); with none at all, one thread read MHA's cache
             // at 13 GB/s, the scores waiting on one key's lines at a time.
-            auto prefetch_rows = [&](int p0, int p1) {  // the rows of keys [p0, p1), asked for now
-                for (int t2 = p0; t2 < p1; t2++) {
-                    prefetch_row(ka(t2), da);
-                    if (db) prefetch_row(kb(t2), db);
-                    if (!v_is_a) prefetch_row(kv(t2), dv);
-                }
-            };
-            // the next tile's cache lines (each key's key rows, then its value row), listed to be
-            // asked for a few at a time
+            // a tile's cache lines (each key's key rows, then its value row), listed to be asked
+            // for (prefetch hints: no fault, no effect on results)
             std::vector<const float*> pf((size_t)DEC_TILE * ((da + 15) / 16 + (db + 15) / 16 + (v_is_a ? 0 : (dv + 15) / 16)));
             auto list_rows = [&](int p0, int p1) {
                 int npf = 0;
@@ -479,7 +468,8 @@ struct AttnCore {
             const bool by16 = DEC_DOT16 && da % 16 == 0 && db % 16 == 0;
             for (int b0 = k0; b0 < k1; b0 += DEC_TILE) {
                 const int b1 = std::min(k1, b0 + DEC_TILE);
-                if (b0 == k0) prefetch_rows(b0, b1);
+                if (b0 == k0)
+                    for (int u = 0, nu = list_rows(b0, b1); u < nu; u++) __builtin_prefetch(pf[u], 0, 3);
                 const int npf = list_rows(b1, std::min(k1, b1 + DEC_TILE));
                 // lines asked for in the score loop (by16 only: before each head's 16-key block),
                 // per block; pf_at: the next line to ask for

@@ -157,7 +157,6 @@ int main(int argc, char** argv) {
                         m.decode(tok.data(), seq.data(), B);
                         ts.push_back(now_seconds() - t0);
                     }
-                    const double prof_attn = g_prof.seconds[PROF_ATTENTION], prof_lin = g_prof.seconds[PROF_MATMUL] + g_prof.seconds[PROF_CLASSIFIER];
                     const double bw_after = stream_read_gbs(3), bw_row = std::max(bw_before, bw_after);
                     bw_lo = std::min({bw_lo, bw_before, bw_after});
                     bw_hi = std::max({bw_hi, bw_before, bw_after});
@@ -168,7 +167,8 @@ int main(int argc, char** argv) {
                     double bound = bytes / (bw_row * 1e9);
                     printf("| %s | %s | %zu | %s | %d | %d | %.2f | %.0f | %.1f | %.1f, %.1f | %.2f | %.0f%% | %.2f | %.2f |\n", shape.c_str(), v.c_str(),
                            m.kv_cache_floats_per_token(), pre.c_str(), L, B, 1000 * dt, B / dt, bytes / 1e6, bw_before, bw_after, 1000 * bound,
-                           100 * bound / dt, 1000 * prof_attn / steps, 1000 * prof_lin / steps);
+                           100 * bound / dt, 1000 * g_prof.seconds[PROF_ATTENTION] / steps,
+                           1000 * (g_prof.seconds[PROF_MATMUL] + g_prof.seconds[PROF_CLASSIFIER]) / steps);
                 }
         }
     printf("\nread bandwidth over the run: %.1f to %.1f GB/s\n", bw_lo, bw_hi);
