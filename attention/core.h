@@ -8,6 +8,7 @@
 // only the per-row log-sum-exp (B,H,T) is saved, never a (T,T) matrix.
 // The forward of row t reads only keys <= t.
 #pragma once
+#include <immintrin.h>
 #include <type_traits>
 #include <algorithm>
 #include <cmath>
@@ -221,21 +222,61 @@ struct AttnCore {
         for (int k = 0; k < NV; k++) *(v16f*)(acc_mem + 16 * k) = a[k];
     }
 
+    // The cache lines of a run of cache rows, key by key (its key rows, then its value row: up to
+    // 3 streams), asked for a few at a time, in order: ask(n) asks for the next n. Prefetch hints:
+    // no fault, no effect on results. Counted, not listed: a list of the lines' addresses,
+    // written per tile and read back, showed as 1/5 of the decode kernel's time under perf.
+    struct Lines {
+        const char* base[3];
+        long stride[3];      // bytes from one row to the next
+        int per_row[3];      // lines per row
+        int n = 0, rows = 0, total = 0;
+        int row = 0, s = 0, line = 0;  // the next line to ask for
+        void add(const float* row0, long row_floats, int floats) {
+            base[n] = (const char*)row0;
+            stride[n] = row_floats * (long)sizeof(float);
+            per_row[n++] = (floats * (int)sizeof(float) + 63) / 64;
+        }
+        void finish(int nrows) {
+            rows = nrows;
+            int per = 0;
+            for (int i = 0; i < n; i++) per += per_row[i];
+            total = n ? per * rows : 0;
+            if (!n) rows = 0;
+        }
+        void ask(int k) {
+            for (; k > 0 && row < rows; k--) {
+                __builtin_prefetch(base[s] + row * stride[s] + 64 * line, 0, 3);
+                if (++line == per_row[s]) {
+                    line = 0;
+                    if (++s == n) { s = 0; row++; }
+                }
+            }
+        }
+        int remaining() const {
+            int done = 0;
+            for (int i = 0; i < s; i++) done += per_row[i];
+            int per = 0;
+            for (int i = 0; i < n; i++) per += per_row[i];
+            return total - (row * per + done + line);
+        }
+    };
+
     // the same for HB heads that share the tile's value rows (a KV head's group): head h's
     // acc_mem[h] = corr[h] * acc_mem[h] + sum over keys t < n of p[h][t] * pv[t], each value row
     // loaded once for all HB heads (NV + 1 loads per HB x NV FMAs instead of NV + 1 per NV). Each
     // head's vectors get the same FMAs in the same order as accumulate_tile: the same bits
-    // pf[0:npf], when given, are cache lines to ask for meanwhile (the next tile's rows), a few
-    // with each key, so the loads in flight overlap the FMAs instead of waiting in a burst.
+    // pf, when given, holds cache lines to ask for meanwhile (the rest of the next tile's rows), a
+    // few with each key, so the loads in flight overlap the FMAs instead of waiting in a burst.
     template <int NV, int HB>
     static inline void accumulate_tile_heads(int n, const float* const* p, const float* corr, const float* const* pv, float* const* acc_mem,
-                                             const float* const* pf = nullptr, int npf = 0) {
+                                             Lines* pf = nullptr) {
         v16f a[HB][NV];
         for (int h = 0; h < HB; h++)
             for (int k = 0; k < NV; k++) a[h][k] = corr[h] * *(const v16f*)(acc_mem[h] + 16 * k);
-        const int pf_per_key = (npf + n - 1) / n;
+        const int pf_per_key = pf ? (pf->remaining() + n - 1) / n : 0;
         for (int t = 0; t < n; t++) {
-            for (int u = t * pf_per_key; u < std::min(npf, (t + 1) * pf_per_key); u++) __builtin_prefetch(pf[u], 0, 3);
+            if (pf) pf->ask(pf_per_key);
             v16f vr[NV];
             for (int k = 0; k < NV; k++) vr[k] = *(const v16f*)(pv[t] + 16 * k);
             for (int h = 0; h < HB; h++) {
@@ -247,14 +288,14 @@ struct AttnCore {
             for (int k = 0; k < NV; k++) *(v16f*)(acc_mem[h] + 16 * k) = a[h][k];
     }
     // heads [0, nh) of a group: in blocks that fill 16 accumulator vectors, then one at a time
-    // (the first block also asks for pf[0:npf], see accumulate_tile_heads; the caller asks for
-    // them itself where no block is taken)
+    // (the first block also asks for pf's lines, see accumulate_tile_heads; where no block is
+    // taken they are asked for at once)
     static inline void accumulate_group(int nh, int n, const float* const* p, const float* corr, const float* const* pv, float* const* acc_mem,
-                                        int dim, const float* const* pf = nullptr, int npf = 0) {
+                                        int dim, Lines* pf = nullptr) {
         int h = 0;
         auto blocks = [&](auto nv, auto hb) {
             for (; h + hb.value <= nh; h += hb.value)
-                accumulate_tile_heads<decltype(nv)::value, decltype(hb)::value>(n, p + h, corr + h, pv, acc_mem + h, h ? nullptr : pf, h ? 0 : npf);
+                accumulate_tile_heads<decltype(nv)::value, decltype(hb)::value>(n, p + h, corr + h, pv, acc_mem + h, h ? nullptr : pf);
         };
         using I1 = std::integral_constant<int, 1>;
         using I2 = std::integral_constant<int, 2>;
@@ -266,8 +307,7 @@ struct AttnCore {
             case 64: blocks(I4(), I4()); break;
             case 128: blocks(I8(), I2()); break;
         }
-        if (h == 0)
-            for (int u = 0; u < npf; u++) __builtin_prefetch(pf[u], 0, 3);
+        if (h == 0 && pf) pf->ask(pf->total);
         for (; h < nh; h++) accumulate_rows(0, n, p[h], corr[h], [&](int t) { return pv[t]; }, acc_mem[h], dim);
     }
 
@@ -358,6 +398,61 @@ struct AttnCore {
         }
         return reduce16(acc);
     }
+    // reduce16 puts accumulator reduce16_key(l) in lane l: within each half, the bit reversal
+    // of the lane's low 3 bits (the tree halves the vectors level by level). The same map as
+    // reduce16_key's, at compile time (the test suite checks that the two agree).
+    static constexpr int reduce16_acc(int lane) { return (lane & 8) | ((lane & 1) << 2) | (lane & 2) | ((lane & 4) >> 2); }
+    // scores of 4 query heads (qv[h]) against 4 keys (key j: pa[j][0:na], then pb[j][0:nb]), lane
+    // 4h + j of the result: each (head, key) pair gets dot16's FMAs in dot16's order and its
+    // reduction, so the same bits. A key vector is loaded once for the 4 heads and a query vector
+    // once for the 4 keys: 8 loads per 16 FMAs, where dot16 (one head at a time) takes 17 and its
+    // 16 key pointers spill the general registers. 16 accumulators + 8 loaded vectors.
+    static inline v16f dot4h4k(const float* const* qv, const float* const* pa, int na, const float* const* pb, int nb) {
+        v16f acc[16];
+        for (int j = 0; j < 16; j++) acc[j] = (v16f){};
+        auto part = [&](const float* q0p, const float* q1p, const float* q2p, const float* q3p, const float* const* kp, int n) {
+            const float *k0p = kp[0], *k1p = kp[1], *k2p = kp[2], *k3p = kp[3];
+            for (int i = 0; i < n; i += 16) {
+                v16f q0 = *(const v16f*)(q0p + i), q1 = *(const v16f*)(q1p + i), q2 = *(const v16f*)(q2p + i), q3 = *(const v16f*)(q3p + i);
+                v16f k0 = *(const v16f*)(k0p + i), k1 = *(const v16f*)(k1p + i), k2 = *(const v16f*)(k2p + i), k3 = *(const v16f*)(k3p + i);
+#if defined(__AVX512F__)
+                // values the compiler cannot see into: it would otherwise load each again for
+                // every FMA that uses it (32 loads per 16 FMAs, measured slower than dot16)
+                asm("" : "+v"(q0), "+v"(q1), "+v"(q2), "+v"(q3), "+v"(k0), "+v"(k1), "+v"(k2), "+v"(k3));
+#endif
+                const v16f qh[4] = {q0, q1, q2, q3}, kj[4] = {k0, k1, k2, k3};
+                for (int h = 0; h < 4; h++)
+                    for (int j = 0; j < 4; j++) acc[reduce16_acc(4 * h + j)] += qh[h] * kj[j];
+            }
+        };
+        part(qv[0], qv[1], qv[2], qv[3], pa, na);
+        if (nb) part(qv[0] + na, qv[1] + na, qv[2] + na, qv[3] + na, pb, nb);
+        return reduce16(acc);
+    }
+    // r[c] holds (head h, key 4c + j) in lane 4h + j; head h's 16 keys in order go to out[h]
+    // (a 4 x 4 transpose of 128-bit blocks)
+    static inline void heads_by_key(const v16f* r, v16f* out) {
+        const v16f t0 = __builtin_shufflevector(r[0], r[1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+        const v16f t1 = __builtin_shufflevector(r[0], r[1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+        const v16f t2 = __builtin_shufflevector(r[2], r[3], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+        const v16f t3 = __builtin_shufflevector(r[2], r[3], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+        out[0] = __builtin_shufflevector(t0, t2, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+        out[1] = __builtin_shufflevector(t0, t2, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+        out[2] = __builtin_shufflevector(t1, t3, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+        out[3] = __builtin_shufflevector(t1, t3, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    }
+    // a scaled and biased score vector, s * scale + bias, as one FMA whatever the compiler would
+    // fuse: left to itself it fuses either product (ALiBi's bias is slope * distance) depending on
+    // the code around it, and the scoring paths must round alike
+    static inline v16f scale_bias(v16f s, float scale, v16f bias) {
+#if defined(__AVX512F__)
+        return (v16f)_mm512_fmadd_ps((__m512)s, _mm512_set1_ps(scale), (__m512)bias);
+#else
+        v16f r;
+        for (int l = 0; l < 16; l++) r[l] = fmaf(s[l], scale, bias[l]);
+        return r;
+#endif
+    }
     // the largest lane, in a 4-level tree (a NaN lane may or may not win: a NaN score poisons the
     // softmax sum either way)
     static inline float hmax16(v16f v) {
@@ -430,7 +525,7 @@ struct AttnCore {
             }
             // per head of the group: the tile's scores (then probabilities), its softmax correction,
             // where its weighted values accumulate
-            std::vector<float> hsc((size_t)group * DEC_TILE), hcorr(group);
+            std::vector<float> hsc((size_t)group * DEC_TILE), hcorr(group), hbm(group);
             std::vector<const float*> hp(group);
             std::vector<float*> hacc(group);
             for (int hh = 0; hh < group; hh++) { hp[hh] = &hsc[(size_t)hh * DEC_TILE]; hacc[hh] = pp + (size_t)hh * part_floats + 2; }
@@ -452,25 +547,25 @@ struct AttnCore {
             // MQA 1.2x, GQA 1.2x, MHA 1.15x, MLA 1.1x faster than asking in the value loop alone
             // (MQA, GQA) or in a burst (MLA, MHA); with none at all, one thread read MHA's cache
             // at 13 GB/s, the scores waiting on one key's lines at a time.
-            // a tile's cache lines (each key's key rows, then its value row), listed to be asked
-            // for (prefetch hints: no fault, no effect on results)
-            std::vector<const float*> pf((size_t)DEC_TILE * ((da + 15) / 16 + (db + 15) / 16 + (v_is_a ? 0 : (dv + 15) / 16)));
-            auto list_rows = [&](int p0, int p1) {
-                int npf = 0;
-                for (int t2 = p0; t2 < p1; t2++) {
-                    for (int k = 0; k < da; k += 16) pf[npf++] = ka(t2) + k;
-                    for (int k = 0; k < db; k += 16) pf[npf++] = kb(t2) + k;
-                    if (!v_is_a)
-                        for (int k = 0; k < dv; k += 16) pf[npf++] = kv(t2) + k;
-                }
-                return npf;
+            // rows [p0, p1)'s cache lines, key by key: its key rows (both parts), then its value row
+            auto rows = [&](int p0, int p1) {
+                Lines l;
+                l.add(ka(p0), a_row, da);
+                if (db) l.add(kb(p0), b_row, db);
+                if (!v_is_a) l.add(kv(p0), v_row, dv);
+                l.finish(std::max(0, p1 - p0));
+                return l;
             };
             const bool by16 = DEC_DOT16 && da % 16 == 0 && db % 16 == 0;
+            const int h4 = by16 ? group / 4 * 4 : 0;  // heads scored four at a time, the rest one at a time
             for (int b0 = k0; b0 < k1; b0 += DEC_TILE) {
                 const int b1 = std::min(k1, b0 + DEC_TILE);
-                if (b0 == k0)
-                    for (int u = 0, nu = list_rows(b0, b1); u < nu; u++) __builtin_prefetch(pf[u], 0, 3);
-                const int npf = list_rows(b1, std::min(k1, b1 + DEC_TILE));
+                if (b0 == k0) {
+                    Lines first = rows(b0, b1);
+                    first.ask(first.total);
+                }
+                Lines pf = rows(b1, std::min(k1, b1 + DEC_TILE));
+                const int npf = pf.total;
                 // lines asked for in the score loop (by16 only: before each head's 16-key block),
                 // per block; pf_at: the next line to ask for
                 const int n_score = by16 ? npf * 3 / 4 : 0, blocks = group * ((b1 - b0 + 15) / 16);
@@ -484,13 +579,48 @@ struct AttnCore {
                 for (int j = 0; j < b1 - b0; j++) pv[j] = kv(b0 + j);
                 // in dot16's lane order (its lane l scores key b0 + j0 + l), filled in the order
                 // stored: the compiler made the permuted stores an AVX-512 scatter, slow on AMD
-                if (by16)
+                if (by16 && h4 < group)
                     for (int j0 = 0; j0 < DEC_TILE; j0 += 16)
                         for (int j = 0; j < 16; j++) {
                             const int t2 = std::min(b0 + j0 + key_lane[j], b1 - 1);
                             pa[j0 + j] = ka(t2);
                             pb[j0 + j] = db ? kb(t2) : nullptr;
                         }
+                // the group's heads four at a time (dot4h4k): their scores, scaled and biased,
+                // into hsc, and each head's tile maximum into hbm
+                for (int h0 = 0; h0 < h4; h0 += 4) {
+                    const float* qh[4];
+                    for (int c = 0; c < 4; c++) qh[c] = q + i * q_row + (g * group + h0 + c) * q_head;
+                    v16f mv[4];
+                    for (int c = 0; c < 4; c++) mv[c] = (v16f){} - INFINITY;
+                    for (int j0 = 0; j0 < b1 - b0; j0 += 16) {
+                        v16f r[4], s4[4];
+                        for (int c = 0; c < 4; c++) {  // keys j0 + 4c .. + 3 (past b1: the tile's last key again)
+                            const int e = std::min(n_score, pf_at + per_block);
+                            pf.ask(e - pf_at);
+                            pf_at = e;
+                            const float* ka4[4];
+                            const float* kb4[4];
+                            for (int j = 0; j < 4; j++) {
+                                const int t2 = std::min(b0 + j0 + 4 * c + j, b1 - 1);
+                                ka4[j] = ka(t2);
+                                kb4[j] = db ? kb(t2) : nullptr;
+                            }
+                            r[c] = dot4h4k(qh, ka4, da, kb4, db);
+                        }
+                        heads_by_key(r, s4);
+                        for (int c = 0; c < 4; c++) {
+                            const int h = g * group + h0 + c;
+                            v16f bv = {};
+                            if (slopes)
+                                for (int l = 0; l < 16; l++) bv[l] = bias(h, t, key_pos(i, std::min(b0 + j0 + l, b1 - 1), g));
+                            const v16f sv = scale_bias(s4[c], scale, bv);
+                            *(v16f*)(&hsc[(size_t)(h0 + c) * DEC_TILE] + j0) = sv;
+                            mv[c] = sv > mv[c] ? sv : mv[c];
+                        }
+                    }
+                    for (int c = 0; c < 4; c++) hbm[h0 + c] = hmax16(mv[c]);
+                }
                 for (int hh = 0; hh < group; hh++) {
                     const int h = g * group + hh;
                     const float* qv = q + i * q_row + h * q_head;
@@ -498,14 +628,19 @@ struct AttnCore {
                     float* sc = &hsc[(size_t)hh * DEC_TILE];
                     float bm = -INFINITY;
                     int t2 = b0;
-                    if (by16) {  // scores, scale, bias and the tile's max in vectors (lanes past b1 repeat its last key)
+                    if (hh < h4) {
+                        bm = hbm[hh];
+                        t2 = b1;
+                    } else if (by16) {  // scores, scale, bias and the tile's max in vectors (lanes past b1 repeat its last key)
                         v16f mv = (v16f){} - INFINITY;
                         for (int j0 = 0; j0 < b1 - b0; j0 += 16) {
                             v16f bv = {};
                             if (slopes)
                                 for (int l = 0; l < 16; l++) bv[l] = bias(h, t, key_pos(i, std::min(b0 + j0 + l, b1 - 1), g));
-                            for (const int e = std::min(n_score, pf_at + per_block); pf_at < e; pf_at++) __builtin_prefetch(pf[pf_at], 0, 3);
-                            const v16f s = dot16(qv, pa + j0, da, pb + j0, db) * scale + bv;
+                            const int e = std::min(n_score, pf_at + per_block);
+                            pf.ask(e - pf_at);
+                            pf_at = e;
+                            const v16f s = scale_bias(dot16(qv, pa + j0, da, pb + j0, db), scale, bv);
                             *(v16f*)(sc + j0) = s;
                             mv = s > mv ? s : mv;
                         }
@@ -533,7 +668,7 @@ struct AttnCore {
                 }
                 // the weighted values of every head of the group, each value row loaded once per
                 // block of heads (MQA's batch-8 attention ~1.2x on the 2-core AMD EPYC)
-                accumulate_group(group, b1 - b0, hp.data(), hcorr.data(), pv, hacc.data(), dv, pf.data() + pf_at, npf - pf_at);
+                accumulate_group(group, b1 - b0, hp.data(), hcorr.data(), pv, hacc.data(), dv, &pf);
             }
         }
         // merge each head's chunks by their maxima

@@ -579,7 +579,7 @@ static void register_tests() {
         }
     });
 
-    add_test("decode's 16-key scores (dot16, reduce16) == dot4 / dot4x2 bitwise", [] {
+    add_test("decode's 16-key scores (dot16, reduce16; dot4h4k) == dot4 / dot4x2 / dot16 bitwise", [] {
         Rng rng(31);
         int cases = 0;
         for (int na : {16, 64, 128})
@@ -607,6 +607,28 @@ static void register_tests() {
             for (int l = 0; l < 16; l++) want = fmaxf(want, v[l]);
             CHECK(AttnCore::hmax16(v) == want, "trial %d: hmax16 %.9g, max %.9g", trial, AttnCore::hmax16(v), want);
         }
+        for (int na : {16, 64, 128})  // four heads at once (dot4h4k) == dot16 per head, bitwise
+            for (int nb : {0, 32}) {
+                Vec q = randn((size_t)4 * (na + nb), rng), keys = randn((size_t)4 * na, rng), kb = randn((size_t)4 * std::max(nb, 1), rng);
+                const float* qv[4];
+                const float* pa[16];
+                const float* pb[16];
+                for (int h = 0; h < 4; h++) qv[h] = &q[(size_t)h * (na + nb)];
+                for (int j = 0; j < 16; j++) { pa[j] = &keys[(size_t)(j % 4) * na]; pb[j] = &kb[(size_t)(j % 4) * nb]; }
+                const v16f r = AttnCore::dot4h4k(qv, pa, na, pb, nb);
+                for (int h = 0; h < 4; h++) {
+                    const v16f w = AttnCore::dot16(qv[h], pa, na, pb, nb);  // lane l: key reduce16_key(l) % 4
+                    for (int l = 0; l < 16; l++) {
+                        const int j = AttnCore::reduce16_key(l) % 4;
+                        const float got = r[4 * h + j], want = w[l];
+                        CHECK(memcmp(&got, &want, sizeof(float)) == 0, "na %d nb %d head %d key %d: dot4h4k %.9g, dot16 %.9g", na, nb, h, j, got, want);
+                    }
+                }
+                cases++;
+            }
+        for (int l = 0; l < 16; l++)
+            CHECK(AttnCore::reduce16_acc(l) == AttnCore::reduce16_key(l), "lane %d: reduce16_acc %d, reduce16_key %d", l, AttnCore::reduce16_acc(l),
+                  AttnCore::reduce16_key(l));
         std::vector<bool> seen(16, false);
         for (int l = 0; l < 16; l++) {
             int k = AttnCore::reduce16_key(l);
