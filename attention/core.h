@@ -571,6 +571,13 @@ struct AttnCore {
                 const int n_score = by16 ? npf * 3 / 4 : 0, blocks = group * ((b1 - b0 + 15) / 16);
                 const int per_block = (n_score + blocks - 1) / blocks;
                 int pf_at = 0;
+                // the biases of head h for the tile's keys j0 .. j0 + 15 (past b1: its last key's)
+                auto bias16 = [&](int h, int j0) {
+                    v16f bv = {};
+                    if (slopes)
+                        for (int l = 0; l < 16; l++) bv[l] = bias(h, t, key_pos(i, std::min(b0 + j0 + l, b1 - 1), g));
+                    return bv;
+                };
                 // the tile's key rows, fetched once for all heads of the group (the last 16-key
                 // block repeats the tile's last key)
                 const float* pa[DEC_TILE];
@@ -610,11 +617,7 @@ struct AttnCore {
                         }
                         heads_by_key(r, s4);
                         for (int c = 0; c < 4; c++) {
-                            const int h = g * group + h0 + c;
-                            v16f bv = {};
-                            if (slopes)
-                                for (int l = 0; l < 16; l++) bv[l] = bias(h, t, key_pos(i, std::min(b0 + j0 + l, b1 - 1), g));
-                            const v16f sv = scale_bias(s4[c], scale, bv);
+                            const v16f sv = scale_bias(s4[c], scale, bias16(g * group + h0 + c, j0));
                             *(v16f*)(&hsc[(size_t)(h0 + c) * DEC_TILE] + j0) = sv;
                             mv[c] = sv > mv[c] ? sv : mv[c];
                         }
@@ -634,13 +637,10 @@ struct AttnCore {
                     } else if (by16) {  // scores, scale, bias and the tile's max in vectors (lanes past b1 repeat its last key)
                         v16f mv = (v16f){} - INFINITY;
                         for (int j0 = 0; j0 < b1 - b0; j0 += 16) {
-                            v16f bv = {};
-                            if (slopes)
-                                for (int l = 0; l < 16; l++) bv[l] = bias(h, t, key_pos(i, std::min(b0 + j0 + l, b1 - 1), g));
                             const int e = std::min(n_score, pf_at + per_block);
                             pf.ask(e - pf_at);
                             pf_at = e;
-                            const v16f s = scale_bias(dot16(qv, pa + j0, da, pb + j0, db), scale, bv);
+                            const v16f s = scale_bias(dot16(qv, pa + j0, da, pb + j0, db), scale, bias16(h, j0));
                             *(v16f*)(sc + j0) = s;
                             mv = s > mv ? s : mv;
                         }
