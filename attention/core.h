@@ -223,43 +223,35 @@ struct AttnCore {
     }
 
     // The cache lines of a run of cache rows, key by key (its key rows, then its value row: up to
-    // 3 streams), asked for a few at a time, in order: ask(n) asks for the next n. Prefetch hints:
-    // no fault, no effect on results. Counted, not listed: a list of the lines' addresses,
-    // written per tile and read back, showed as 1/5 of the decode kernel's time under perf.
+    // 3 streams), asked for a few rows at a time, in order: ask_until(r) asks for every line of
+    // the rows not yet asked for below row r. Prefetch hints: no fault, no effect on results.
+    // Counted, not listed (a list of the lines' addresses, written per tile and read back, showed
+    // as 1/5 of the kernel's time under perf), and by rows, not lines (a cursor stepped line by
+    // line, row / stream / line, cost 0.6 ns per (head, key) of MQA's 4.8 with the cache in L2).
+    // Asked into L2 (prefetcht1), not L1: an L1 prefetch holds one of L1's few miss buffers until
+    // its line comes, which capped the lines in flight; into L2, 8k keys from memory, both threads,
+    // MQA 1.17x, GQA 1.29x, MLA 1.25x faster (docs/benchmarks.md, "Decode, seventh round"), and
+    // the loads that follow find their lines 14 cycles away instead of hundreds.
     struct Lines {
         const char* base[3];
         long stride[3];      // bytes from one row to the next
         int per_row[3];      // lines per row
-        int n = 0, rows = 0, total = 0;
-        int row = 0, s = 0, line = 0;  // the next line to ask for
+        int n = 0, total = 0;  // streams; rows
+        int row = 0;           // the next row to ask for
         void add(const float* row0, long row_floats, int floats) {
             base[n] = (const char*)row0;
             stride[n] = row_floats * (long)sizeof(float);
             per_row[n++] = (floats * (int)sizeof(float) + 63) / 64;
         }
-        void finish(int nrows) {
-            rows = nrows;
-            int per = 0;
-            for (int i = 0; i < n; i++) per += per_row[i];
-            total = n ? per * rows : 0;
-            if (!n) rows = 0;
-        }
-        void ask(int k) {
-            for (; k > 0 && row < rows; k--) {
-                __builtin_prefetch(base[s] + row * stride[s] + 64 * line, 0, 3);
-                if (++line == per_row[s]) {
-                    line = 0;
-                    if (++s == n) { s = 0; row++; }
+        void finish(int nrows) { total = n ? nrows : 0; }
+        void ask_until(int end) {  // rows [row, end)
+            for (end = std::min(total, end); row < end; row++)
+                for (int i = 0; i < n; i++) {
+                    const char* p = base[i] + row * stride[i];
+                    for (int l = 0; l < per_row[i]; l++) __builtin_prefetch(p + 64 * l, 0, 2);
                 }
-            }
         }
-        int remaining() const {
-            int done = 0;
-            for (int i = 0; i < s; i++) done += per_row[i];
-            int per = 0;
-            for (int i = 0; i < n; i++) per += per_row[i];
-            return total - (row * per + done + line);
-        }
+        int remaining() const { return total - row; }
     };
 
     // the same for HB heads that share the tile's value rows (a KV head's group): head h's
@@ -274,9 +266,9 @@ struct AttnCore {
         v16f a[HB][NV];
         for (int h = 0; h < HB; h++)
             for (int k = 0; k < NV; k++) a[h][k] = corr[h] * *(const v16f*)(acc_mem[h] + 16 * k);
-        const int pf_per_key = pf ? (pf->remaining() + n - 1) / n : 0;
+        const int pf0 = pf ? pf->row : 0, pf_n = pf ? pf->remaining() : 0;  // spread evenly over the keys
         for (int t = 0; t < n; t++) {
-            if (pf) pf->ask(pf_per_key);
+            if (pf) pf->ask_until(pf0 + (t + 1) * pf_n / n);
             v16f vr[NV];
             for (int k = 0; k < NV; k++) vr[k] = *(const v16f*)(pv[t] + 16 * k);
             for (int h = 0; h < HB; h++) {
@@ -307,7 +299,7 @@ struct AttnCore {
             case 64: blocks(I4(), I4()); break;
             case 128: blocks(I8(), I2()); break;
         }
-        if (h == 0 && pf) pf->ask(pf->total);
+        if (h == 0 && pf) pf->ask_until(pf->total);
         for (; h < nh; h++) accumulate_rows(0, n, p[h], corr[h], [&](int t) { return pv[t]; }, acc_mem[h], dim);
     }
 
@@ -538,9 +530,9 @@ struct AttnCore {
             auto kv = [=](int j) { return v0 + (long)j * v_row; };
             const bool v_is_a = v0 == a0;  // MLA: the latent is both key and value
             // Software prefetch: the first tile's rows are asked for at once; every later tile's
-            // are asked for while the tile before it is worked on, a few lines at a time spread
-            // over that work (3/4 of them before the heads' 16-key score blocks, the rest among
-            // the value loop's keys), so the loads in flight overlap the FMAs instead of waiting
+            // are asked for while the tile before it is worked on, a row or two at a time spread
+            // evenly over that work (3/4 of them before the heads' 16-key score blocks, the rest
+            // among the value loop's keys; into L2, see Lines), so the loads in flight overlap the FMAs instead of waiting
             // in a burst: a burst at the tile's start keeps the core waiting on it, and nothing is
             // in flight while the tile's FMAs run (the memory time and the compute time add up).
             // Measured on the 2-core AMD EPYC, attention alone at 8k (docs/benchmarks.md): batch 8
@@ -562,15 +554,14 @@ struct AttnCore {
                 const int b1 = std::min(k1, b0 + DEC_TILE);
                 if (b0 == k0) {
                     Lines first = rows(b0, b1);
-                    first.ask(first.total);
+                    first.ask_until(first.total);
                 }
                 Lines pf = rows(b1, std::min(k1, b1 + DEC_TILE));
                 const int npf = pf.total;
-                // lines asked for in the score loop (by16 only: before each head's 16-key block),
-                // per block; pf_at: the next line to ask for
+                // rows asked for in the score loop (by16 only: spread evenly over the heads' 16-key
+                // blocks, by four keys)
                 const int n_score = by16 ? npf * 3 / 4 : 0, blocks = group * ((b1 - b0 + 15) / 16);
-                const int per_block = (n_score + blocks - 1) / blocks;
-                int pf_at = 0;
+                int block_at = 0;  // (head, 16-key block) pairs begun
                 // the biases of head h for the tile's keys j0 .. j0 + 15 (past b1: its last key's)
                 auto bias16 = [&](int h, int j0) {
                     v16f bv = {};
@@ -603,9 +594,7 @@ struct AttnCore {
                     for (int j0 = 0; j0 < b1 - b0; j0 += 16) {
                         v16f r[4], s4[4];
                         for (int c = 0; c < 4; c++) {  // keys j0 + 4c .. + 3 (past b1: the tile's last key again)
-                            const int e = std::min(n_score, pf_at + per_block);
-                            pf.ask(e - pf_at);
-                            pf_at = e;
+                            pf.ask_until(++block_at * n_score / blocks);
                             const float* ka4[4];
                             const float* kb4[4];
                             for (int j = 0; j < 4; j++) {
@@ -637,9 +626,7 @@ struct AttnCore {
                     } else if (by16) {  // scores, scale, bias and the tile's max in vectors (lanes past b1 repeat its last key)
                         v16f mv = (v16f){} - INFINITY;
                         for (int j0 = 0; j0 < b1 - b0; j0 += 16) {
-                            const int e = std::min(n_score, pf_at + per_block);
-                            pf.ask(e - pf_at);
-                            pf_at = e;
+                            pf.ask_until(++block_at * n_score / blocks);
                             const v16f s = scale_bias(dot16(qv, pa + j0, da, pb + j0, db), scale, bias16(h, j0));
                             *(v16f*)(sc + j0) = s;
                             mv = s > mv ? s : mv;
