@@ -3,8 +3,9 @@
 #   make eval_gpt      the evaluator (perplexity protocols, extrapolation, reversal, Q/K, KV memory)
 #   make sample_gpt    the generator (prompt -> text, batched prefill + KV-cache decode, timings)
 #   make test          build and run the whole test suite (C++ CPU tests, CUDA tests, Python tests)
-#   make bench         dev/bench_cpu (FMA peak, matmul, per-step training) and dev/bench_decode
+#   make bench         dev/bench_cpu (FMA peak, matmul, per-step training), dev/bench_decode
 #                      (prefill tokens/s, decode ms/step against the measured memory bandwidth)
+#                      and dev/bench_attend (the decode attention kernel alone, against the FMA peak)
 #   make bench_cuda    dev/cuda/bin/*: one microbenchmark per CUDA kernel (needs nvcc; runs on a GPU)
 #   make data          re-create the bundled shards and eval sets (they ship in the repo)
 #   make clean
@@ -127,10 +128,13 @@ test/logits_dump: test/logits_dump.cpp $(HEADERS) $(STAMP)
 dev/bench_cpu: dev/bench_cpu.cpp $(HEADERS) $(STAMP)
 	$(CXX) $(CXXFLAGS) dev/bench_cpu.cpp -o $@ $(BLAS_LIBS)
 
-dev/bench_decode: dev/bench_decode.cpp $(HEADERS) $(STAMP)
+dev/bench_decode: dev/bench_decode.cpp dev/membw.h $(HEADERS) $(STAMP)
 	$(CXX) $(CXXFLAGS) dev/bench_decode.cpp -o $@ $(BLAS_LIBS)
 
-bench: dev/bench_cpu dev/bench_decode
+dev/bench_attend: dev/bench_attend.cpp dev/membw.h $(HEADERS) $(STAMP)
+	$(CXX) $(CXXFLAGS) dev/bench_attend.cpp -o $@
+
+bench: dev/bench_cpu dev/bench_decode dev/bench_attend
 
 # dev/cuda: one microbenchmark per kernel (numbered versions), nvcc only
 DEV_CUDA := $(patsubst dev/cuda/%.cu,dev/cuda/bin/%,$(wildcard dev/cuda/*.cu))
@@ -175,4 +179,4 @@ data:
 	  $(PYTHON) data/eval_sets.py book --path data/corpora/pg-1342-pride-and-prejudice.txt --tokenizer $$t || exit 1; done
 
 clean:
-	rm -rf dev/cuda/bin dev/cuda/emu train_gpt eval_gpt sample_gpt train_gpt_emu sample_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda test/test_cuda_emu dev/bench_cpu dev/bench_decode build train_log.jsonl
+	rm -rf dev/cuda/bin dev/cuda/emu train_gpt eval_gpt sample_gpt train_gpt_emu sample_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda test/test_cuda_emu dev/bench_cpu dev/bench_decode dev/bench_attend build train_log.jsonl
