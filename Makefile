@@ -168,7 +168,7 @@ sample_gpt_emu: sample_gpt.cu $(HEADERS) build/cuda_backend_emu.o $(STAMP)
 train_gpt_emu: train_gpt.cu $(HEADERS) build/cuda_backend_emu.o $(STAMP)
 	$(CXX) $(CXXFLAGS) $(filter-out -DKVGPT_NCCL,$(MPI_FLAGS)) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ train_gpt.cu -x none build/cuda_backend_emu.o -o $@ $(BLAS_LIBS) $(filter-out -lnccl,$(MPI_LIBS))
 
-test: train_gpt eval_gpt sample_gpt train_gpt_emu sample_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda_emu bench_cuda_emu $(CUDA_TESTS)
+test: train_gpt eval_gpt sample_gpt train_gpt_emu sample_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda_emu bench_cuda_emu dev/bench_decode dev/bench_attend $(CUDA_TESTS)
 	PYTHON=$(PYTHON) bash test/run_all.sh
 
 data:

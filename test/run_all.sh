@@ -29,6 +29,7 @@ run_suite() {
 run_suite "C++ CPU tests" ./test/test_kvgpt
 run_suite "CUDA kernels on the CPU emulator" ./test/test_cuda_emu
 run_suite "dev/cuda benchmark checks on the CPU emulator" bash test/run_bench_checks.sh
+run_suite "CPU benchmarks at tiny sizes" bash test/run_cpu_bench_checks.sh
 [ -x test/test_cuda ] && run_suite "CUDA tests (GPU)" ./test/test_cuda
 run_suite "Python data tests" "$PYTHON" test/test_data.py
 run_suite "Workflow tests (metadata, progress, reports, plots, corpora)" "$PYTHON" test/test_workflow.py
