@@ -222,9 +222,9 @@ struct AttnCore {
         for (int k = 0; k < NV; k++) *(v16f*)(acc_mem + 16 * k) = a[k];
     }
 
-    // The cache lines of a run of cache rows, key by key (its key rows, then its value row: up to
-    // 3 streams), asked for a few rows at a time, in order: ask_until(r) asks for every line of
-    // the rows not yet asked for below row r. Prefetch hints: no fault, no effect on results.
+    // A run of cache rows to prefetch, key by key (its key rows, then its value row: up to 3
+    // streams), asked for a few rows at a time, in order: ask_until(r) asks for every cache line
+    // of the rows not yet asked for below row r. Prefetch hints: no fault, no effect on results.
     // Counted, not listed (a list of the lines' addresses, written per tile and read back, showed
     // as 1/5 of the kernel's time under perf), and by rows, not lines (a cursor stepped line by
     // line, row / stream / line, cost 0.6 ns per (head, key) of MQA's 4.8 with the cache in L2).
@@ -232,7 +232,7 @@ struct AttnCore {
     // its line comes, which capped the lines in flight; into L2, 8k keys from memory, both threads,
     // MQA 1.17x, GQA 1.29x, MLA 1.25x faster (docs/benchmarks.md, "Decode, seventh round"), and
     // the loads that follow find their lines 14 cycles away instead of hundreds.
-    struct Lines {
+    struct RowPrefetch {
         const char* base[3];
         long stride[3];      // bytes from one row to the next
         int per_row[3];      // lines per row
@@ -258,11 +258,11 @@ struct AttnCore {
     // acc_mem[h] = corr[h] * acc_mem[h] + sum over keys t < n of p[h][t] * pv[t], each value row
     // loaded once for all HB heads (NV + 1 loads per HB x NV FMAs instead of NV + 1 per NV). Each
     // head's vectors get the same FMAs in the same order as accumulate_tile: the same bits
-    // pf, when given, holds cache lines to ask for meanwhile (the rest of the next tile's rows), a
-    // few with each key, so the loads in flight overlap the FMAs instead of waiting in a burst.
+    // pf, when given, holds rows to ask for meanwhile (the rest of the next tile's), spread evenly
+    // over the keys, so the loads in flight overlap the FMAs instead of waiting in a burst.
     template <int NV, int HB>
     static inline void accumulate_tile_heads(int n, const float* const* p, const float* corr, const float* const* pv, float* const* acc_mem,
-                                             Lines* pf = nullptr) {
+                                             RowPrefetch* pf = nullptr) {
         v16f a[HB][NV];
         for (int h = 0; h < HB; h++)
             for (int k = 0; k < NV; k++) a[h][k] = corr[h] * *(const v16f*)(acc_mem[h] + 16 * k);
@@ -280,10 +280,10 @@ struct AttnCore {
             for (int k = 0; k < NV; k++) *(v16f*)(acc_mem[h] + 16 * k) = a[h][k];
     }
     // heads [0, nh) of a group: in blocks that fill 16 accumulator vectors, then one at a time
-    // (the first block also asks for pf's lines, see accumulate_tile_heads; where no block is
+    // (the first block also asks for pf's rows, see accumulate_tile_heads; where no block is
     // taken they are asked for at once)
     static inline void accumulate_group(int nh, int n, const float* const* p, const float* corr, const float* const* pv, float* const* acc_mem,
-                                        int dim, Lines* pf = nullptr) {
+                                        int dim, RowPrefetch* pf = nullptr) {
         int h = 0;
         auto blocks = [&](auto nv, auto hb) {
             for (; h + hb.value <= nh; h += hb.value)
@@ -532,16 +532,17 @@ struct AttnCore {
             // Software prefetch: the first tile's rows are asked for at once; every later tile's
             // are asked for while the tile before it is worked on, a row or two at a time spread
             // evenly over that work (3/4 of them before the heads' 16-key score blocks, the rest
-            // among the value loop's keys; into L2, see Lines), so the loads in flight overlap the FMAs instead of waiting
-            // in a burst: a burst at the tile's start keeps the core waiting on it, and nothing is
-            // in flight while the tile's FMAs run (the memory time and the compute time add up).
+            // among the value loop's keys; into L2, see RowPrefetch), so the loads in flight
+            // overlap the FMAs instead of waiting in a burst: a burst at the tile's start keeps the
+            // core waiting on it, and nothing is in flight while the tile's FMAs run (the memory
+            // time and the compute time add up).
             // Measured on the 2-core AMD EPYC, attention alone at 8k (docs/benchmarks.md): batch 8
             // MQA 1.2x, GQA 1.2x, MHA 1.15x, MLA 1.1x faster than asking in the value loop alone
             // (MQA, GQA) or in a burst (MLA, MHA); with none at all, one thread read MHA's cache
             // at 13 GB/s, the scores waiting on one key's lines at a time.
             // rows [p0, p1)'s cache lines, key by key: its key rows (both parts), then its value row
             auto rows = [&](int p0, int p1) {
-                Lines l;
+                RowPrefetch l;
                 l.add(ka(p0), a_row, da);
                 if (db) l.add(kb(p0), b_row, db);
                 if (!v_is_a) l.add(kv(p0), v_row, dv);
@@ -553,10 +554,10 @@ struct AttnCore {
             for (int b0 = k0; b0 < k1; b0 += DEC_TILE) {
                 const int b1 = std::min(k1, b0 + DEC_TILE);
                 if (b0 == k0) {
-                    Lines first = rows(b0, b1);
+                    RowPrefetch first = rows(b0, b1);
                     first.ask_until(first.total);
                 }
-                Lines pf = rows(b1, std::min(k1, b1 + DEC_TILE));
+                RowPrefetch pf = rows(b1, std::min(k1, b1 + DEC_TILE));
                 const int npf = pf.total;
                 // rows asked for in the score loop (by16 only: spread evenly over the heads' 16-key
                 // blocks, by four keys)
