@@ -125,13 +125,13 @@ test/test_kvgpt: test/test_kvgpt.cpp test/testlib.h $(HEADERS) $(STAMP)
 test/logits_dump: test/logits_dump.cpp $(HEADERS) $(STAMP)
 	$(CXX) $(CXXFLAGS) test/logits_dump.cpp -o $@ $(BLAS_LIBS)
 
-dev/bench_cpu: dev/bench_cpu.cpp $(HEADERS) $(STAMP)
+dev/bench_cpu: dev/bench_cpu.cpp dev/peaks.h $(HEADERS) $(STAMP)
 	$(CXX) $(CXXFLAGS) dev/bench_cpu.cpp -o $@ $(BLAS_LIBS)
 
-dev/bench_decode: dev/bench_decode.cpp dev/membw.h $(HEADERS) $(STAMP)
+dev/bench_decode: dev/bench_decode.cpp dev/peaks.h $(HEADERS) $(STAMP)
 	$(CXX) $(CXXFLAGS) dev/bench_decode.cpp -o $@ $(BLAS_LIBS)
 
-dev/bench_attend: dev/bench_attend.cpp dev/membw.h $(HEADERS) $(STAMP)
+dev/bench_attend: dev/bench_attend.cpp dev/peaks.h $(HEADERS) $(STAMP)
 	$(CXX) $(CXXFLAGS) dev/bench_attend.cpp -o $@
 
 bench: dev/bench_cpu dev/bench_decode dev/bench_attend

@@ -8,8 +8,9 @@
 // It prints ns per (query head, key) and the kernel's share of the FMA peak measured in the same
 // run (the vector multiply-adds a (head, key) pair needs: its key's and its value's floats / 16),
 // and for the memory rows the cache's GB/s against the host's read bandwidth measured just before
-// and just after the row (the higher; dev/membw.h), so a row says whether it waits on memory or
-// on instructions. Each figure is the best of --reps calls. The cache holds random numbers (the work does not depend on them).
+// and just after the row (the higher; dev/peaks.h), so a row says whether it waits on memory or
+// on instructions. Each figure is the best of --reps calls. The cache holds random numbers (the
+// work does not depend on them).
 //
 //   make dev/bench_attend && ./dev/bench_attend
 //   ./dev/bench_attend --variants mqa,mla --context 8192 --batch 8 --reps 10
@@ -18,31 +19,7 @@
 #include "../attention/kv_cache.h"
 #include "../llmc/cli.h"
 #include "../llmc/rng.h"
-#include "membw.h"
-
-// one core's fp32 FMA rate: 12 independent chains of vector FMAs (16 floats), so neither their
-// latency nor loads limit it; vector FMAs per ns. (An empty asm pinning the chains to registers
-// made GCC move them through the stack: 5x slower.)
-static double fma_per_ns() {
-    v16f a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11;  // distinct values: no chain is another's copy
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = (v16f){};
-    a0 += 0.1f; a1 += 0.2f; a2 += 0.3f; a3 += 0.4f; a4 += 0.5f; a5 += 0.6f;
-    a6 += 0.7f; a7 += 0.8f; a8 += 0.9f; a9 += 1.1f; a10 += 1.2f; a11 += 1.3f;
-    const v16f x = (v16f){} + 0.9999f, y = (v16f){} + 0.0001f;
-    const long N = 20000000;
-    double best = 1e30;
-    for (int r = 0; r < 3; r++) {
-        double t0 = now_seconds();
-        for (long n = 0; n < N; n++) {
-            a0 = a0 * x + y; a1 = a1 * x + y; a2 = a2 * x + y; a3 = a3 * x + y; a4 = a4 * x + y; a5 = a5 * x + y;
-            a6 = a6 * x + y; a7 = a7 * x + y; a8 = a8 * x + y; a9 = a9 * x + y; a10 = a10 * x + y; a11 = a11 * x + y;
-        }
-        best = std::min(best, now_seconds() - t0);
-    }
-    const v16f s = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
-    if (s[0] == 1.0f) printf(" ");  // the chains' results are used
-    return N * 12 / best / 1e9;
-}
+#include "peaks.h"
 
 struct Shape {
     const char* name;
@@ -73,9 +50,10 @@ int main(int argc, char** argv) {
     require_int("--layers", layers, 1, 1024);
     require_int("--l2-keys", l2_keys, 0, 1 << 20);
     require_int("--reps", reps, 1, 100000);
-    const double fma_rate = fma_per_ns();
+    // one core's vector FMAs (16 floats) per ns: the FMA peak of every thread (dev/peaks.h), per thread
+    const double fma_rate = fma_peak_gflops() / (2.0 * 16 * omp_get_max_threads());
     printf("one core: %.2f vector FMAs per ns (%.1f GFLOP/s fp32, measured here); %d threads\n", fma_rate, fma_rate * 2 * 16, omp_get_max_threads());
-    printf("per (head, key): ns of one thread (memory rows: the threads' combined time x threads); FMA floor = the pair's vector FMAs at that rate\n\n");
+    printf("per (head, key): ns of one thread (memory rows: the wall time x the threads); FMA floor = the pair's vector FMAs at that rate\n\n");
     printf("| variant | cache floats per key (per KV head) | placement | keys x sequences | ns per (head, key), one thread | FMA floor ns | %% of FMA peak | call ms | cache GB/s | host read GB/s before, after | %% of read bandwidth |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const std::string& v : split_list(variants)) {

@@ -14,32 +14,7 @@
 #include <algorithm>
 #include "../llmc/cli.h"
 #include "../llmc/train.h"
-
-typedef float v16 __attribute__((vector_size(64)));
-
-// fp32 FMA peak: 12 independent accumulator chains per thread, enough to cover FMA latency;
-// the best of 3 runs
-static double fma_peak_once() {
-    const long iters = 20000000;
-    double t0 = now_seconds();
-    float sink = 0.0f;
-    #pragma omp parallel reduction(+ : sink)
-    {
-        v16 acc[12];
-        for (int i = 0; i < 12; i++) acc[i] = (v16){} + (float)(omp_get_thread_num() + i) * 1e-3f;
-        v16 a = (v16){} + 0.999999f, b = (v16){} + 1e-7f;
-        for (long it = 0; it < iters; it++) {
-            #pragma GCC unroll 32
-            for (int i = 0; i < 12; i++) acc[i] = acc[i] * a + b;  // unrolled: the accumulators stay in registers
-        }
-        for (int i = 0; i < 12; i++)
-            for (int j = 0; j < 16; j++) sink += acc[i][j];
-    }
-    double dt = now_seconds() - t0;
-    if (sink == 12345.0f) printf(" ");  // keep the loop alive
-    return 2.0 * 16 * 12 * iters * omp_get_max_threads() / dt / 1e9;
-}
-static double fma_peak_gflops() { return std::max(fma_peak_once(), std::max(fma_peak_once(), fma_peak_once())); }
+#include "peaks.h"
 
 static double time_matmul(int M, int K, int N, int reps) {
     std::vector<float> a((size_t)M * K, 0.5f), w((size_t)N * K, 0.25f), o((size_t)M * N), dI((size_t)M * K), dW((size_t)N * K, 0.0f);

@@ -19,7 +19,7 @@
 #include <algorithm>
 #include "../llmc/cli.h"
 #include "../llmc/model.h"
-#include "membw.h"
+#include "peaks.h"
 
 static bool variant_config(GPTConfig* c, const std::string& shape, const std::string& v) {
     if (!config_from_preset(c, shape.c_str())) fail_hint("shapes: pythia-70m, gpt2-124m, tiny", "unknown shape '%s'", shape.c_str());

@@ -1,5 +1,5 @@
-// membw.h: the host's memory bandwidth, measured by the benchmarks in the same run as the
-// figures they hold against it (dev/bench_decode, dev/bench_attend).
+// peaks.h: the host's memory bandwidth and fp32 FMA peak, measured by the benchmarks in the same
+// run as the figures they hold against them (dev/bench_cpu, dev/bench_decode, dev/bench_attend).
 #pragma once
 #include <omp.h>
 #include <algorithm>
@@ -54,3 +54,27 @@ static double stream_copy_gbs() {
     free(b);
     return 2.0 * n * sizeof(float) / best / 1e9;
 }
+
+// fp32 FMA peak: 12 independent accumulator chains per thread, enough to cover FMA latency;
+// the best of 3 runs
+static double fma_peak_once() {
+    const long iters = 20000000;
+    double t0 = now_seconds();
+    float sink = 0.0f;
+    #pragma omp parallel reduction(+ : sink)
+    {
+        v16f acc[12];
+        for (int i = 0; i < 12; i++) acc[i] = (v16f){} + (float)(omp_get_thread_num() + i) * 1e-3f;
+        v16f a = (v16f){} + 0.999999f, b = (v16f){} + 1e-7f;
+        for (long it = 0; it < iters; it++) {
+            #pragma GCC unroll 32
+            for (int i = 0; i < 12; i++) acc[i] = acc[i] * a + b;  // unrolled: the accumulators stay in registers
+        }
+        for (int i = 0; i < 12; i++)
+            for (int j = 0; j < 16; j++) sink += acc[i][j];
+    }
+    double dt = now_seconds() - t0;
+    if (sink == 12345.0f) printf(" ");  // keep the loop alive
+    return 2.0 * 16 * 12 * iters * omp_get_max_threads() / dt / 1e9;
+}
+static double fma_peak_gflops() { return std::max(fma_peak_once(), std::max(fma_peak_once(), fma_peak_once())); }
