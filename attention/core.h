@@ -236,14 +236,13 @@ struct AttnCore {
         const char* base[3];
         long stride[3];      // bytes from one row to the next
         int per_row[3];      // lines per row
-        int n = 0, total = 0;  // streams; rows
+        int n = 0, total = 0;  // streams; rows (set by the caller)
         int row = 0;           // the next row to ask for
         void add(const float* row0, long row_floats, int floats) {
             base[n] = (const char*)row0;
             stride[n] = row_floats * (long)sizeof(float);
             per_row[n++] = (floats * (int)sizeof(float) + 63) / 64;
         }
-        void finish(int nrows) { total = n ? nrows : 0; }
         void ask_until(int end) {  // rows [row, end)
             for (end = std::min(total, end); row < end; row++)
                 for (int i = 0; i < n; i++) {
@@ -546,7 +545,7 @@ struct AttnCore {
                 l.add(ka(p0), a_row, da);
                 if (db) l.add(kb(p0), b_row, db);
                 if (!v_is_a) l.add(kv(p0), v_row, dv);
-                l.finish(std::max(0, p1 - p0));
+                l.total = std::max(0, p1 - p0);
                 return l;
             };
             const bool by16 = DEC_DOT16 && da % 16 == 0 && db % 16 == 0;
@@ -558,10 +557,9 @@ struct AttnCore {
                     first.ask_until(first.total);
                 }
                 RowPrefetch pf = rows(b1, std::min(k1, b1 + DEC_TILE));
-                const int npf = pf.total;
                 // rows asked for in the score loop (by16 only: spread evenly over the heads' 16-key
                 // blocks, by four keys)
-                const int n_score = by16 ? npf * 3 / 4 : 0, blocks = group * ((b1 - b0 + 15) / 16);
+                const int n_score = by16 ? pf.total * 3 / 4 : 0, blocks = group * ((b1 - b0 + 15) / 16);
                 int block_at = 0;  // (head, 16-key block) pairs begun
                 // the biases of head h for the tile's keys j0 .. j0 + 15 (past b1: its last key's)
                 auto bias16 = [&](int h, int j0) {
