@@ -497,7 +497,10 @@ struct AttnCore {
         ProfScope prof(PROF_ATTENTION);
         const int G = H / group, part_floats = dv + 2;
         std::vector<long> base(n + 1, 0);  // first work item of row i
-        for (int i = 0; i < n; i++) base[i + 1] = base[i] + (long)G * ((nkeys[i] - 1) / dec_chunk(nkeys[i]) + 1);
+        for (int i = 0; i < n; i++) {
+            base[i + 1] = base[i] + (long)G * ((nkeys[i] - 1) / dec_chunk(nkeys[i]) + 1);
+            prof_macs(PROF_ATTENTION, (double)H * nkeys[i] * (da + db + dv));  // every head: each key's score and weighted value
+        }
         std::vector<float> part((size_t)base[n] * group * part_floats);
         int key_lane[16];  // dot16's lane that scores the j-th key of a 16-key block
         for (int l = 0; l < 16; l++) key_lane[reduce16_key(l)] = l;

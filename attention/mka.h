@@ -358,6 +358,7 @@ struct MKAAttention : Attention {
         float *q3 = take(3 * D), *ya = take(D), *yb = take(D), *yc = take(D), *ym = take(D), *sv = take(C), *pp = take(H * M),
               *h1 = take(R), *h2 = take(R), *rl = take(3), *kvs = take(2 * D), *l1 = take(H), *l2 = take(H), *l3 = take(H), *w = take(3 * H);
         matmul_forward(q3, x, params + w_qkv, params + b_qkv, n, C, 3 * D);
+        prof_macs(PROF_ATTENTION, (double)n * H * M * 2 * hd);  // level 3: every slot's score and weighted value
         #pragma omp parallel for schedule(static)
         for (int i = 0; i < n; i++)  // level 3 with the unrotated q
             slots_attend(q3 + (size_t)i * 3 * D, dec_mkv.data(), pp + (size_t)i * H * M, yc + (size_t)i * D, l3 + (size_t)i * H);

@@ -7,6 +7,11 @@
 //     step's time at the read bandwidth measured just before and just after the row (the higher),
 //     as % of the bound (100% = bandwidth-bound), and the mean time per step in attention and in
 //     the linear layers (llmc/profile.h)
+//   - the fp32 FMA peak of every thread (dev/peaks.h), and per row the multiply-adds one step
+//     asks for (counted by the kernels, llmc/profile.h) at that peak: the FMA floor. A step
+//     cannot beat either floor, so its roofline bound is the larger of the two; a row whose FMA
+//     floor is the larger is compute-bound on this host (small caches read by many heads at
+//     batch 8: MLA's latent, scored and summed by every query head)
 // Decoding at context L is timed with the cache marked as holding L tokens (its contents do
 // not change the work), so long contexts need no long prefill.
 //   - decode with a pressed cache: a real prompt of L tokens prefilled, the cache compressed by the
@@ -54,12 +59,14 @@ int main(int argc, char** argv) {
     parse_flags(argc, argv, flags, "./dev/bench_decode", "./dev/bench_decode --shapes pythia-70m --contexts 8192");
     require_int("--steps", steps, 1, 1000);
     std::vector<int> ctxs = parse_int_list(contexts, "--contexts"), bs = parse_int_list(batches, "--batches"), pfs = parse_int_list(prefills, "--prefills");
-    double copy = stream_copy_gbs(), bw = stream_read_gbs();
+    double copy = stream_copy_gbs(), bw = stream_read_gbs(), fma = fma_peak_gflops() / 2;  // G multiply-adds per s
     printf("memory bandwidth (%d threads): read %.1f GB/s (a sum over 1 GiB), STREAM copy %.1f GB/s (read + write)\n",
            omp_get_max_threads(), bw, copy);
-    printf("each row's bound: its bytes at the read bandwidth measured just before and just after it, the higher of the two\n\n");
-    printf("| shape | variant | KV floats/token | prefill tokens/s (prompt: speed) | context | batch | decode ms/step | tokens/s | MB read/step (weights + cache) | read GB/s before, after | bound ms | %% of bound | attention ms (mean) | linear ms (mean) |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("fp32 FMA peak (%d threads): %.1f G multiply-adds/s (%.1f GFLOP/s)\n", omp_get_max_threads(), fma, 2 * fma);
+    printf("each row's bound: its bytes at the read bandwidth measured just before and just after it, the higher of the two;\n"
+           "its FMA floor: the multiply-adds the kernels were asked for at the FMA peak; roofline: the larger of the two\n\n");
+    printf("| shape | variant | KV floats/token | prefill tokens/s (prompt: speed) | context | batch | decode ms/step | tokens/s | MB read/step (weights + cache) | read GB/s before, after | bound ms | %% of bound | G multiply-adds/step | FMA floor ms | %% of roofline | attention ms (mean) | linear ms (mean) |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     double bw_lo = bw, bw_hi = bw;
     std::vector<std::string> pack_notes;
     for (const std::string& shape : split_list(shapes))
@@ -116,9 +123,11 @@ int main(int argc, char** argv) {
                     size_t fixed = m.kv_cache_floats_fixed();
                     double bytes = 4.0 * ((double)m.decode_weight_floats() + (double)B * ((double)m.kv_cache_floats_per_token() * (L + 1) + fixed));
                     double bound = bytes / (bw_row * 1e9);
-                    printf("| %s | %s | %zu | %s | %d | %d | %.2f | %.0f | %.1f | %.1f, %.1f | %.2f | %.0f%% | %.2f | %.2f |\n", shape.c_str(), v.c_str(),
-                           m.kv_cache_floats_per_token(), pre.c_str(), L, B, 1000 * dt, B / dt, bytes / 1e6, bw_before, bw_after, 1000 * bound,
-                           100 * bound / dt, 1000 * g_prof.seconds[PROF_ATTENTION] / steps,
+                    const double macs = g_prof.total_macs() / steps, fma_floor = macs / (fma * 1e9);
+                    printf("| %s | %s | %zu | %s | %d | %d | %.2f | %.0f | %.1f | %.1f, %.1f | %.2f | %.0f%% | %.3f | %.2f | %.0f%%%s | %.2f | %.2f |\n",
+                           shape.c_str(), v.c_str(), m.kv_cache_floats_per_token(), pre.c_str(), L, B, 1000 * dt, B / dt, bytes / 1e6, bw_before,
+                           bw_after, 1000 * bound, 100 * bound / dt, macs / 1e9, 1000 * fma_floor, 100 * std::max(bound, fma_floor) / dt,
+                           fma_floor > bound ? " (FMA)" : "", 1000 * g_prof.seconds[PROF_ATTENTION] / steps,
                            1000 * (g_prof.seconds[PROF_MATMUL] + g_prof.seconds[PROF_CLASSIFIER]) / steps);
                 }
         }

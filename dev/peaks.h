@@ -5,6 +5,14 @@
 #include <algorithm>
 #include "../llmc/utils.h"
 
+// The probes' buffers are allocated as the data they bound is: on 2 MB pages where the kernel
+// gives them (avec, llmc/utils.h), as the KV cache and the packed decode weights are (on 4 KB
+// pages the read probe measured 0-10% less here, within the host's drift).
+// Their buffers (1 GiB) are far past the last-level cache; a decode step's weights and cache are
+// not always: this VM's L3 kept up 150 GB/s to 64 MB and 110 GB/s at 128 MB, so a step whose
+// bytes are a few hundred MB finds part of them in L3 from the step before, and can come close
+// to its bound or pass it (docs/benchmarks.md, "Decode, eighth round").
+
 // read bandwidth: a vectorised sum over 1 GiB on every thread (decoding only reads weights and
 // cache, so this is its bound); the best of `reps`. The buffer is kept for the run: the table
 // measures it again around every row, because this host's bandwidth drifts by up to 2x within
@@ -13,7 +21,7 @@ static double stream_read_gbs(int reps = 5) {
     const size_t n = (size_t)256 << 20;  // floats: 1 GiB
     static float* a = nullptr;
     if (!a) {
-        a = alloc_floats<float>(n);
+        a = (new avec<float>(n))->data();  // kept for the run
         #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) a[i] = (float)(i & 1023);
     }
@@ -38,8 +46,8 @@ static double stream_read_gbs(int reps = 5) {
 }
 static double stream_copy_gbs() {
     const size_t n = (size_t)128 << 20;  // floats: 512 MiB per array
-    float* a = alloc_floats<float>(n);
-    float* b = alloc_floats<float>(n);
+    avec<float> av(n), bv(n);
+    float *a = av.data(), *b = bv.data();
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) a[i] = (float)(i & 1023);
     double best = 1e30;
@@ -50,8 +58,6 @@ static double stream_copy_gbs() {
         best = std::min(best, now_seconds() - t0);
         if (b[n / 2 + r] < 0) printf(" ");
     }
-    free(a);
-    free(b);
     return 2.0 * n * sizeof(float) / best / 1e9;
 }
 

@@ -1,6 +1,8 @@
 // profile.h: a per-op time breakdown (matmul, attention, norm, classifier, optimizer) for the
 // benchmarks. Scopes nest; the outermost one gets the time, so the classifier's matmul counts as
 // classifier and attention's projections (called outside its core) as matmul.
+// Beside the times, the multiply-adds the kernels were asked for (counted by each kernel from its
+// shapes, per op whatever scope encloses it): dev/bench_decode holds a step to the FMA peak with them.
 #pragma once
 #include "utils.h"
 
@@ -9,12 +11,21 @@ static const char* const PROF_NAMES[PROF_COUNT] = {"matmul", "attention", "norm"
 
 struct Profiler {
     double seconds[PROF_COUNT] = {0};
+    double macs[PROF_COUNT] = {0};
     int depth = 0;
     void reset() {
         for (double& s : seconds) s = 0;
+        for (double& m : macs) m = 0;
+    }
+    double total_macs() const {
+        double t = 0;
+        for (double m : macs) t += m;
+        return t;
     }
 };
 static Profiler g_prof;
+// called outside parallel regions: the counts are plain sums
+static inline void prof_macs(int op, double n) { g_prof.macs[op] += n; }
 
 struct ProfScope {
     int op;

@@ -1314,6 +1314,33 @@ static void register_tests() {
         printf("    %d cases: within 1e-6 of the reference, every row bitwise the row alone\n", cases);
     });
 
+    add_test("a decode step's counted multiply-adds (llmc/profile.h, bench_decode's FMA floor) == the shapes' count", [] {
+        for (int attn : {ATTN_MHA, ATTN_GQA, ATTN_MLA}) {
+            GPTConfig cfg = test_config(attn, POS_ROPE);
+            cfg.max_seq_len = 200;
+            GPT m(cfg);
+            m.init_weights(3);
+            const int B = 3, L = 70;  // 70 held keys: past the 64-key blocks
+            m.decode_begin(B, L + 1);
+            std::vector<int> tok(B), seq(B);
+            for (int s = 0; s < B; s++) { m.decode_pretend_held(s, L); tok[s] = s + 1; seq[s] = s; }
+            g_prof.reset();
+            m.decode(tok.data(), seq.data(), B);
+            const double C = cfg.d_model, F = cfg.d_ff, H = cfg.n_head, hd = cfg.head_dim, nl = cfg.n_layer, nk = L + 1;
+            // every query head scores each held key and its own, and sums their values
+            const double per_key = is_mla_family(attn) ? 2.0 * cfg.kv_rank + cfg.rope_dim : 2.0 * hd;
+            const double want_attn = B * nl * H * nk * per_key;
+            CHECK(g_prof.macs[PROF_ATTENTION] == want_attn, "%s: attention counted %.0f multiply-adds, the shapes give %.0f", ATTN_NAMES[attn],
+                  g_prof.macs[PROF_ATTENTION], want_attn);
+            if (attn != ATTN_MLA) {  // the linear layers: q, k, v (k and v for the KV heads only), out, the MLP, the classifier
+                const double kv = attn == ATTN_GQA ? cfg.n_kv_head * hd : C;
+                const double want_lin = B * (nl * (C * (C + 2 * kv) + C * C + 2 * C * F) + C * cfg.padded_vocab_size);
+                CHECK(g_prof.macs[PROF_MATMUL] == want_lin, "%s: the linear layers counted %.0f multiply-adds, the shapes give %.0f",
+                      ATTN_NAMES[attn], g_prof.macs[PROF_MATMUL], want_lin);
+            }
+        }
+    });
+
     add_test("decoding's packed weights: kept across decode_begin while their weights are unchanged, redone when one float changes, used only inside decode", [] {
         GPTConfig cfg = test_config(ATTN_MLA, POS_ROPE);  // MLA: its absorbed W_O.W_UV is packed too
         cfg.max_seq_len = 32;
