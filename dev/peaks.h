@@ -7,7 +7,8 @@
 
 // The probes' buffers are allocated as the data they bound is: on 2 MB pages where the kernel
 // gives them (avec, llmc/utils.h), as the KV cache and the packed decode weights are (on 4 KB
-// pages the read probe measured 0-10% less here, within the host's drift).
+// pages the same sum read 43-76 GB/s, on 2 MB pages 61-81, more in 15 of 20 interleaved pairs:
+// docs/benchmarks.md, "Decode, eighth round").
 // Their buffers (1 GiB) are far past the last-level cache; a decode step's weights and cache are
 // not always: this VM's L3 kept up 150 GB/s to 64 MB and 110 GB/s at 128 MB, so a step whose
 // bytes are a few hundred MB finds part of them in L3 from the step before, and can come close
