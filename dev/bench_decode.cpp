@@ -7,8 +7,9 @@
 //     step's time at the read bandwidth measured just before and just after the row (the higher),
 //     as % of the bound (100% = bandwidth-bound), and the mean time per step in attention and in
 //     the linear layers (llmc/profile.h)
-//   - the fp32 FMA peak of every thread (dev/peaks.h), and per row the multiply-adds one step
-//     asks for (counted by the kernels, llmc/profile.h) at that peak: the FMA floor. A step
+//   - the fp32 FMA peak of every thread (dev/peaks.h; measured at the start and again after
+//     every row, the highest so far used), and per row the multiply-adds one step asks for
+//     (counted by the kernels, llmc/profile.h) at that peak: the FMA floor. A step
 //     cannot beat either floor, so its roofline bound is the larger of the two; a row whose FMA
 //     floor is the larger is compute-bound on this host (small caches read by many heads at
 //     batch 8: MLA's latent, scored and summed by every query head)
@@ -64,10 +65,11 @@ int main(int argc, char** argv) {
            omp_get_max_threads(), bw, copy);
     printf("fp32 FMA peak (%d threads): %.1f G multiply-adds/s (%.1f GFLOP/s)\n", omp_get_max_threads(), fma, 2 * fma);
     printf("each row's bound: its bytes at the read bandwidth measured just before and just after it, the higher of the two;\n"
-           "its FMA floor: the multiply-adds the kernels were asked for at the FMA peak; roofline: the larger of the two\n\n");
+           "its FMA floor: the multiply-adds the kernels were asked for at the highest FMA peak measured so far (again after\n"
+           "every row); roofline: the larger of the two\n\n");
     printf("| shape | variant | KV floats/token | prefill tokens/s (prompt: speed) | context | batch | decode ms/step | tokens/s | MB read/step (weights + cache) | read GB/s before, after | bound ms | %% of bound | G multiply-adds/step | FMA floor ms | %% of roofline | attention ms (mean) | linear ms (mean) |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    double bw_lo = bw, bw_hi = bw;
+    double bw_lo = bw, bw_hi = bw, fma_lo = fma;
     std::vector<std::string> pack_notes;
     for (const std::string& shape : split_list(shapes))
         for (const std::string& v : split_list(variants)) {
@@ -123,6 +125,9 @@ int main(int argc, char** argv) {
                     size_t fixed = m.kv_cache_floats_fixed();
                     double bytes = 4.0 * ((double)m.decode_weight_floats() + (double)B * ((double)m.kv_cache_floats_per_token() * (L + 1) + fixed));
                     double bound = bytes / (bw_row * 1e9);
+                    const double fma_now = fma_peak_gflops() / 2;  // the other tenants share the FMA units too
+                    fma_lo = std::min(fma_lo, fma_now);
+                    fma = std::max(fma, fma_now);
                     const double macs = g_prof.total_macs() / steps, fma_floor = macs / (fma * 1e9);
                     printf("| %s | %s | %zu | %s | %d | %d | %.2f | %.0f | %.1f | %.1f, %.1f | %.2f | %.0f%% | %.3f | %.2f | %.0f%%%s | %.2f | %.2f |\n",
                            shape.c_str(), v.c_str(), m.kv_cache_floats_per_token(), pre.c_str(), L, B, 1000 * dt, B / dt, bytes / 1e6, bw_before,
@@ -131,7 +136,8 @@ int main(int argc, char** argv) {
                            1000 * (g_prof.seconds[PROF_MATMUL] + g_prof.seconds[PROF_CLASSIFIER]) / steps);
                 }
         }
-    printf("\nread bandwidth over the run: %.1f to %.1f GB/s\n", bw_lo, bw_hi);
+    printf("\nread bandwidth over the run: %.1f to %.1f GB/s; FMA peak %.1f to %.1f G multiply-adds/s (each row used the highest so far)\n",
+           bw_lo, bw_hi, fma_lo, fma);
     printf("\npacking the weights for decoding (first decode step after loading; includes the first step itself):\n");
     for (const std::string& n : pack_notes) printf("- %s\n", n.c_str());
     if (press_ratios == "none") return 0;
