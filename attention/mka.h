@@ -343,8 +343,11 @@ struct MKAAttention : Attention {
         dec_mkv.resize((size_t)M * 3 * D);
         matmul_forward(dec_mkv.data(), params + mem, params + w_qkv, params + b_qkv, M, C, 3 * D);
     }
+    // level 2 projects the running mean through W_V (mka) or W_K, W_V (fmka) in a call of its own:
+    // those rows of W_QKV are read a second time each step (their own packed copy)
     size_t decode_weight_floats() const override {
-        return (size_t)3 * D * C + 3 * D + dec_mkv.size() + (size_t)R * C + R + 3 * R + 3 + (size_t)C * D + C;
+        const size_t level2 = (size_t)(fast ? 2 : 1) * D * (C + 1);
+        return (size_t)3 * D * C + 3 * D + level2 + dec_mkv.size() + (size_t)R * C + R + 3 * R + 3 + (size_t)C * D + C;
     }
     KVCache& kv_cache() override { return cache; }
     const AttnCore& decode_core() const override { return core; }

@@ -415,6 +415,7 @@ static void matmul_forward_packed(float* out, const float* inp, const float* pac
 static void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int M, int K, int N) {
     ProfScope prof(PROF_MATMUL);
     prof_macs(PROF_MATMUL, (double)M * K * N);
+    g_prof.weight_floats += (double)K * N + (bias ? N : 0);
     if (M <= FEW_ROWS_MAX) {
         if (M > 0 && active_decode_packs())
             matmul_forward_packed(out, inp, active_decode_packs()->get(weight, N, K), bias, M, K, N);

@@ -12,10 +12,12 @@ static const char* const PROF_NAMES[PROF_COUNT] = {"matmul", "attention", "norm"
 struct Profiler {
     double seconds[PROF_COUNT] = {0};
     double macs[PROF_COUNT] = {0};
+    double weight_floats = 0;  // the weights (and biases) matmul_forward read, each call's whole matrix
     int depth = 0;
     void reset() {
         for (double& s : seconds) s = 0;
         for (double& m : macs) m = 0;
+        weight_floats = 0;
     }
     double total_macs() const {
         double t = 0;

@@ -1314,6 +1314,34 @@ static void register_tests() {
         printf("    %d cases: within 1e-6 of the reference, every row bitwise the row alone\n", cases);
     });
 
+    add_test("a decode step's linear weights, as matmul_forward reads them, are all in decode_weight_floats (bench_decode's bound)", [] {
+        for (int attn = 0; attn < ATTN_COUNT; attn++)
+            for (int B : {1, 3}) {
+                GPTConfig cfg = test_config(attn, POS_ROPE);
+                GPT m(cfg);
+                m.init_weights(3);
+                m.decode_begin(B, 8);
+                std::vector<int> tok(B), seq(B);
+                for (int s = 0; s < B; s++) { m.decode_pretend_held(s, 5); tok[s] = s + 1; seq[s] = s; }
+                m.decode(tok.data(), seq.data(), B);  // packs the weights (decode_weight_floats counts MLA's derived ones after this)
+                g_prof.reset();
+                m.decode(tok.data(), seq.data(), B);
+                // what decode_weight_floats counts beyond the matmuls' weights and biases: the
+                // LayerNorms, the token's embedding row; MLA's absorbed W_UK (its own loop) and
+                // norms; MKA's projected memory slots (computed at decode_begin)
+                const double C = cfg.d_model;
+                double other = 3 * C + cfg.n_layer * 4 * C;
+                for (const Layer& y : m.layers) {
+                    if (auto* a = dynamic_cast<const MLAAttention*>(y.attn.get())) other += a->w_uk_abs.size() + cfg.kv_rank;
+                    if (auto* a = dynamic_cast<const MKAAttention*>(y.attn.get())) other += a->dec_mkv.size();
+                }
+                const double read = g_prof.weight_floats, counted = (double)m.decode_weight_floats() - other;
+                CHECK(read > 0 && read <= counted && read >= 0.97 * counted,
+                      "%s, batch %d: matmul_forward read %.0f weight floats in one step, decode_weight_floats counts %.0f for them",
+                      ATTN_NAMES[attn], B, read, counted);
+            }
+    });
+
     add_test("a decode step's counted multiply-adds (llmc/profile.h, bench_decode's FMA floor) == the shapes' count", [] {
         for (int attn : {ATTN_MHA, ATTN_GQA, ATTN_MLA}) {
             GPTConfig cfg = test_config(attn, POS_ROPE);
