@@ -257,7 +257,7 @@ struct MLAAttention : Attention {
             matmul_forward(q1, x, params + w_q, nullptr, n, C, qdim());
         }
         // absorbed query per head: [q_abs = W_UK_h^T q_nope (L) | q_rope (dR)]
-        prof_macs(PROF_MATMUL, (double)n * H * hd * L);
+        prof_macs(PROF_MATMUL, (double)n * H * hd * L);  // a matmul done by the loop below: counted with the linear layers
         #pragma omp parallel for collapse(2) schedule(static)
         for (int i = 0; i < n; i++)
             for (int h = 0; h < H; h++) {

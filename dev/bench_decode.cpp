@@ -9,10 +9,10 @@
 //     the linear layers (llmc/profile.h)
 //   - the fp32 FMA peak of every thread (dev/peaks.h; measured at the start and again after
 //     every row, the highest so far used), and per row the multiply-adds one step asks for
-//     (counted by the kernels, llmc/profile.h) at that peak: the FMA floor. A step
-//     cannot beat either floor, so its roofline bound is the larger of the two; a row whose FMA
-//     floor is the larger is compute-bound on this host (small caches read by many heads at
-//     batch 8: MLA's latent, scored and summed by every query head)
+//     (counted by the kernels, llmc/profile.h) at that peak: the FMA floor. A step cannot beat
+//     either floor, so its roofline bound is the larger of the two; a row whose FMA floor is the
+//     larger is compute-bound on this host (small caches read by many heads at batch 8: MLA's
+//     latent, scored and summed by every query head)
 // Decoding at context L is timed with the cache marked as holding L tokens (its contents do
 // not change the work), so long contexts need no long prefill.
 //   - decode with a pressed cache: a real prompt of L tokens prefilled, the cache compressed by the
