@@ -2747,7 +2747,9 @@ static void register_sample_cli_tests(const std::string& bin) {
         };
         rc = run_command(bin + " -c " + ck + " --prompt 'ROMEO: my lord' -n 40 --greedy --print-ids", &out);
         std::vector<int> gen = ids_of(out, 1);
+        // the first call's costs (packing the weights) are reported apart, not in the prefill's or decode's figures
         CHECK(rc == 0 && gen.size() == 40 && out.find("prefill") != std::string::npos && out.find("ms per step") != std::string::npos &&
+                  out.find("setup: ") != std::string::npos && out.find("the linear weights packed for decoding (") != std::string::npos &&
                   out.find("KV cache held: ") != std::string::npos && out.find("MHA of this shape") != std::string::npos,
               "rc %d: %s", rc, out.c_str());
         // the same continuation from full forwards: the argmax of the last row, step after step
@@ -2791,6 +2793,7 @@ static void register_sample_cli_tests(const std::string& bin) {
                                                {"--prompt 'a long prompt for a tiny context' --ctx 3", "longer than the context"},
                                                {"--prompt-ids 1,99999999", "outside the vocab"}, {"--prompt x --prompt-ids 1", "alternatives"},
                                                {"--prompt-file /nonexistent.txt", "cannot open"}, {"--num-samples 0", "--num-samples 0 is out of range"},
+                                               {"--greedy --top-k 5", "do not apply"}, {"--greedy --temperature 0.7", "do not apply"},
                                                {"-d tpu", "unknown device 'tpu'"}, {"--press foo --budget 4", "unknown press 'foo'"},
                                                {"--press knorm", "--press needs --budget"}, {"--budget 8", "apply with --press"},
                                                {"--press knorm --budget 8 --ctx 30", "alternatives"}, {"--press knorm --budget 0", "--budget 0 is out of range"}}) {
