@@ -529,6 +529,12 @@ struct AttnCore {
         #pragma omp parallel
         {
             long warmed = -1;  // the item whose first tile this thread asked for during the item before it
+            // per head of the group: the tile's scores (then probabilities), its softmax correction,
+            // its tile maximum, where its weighted values accumulate (the item's part)
+            std::vector<float> hsc((size_t)group * DEC_TILE), hcorr(group), hbm(group);
+            std::vector<const float*> hp(group);
+            std::vector<float*> hacc(group);
+            for (int hh = 0; hh < group; hh++) hp[hh] = &hsc[(size_t)hh * DEC_TILE];
             #pragma omp for schedule(static)
             for (long it = 0; it < base[n]; it++) {
                 const Item e = item(it);
@@ -540,12 +546,7 @@ struct AttnCore {
                     ph[1] = 0.0f;
                     for (int k = 0; k < dv; k++) ph[2 + k] = 0.0f;
                 }
-                // per head of the group: the tile's scores (then probabilities), its softmax correction,
-                // where its weighted values accumulate
-                std::vector<float> hsc((size_t)group * DEC_TILE), hcorr(group), hbm(group);
-                std::vector<const float*> hp(group);
-                std::vector<float*> hacc(group);
-                for (int hh = 0; hh < group; hh++) { hp[hh] = &hsc[(size_t)hh * DEC_TILE]; hacc[hh] = pp + (size_t)hh * part_floats + 2; }
+                for (int hh = 0; hh < group; hh++) hacc[hh] = pp + (size_t)hh * part_floats + 2;
                 // row j of this item's streams, by pointer arithmetic from their slot 0
                 const float* const a0 = stream_a(i, g);
                 const float* const b0p = db ? stream_b(i) : nullptr;
