@@ -128,8 +128,8 @@ test/logits_dump: test/logits_dump.cpp $(HEADERS) $(STAMP)
 dev/bench_cpu: dev/bench_cpu.cpp dev/peaks.h $(HEADERS) $(STAMP)
 	$(CXX) $(CXXFLAGS) dev/bench_cpu.cpp -o $@ $(BLAS_LIBS)
 
-dev/bench_decode: dev/bench_decode.cpp dev/peaks.h $(HEADERS) $(STAMP)
-	$(CXX) $(CXXFLAGS) dev/bench_decode.cpp -o $@ $(BLAS_LIBS)
+dev/bench_decode: dev/bench_decode.cpp dev/peaks.h $(HEADERS) $(CUDA_OBJ) $(STAMP)
+	$(BUILD) dev/bench_decode.cpp $(CUDA_OBJ) -o $@ $(LINK)
 
 dev/bench_attend: dev/bench_attend.cpp dev/peaks.h $(HEADERS) $(STAMP)
 	$(CXX) $(CXXFLAGS) dev/bench_attend.cpp -o $@
@@ -164,11 +164,14 @@ test/test_cuda_emu: test/test_cuda.cpp test/testlib.h $(HEADERS) build/cuda_back
 # the generator with the emulated device (tests only: sample_gpt -d cuda end to end on the CPU)
 sample_gpt_emu: sample_gpt.cu $(HEADERS) build/cuda_backend_emu.o $(STAMP)
 	$(CXX) $(CXXFLAGS) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ sample_gpt.cu -x none build/cuda_backend_emu.o -o $@ $(BLAS_LIBS)
+# the decode benchmark with the emulated device (tests only: bench_decode -d cuda runs, its figures mean nothing)
+dev/bench_decode_emu: dev/bench_decode.cpp dev/peaks.h $(HEADERS) build/cuda_backend_emu.o $(STAMP)
+	$(CXX) $(CXXFLAGS) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU dev/bench_decode.cpp build/cuda_backend_emu.o -o $@ $(BLAS_LIBS)
 # the trainer with the emulated device (tests only: it runs the CUDA path end to end on the CPU)
 train_gpt_emu: train_gpt.cu $(HEADERS) build/cuda_backend_emu.o $(STAMP)
 	$(CXX) $(CXXFLAGS) $(filter-out -DKVGPT_NCCL,$(MPI_FLAGS)) -U_FORTIFY_SOURCE -DKVGPT_CUDA_EMU -x c++ train_gpt.cu -x none build/cuda_backend_emu.o -o $@ $(BLAS_LIBS) $(filter-out -lnccl,$(MPI_LIBS))
 
-test: train_gpt eval_gpt sample_gpt train_gpt_emu sample_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda_emu bench_cuda_emu dev/bench_decode dev/bench_attend $(CUDA_TESTS)
+test: train_gpt eval_gpt sample_gpt train_gpt_emu sample_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda_emu bench_cuda_emu dev/bench_decode dev/bench_decode_emu dev/bench_attend $(CUDA_TESTS)
 	PYTHON=$(PYTHON) bash test/run_all.sh
 
 data:
@@ -179,4 +182,4 @@ data:
 	  $(PYTHON) data/eval_sets.py book --path data/corpora/pg-1342-pride-and-prejudice.txt --tokenizer $$t || exit 1; done
 
 clean:
-	rm -rf dev/cuda/bin dev/cuda/emu train_gpt eval_gpt sample_gpt train_gpt_emu sample_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda test/test_cuda_emu dev/bench_cpu dev/bench_decode dev/bench_attend build train_log.jsonl
+	rm -rf dev/cuda/bin dev/cuda/emu train_gpt eval_gpt sample_gpt train_gpt_emu sample_gpt_emu test/test_kvgpt test/logits_dump test/test_cuda test/test_cuda_emu dev/bench_cpu dev/bench_decode dev/bench_decode_emu dev/bench_attend build train_log.jsonl

@@ -19,10 +19,19 @@
 //     knorm press (attention/press.h) at each ratio and shrunk to what is kept, then decode ms per
 //     step (batch 1) against the full cache's, measured in the same run. A benchmark, not a test.
 //
+// With -d cuda the decode table is measured on the GPU instead (llmc/cuda_backend.cu's decode
+// kernels, through the CudaDecoder that ./sample_gpt -d cuda uses; --precision bf16 or fp32), against
+// the device memory's read bandwidth measured in the same run (a sum over 1 GiB). A step's bytes
+// are the weights the CPU's decode reads (the same absorbed MLA matrices) at the device's element
+// size, plus the device caches as allocated. Each step is timed on the host up to its logits there,
+// as ./sample_gpt sees it. No FMA floor there: decoding these shapes is far from a GPU's peak.
+//
 //   make dev/bench_decode && ./dev/bench_decode
 //   ./dev/bench_decode --shapes pythia-70m --variants mha,mla --contexts 8192 --batches 1,8
+//   ./dev/bench_decode -d cuda --precision bf16 --press-ratios none
 #include <omp.h>
 #include <algorithm>
+#include "../llmc/backend.h"
 #include "../llmc/cli.h"
 #include "../llmc/model.h"
 #include "peaks.h"
@@ -41,13 +50,92 @@ static bool variant_config(GPTConfig* c, const std::string& shape, const std::st
     return true;
 }
 
+#ifdef KVGPT_CUDA_BACKEND
+// the decode table on the GPU (see the top of this file); the same shapes, variants, contexts,
+// batches and prompt lengths as the CPU table
+static void bench_device(const std::string& shapes, const std::string& variants, const std::vector<int>& ctxs, const std::vector<int>& bs,
+                         const std::vector<int>& pfs, int steps, int precision) {
+    // 1 GiB on a GPU; the emulator (tests) runs it on the CPU, one fiber per CUDA thread: 1 MiB
+    const size_t probe = strcmp(cuda_backend_kind(), "CUDA") == 0 ? (size_t)1 << 30 : (size_t)1 << 20;
+    double bw = 0, copy = 0;
+    cuda_bandwidth_gbs(probe, &bw, &copy);
+    const double elem = precision == CUDA_BF16 ? 2.0 : 4.0;  // bytes per weight and per cached value
+    printf("device memory bandwidth (%s): read %.1f GB/s (a sum over %.0f MiB), STREAM copy %.1f GB/s (read + write)\n", cuda_backend_kind(), bw,
+           probe / 1048576.0, copy);
+    printf("%s weights, activations and caches; each row's bound: its bytes at that read bandwidth (the higher of the figures\n"
+           "measured before the table and after the shape)\n\n", CUDA_PRECISION_NAMES[precision]);
+    printf("| shape | variant | precision | KV bytes/token | prefill tokens/s (prompt: speed) | context | batch | decode ms/step | tokens/s | MB read/step (weights + cache) | bound ms | %% of bound |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    double bw_lo = bw, bw_hi = bw;
+    const int ctx_max = *std::max_element(ctxs.begin(), ctxs.end()), pf_max = pfs.empty() ? 1 : *std::max_element(pfs.begin(), pfs.end());
+    for (const std::string& shape : split_list(shapes))
+        for (const std::string& v : split_list(variants)) {
+            GPTConfig c;
+            variant_config(&c, shape, v);
+            GPT m(c);
+            m.init_weights(1);
+            Rng rng(2);
+            CudaDecoder dec(m, precision, std::max(ctx_max + steps + 2, pf_max));
+            {  // one untimed token first: the device's first calls set up their kernels and cuBLASLt plans
+                dec.decode_begin(1, 1);
+                int t0 = 0, s0 = 0;
+                dec.decode(&t0, &s0, 1);
+            }
+            std::string pre;
+            for (int P : pfs) {
+                std::vector<int> tok(P), seq(P, 0);
+                for (int& t : tok) t = (int)rng.below(c.vocab_size);
+                std::vector<char> want(P, 0);
+                want[P - 1] = 1;
+                dec.decode_begin(1, P);
+                double t0 = now_seconds();
+                dec.decode(tok.data(), seq.data(), P, (const bool*)want.data());
+                double dt = now_seconds() - t0;
+                char b[64];
+                snprintf(b, sizeof b, "%s%d: %.0f", pre.empty() ? "" : ", ", P, P / dt);
+                pre += b;
+            }
+            for (int L : ctxs)
+                for (int B : bs) {
+                    dec.decode_begin(B, L + steps + 2);
+                    for (int s = 0; s < B; s++) dec.decode_pretend_held(s, L);
+                    std::vector<int> tok(B), seq(B);
+                    for (int s = 0; s < B; s++) { tok[s] = (int)rng.below(c.vocab_size); seq[s] = s; }
+                    dec.decode(tok.data(), seq.data(), B);  // warm-up
+                    std::vector<double> ts;
+                    for (int k = 0; k < steps; k++) {
+                        double t0 = now_seconds();
+                        dec.decode(tok.data(), seq.data(), B);
+                        ts.push_back(now_seconds() - t0);
+                    }
+                    std::sort(ts.begin(), ts.end());
+                    const double dt = ts[ts.size() / 2];
+                    const double bytes = elem * (double)m.decode_weight_floats() +
+                                         (double)B * ((double)dec.cache_bytes_per_token() * (L + 1) + (double)dec.cache_bytes_fixed());
+                    const double bound = bytes / (bw_hi * 1e9);
+                    printf("| %s | %s | %s | %zu | %s | %d | %d | %.3f | %.0f | %.1f | %.3f | %.0f%% |\n", shape.c_str(), v.c_str(),
+                           CUDA_PRECISION_NAMES[precision], dec.cache_bytes_per_token(), pre.c_str(), L, B, 1000 * dt, B / dt, bytes / 1e6,
+                           1000 * bound, 100 * bound / dt);
+                }
+            double r = 0, cp = 0;
+            cuda_bandwidth_gbs(probe, &r, &cp);
+            bw_lo = std::min(bw_lo, r);
+            bw_hi = std::max(bw_hi, r);
+        }
+    printf("\ndevice read bandwidth over the run: %.1f to %.1f GB/s (each row used the highest measured before it)\n", bw_lo, bw_hi);
+}
+#endif
+
 int main(int argc, char** argv) {
     omp_polite_spin(argv);  // llmc/utils.h: spin-waiting threads that yield their cores to other programs
     setvbuf(stdout, nullptr, _IOLBF, 0);
     std::string shapes = "pythia-70m,gpt2-124m", variants = "mha,gqa,mqa,mla,kvsplice,mka,fmka", contexts = "512,2048,8192",
                 batches = "1,8", prefills = "512,2048", press_ratios = "0.5,0.75,0.9", press_contexts = "2048";
+    std::string device = "cpu", precision = "bf16";
     int steps = 3;
     std::vector<Flag> flags = {
+        {"-d", "--device", F_STR, &device, "cpu, or cuda: the decode table on the GPU (no pressed-cache table there)"},
+        {"", "--precision", F_STR, &precision, "with -d cuda: bf16 (weights, activations and caches) or fp32"},
         {"", "--shapes", F_STR, &shapes, "presets whose shapes are benchmarked (gpt2-124m runs with RoPE: its learned table ends at 1024)"},
         {"", "--variants", F_STR, &variants, "attention variants (gqa: H/4 KV heads; mla, kvsplice: d_c 128, kvsplice r 64)"},
         {"", "--contexts", F_STR, &contexts, "decode contexts (tokens already in each sequence's cache)"},
@@ -57,9 +145,24 @@ int main(int argc, char** argv) {
         {"", "--press-contexts", F_STR, &press_contexts, "prompt lengths of the pressed-cache table (each is really prefilled)"},
         {"", "--steps", F_INT, &steps, "timed decode steps per point (after one warm-up step); the median is printed"},
     };
-    parse_flags(argc, argv, flags, "./dev/bench_decode", "./dev/bench_decode --shapes pythia-70m --contexts 8192");
+    std::set<std::string> given = parse_flags(argc, argv, flags, "./dev/bench_decode", "./dev/bench_decode --shapes pythia-70m --contexts 8192");
     require_int("--steps", steps, 1, 1000);
     std::vector<int> ctxs = parse_int_list(contexts, "--contexts"), bs = parse_int_list(batches, "--batches"), pfs = parse_int_list(prefills, "--prefills");
+    const int prec = precision == "bf16" ? 1 : precision == "fp32" ? 0 : -1;
+    if (prec < 0) fail_hint("use --precision bf16 or fp32", "unknown --precision '%s'", precision.c_str());
+    if (device == "cpu" && given.count("--precision")) fail_hint("add -d cuda, or drop --precision (the CPU decodes in fp32)", "--precision applies with -d cuda");
+    if (device != "cpu") {
+        if (device != "cuda") fail_hint("use -d cpu or -d cuda", "unknown device '%s'", device.c_str());
+        if ((given.count("--press-ratios") && press_ratios != "none") || given.count("--press-contexts"))
+            fail_hint("drop --press-ratios / --press-contexts, or use -d cpu", "the pressed-cache table runs on the CPU only (the presses read the CPU caches)");
+        std::string why, name;
+        if (cuda_probe(&why, &name) == 0) fail_hint("run on a machine with an NVIDIA GPU, or use -d cpu", "-d cuda asked for, but no CUDA device: %s", why.c_str());
+#ifdef KVGPT_CUDA_BACKEND
+        printf("device: %s\n", name.c_str());
+        bench_device(shapes, variants, ctxs, bs, pfs, steps, prec);
+#endif
+        return 0;
+    }
     double copy = stream_copy_gbs(), bw = stream_read_gbs(), fma = fma_peak_gflops() / 2;  // G multiply-adds per s
     printf("memory bandwidth (%d threads): read %.1f GB/s (a sum over 1 GiB), STREAM copy %.1f GB/s (read + write)\n",
            omp_get_max_threads(), bw, copy);

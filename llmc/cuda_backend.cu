@@ -14,6 +14,7 @@
 // llmc/model.h line by line, which is the reference they are tested against.
 #include <algorithm>
 #include <memory>
+#include <time.h>
 #include <unistd.h>
 #include <string>
 #include <vector>
@@ -192,6 +193,48 @@ static void rope_apply(T* buf, long row, long head, int heads, int B, int Tn, in
 }
 
 bool cuda_attention_dims_supported(int da, int db) { return att_dims_ok(da, db); }
+
+// The device's memory bandwidth, for dev/bench_decode's bound on a GPU: decoding only reads, so
+// the bound is a read (every thread sums float4s over a grid-stride loop), with a STREAM-style
+// copy (cudaMemcpy device to device; read + write bytes) printed beside it. Host-timed around a
+// sync, best of 5 after a warm-up, on a buffer of `bytes` zeroed first.
+__global__ void read_probe_kernel(float* out, const float4* p, long n) {
+    float s = 0.0f;
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        const float4 v = p[i];
+        s += (v.x + v.y) + (v.z + v.w);
+    }
+    if (s == 1.5f) out[0] = s;  // never true on zeros, but the loads cannot be dropped
+}
+void cuda_bandwidth_gbs(size_t bytes, double* read_gbs, double* copy_gbs) {
+    backend_init();
+    bytes = std::max<size_t>(bytes / 32 * 32, 64);
+    char* buf = (char*)dev_alloc(bytes);
+    float* out = (float*)dev_alloc(4);
+    dev_zero(buf, bytes);
+    const long n = (long)(bytes / 16);
+    const int blocks = (int)std::min<long>(2048, ceil_div(n, 256L));
+    auto best = [&](auto&& run) {
+        run();  // warm-up
+        dev_sync();
+        double t = 1e30;
+        for (int r = 0; r < 5; r++) {
+            struct timespec a, b;
+            clock_gettime(CLOCK_MONOTONIC, &a);
+            run();
+            dev_sync();
+            clock_gettime(CLOCK_MONOTONIC, &b);
+            t = std::min(t, (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec));
+        }
+        return t;
+    };
+    *read_gbs = (double)bytes / best([&] { launch(read_probe_kernel, dim3(blocks), dim3(256), out, (const float4*)buf, n); }) / 1e9;
+    const size_t half = bytes / 2 / 16 * 16;
+    *copy_gbs = 2.0 * (double)half / best([&] { d2d(buf + half, buf, half); }) / 1e9;
+    dev_sync();
+    dev_free(out);
+    dev_free(buf);
+}
 // the attention core's shape: H query heads over G KV heads, per-head key width da (== the value
 // width), shared key width db, score scale, ALiBi slopes (device, H) or null
 struct AttDims {

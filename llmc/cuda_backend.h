@@ -94,6 +94,9 @@ int kvgpt_cuda_probe(std::string* why, std::string* name);
 CudaGPT* cuda_gpt_create(const CudaModelSpec& spec, int precision, int Bmax, int Tmax);
 const char* cuda_backend_kind();  // "CUDA" or "CPU emulator"
 bool cuda_attention_dims_supported(int da, int db);  // the per-head and shared key widths the attention kernels exist for
+// the device memory's read bandwidth (a sum over `bytes`) and STREAM-style copy bandwidth (read +
+// write), in GB/s, measured now (dev/bench_decode -d cuda: the bound a decode step is held to)
+void cuda_bandwidth_gbs(size_t bytes, double* read_gbs, double* copy_gbs);
 
 // the single kernels on host buffers, for tests and benchmarks: inputs are converted to the
 // precision's storage type, outputs back to float. Accumulating outputs (marked +=) read their

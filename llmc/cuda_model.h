@@ -199,6 +199,13 @@ struct CudaDecoder {
         dec_T = max_T;
     }
     int decode_held(int s) const { return dec_len[s]; }  // slot = position on the device: a sequence holds its whole length
+    // benchmarks (dev/bench_decode -d cuda): sequence s "holds" L tokens, whatever its cache slots
+    // contain, so a decode step at context L is timed without an L-token prefill (the contents do
+    // not change the work)
+    void decode_pretend_held(int s, int L) {
+        if (s < 0 || s >= (int)dec_len.size() || L < 0 || L >= dec_T) fail("decode_pretend_held: sequence %d, %d tokens (context %d)", s, L, dec_T);
+        dec_len[s] = L;
+    }
     // bytes of the device caches per token (every layer) and per sequence, as allocated
     size_t cache_bytes_per_token() const { return dev->cache_bytes_per_token(); }
     size_t cache_bytes_fixed() const { return dev->cache_bytes_fixed(); }

@@ -5,6 +5,9 @@
 # returns the others), and writes docs/gpu/report.md:
 #   build       make train_gpt eval_gpt sample_gpt test/test_cuda bench_cuda (nvcc, sm_80 + sm_90)
 #   test_cuda   the CUDA test suite on the GPU (every kernel, every variant x position vs the CPU)
+#   decode      ./dev/bench_decode -d cuda (bf16): decode ms/step and % of the device's read
+#               bandwidth bound, every variant, Pythia-70m and GPT-2-124M, contexts to 8k, batch 1
+#               and 8 (issue 13's target: within 1.5x of the bound at 8k)
 #   train       ./train_gpt -d cuda (bf16) for every attention variant at the GPT-2-124M and
 #               Pythia-70m shapes: ms/step, tok/s, MFU, ratio to MHA
 #   dev_cuda    every dev/cuda microbenchmark (numbered versions, TFLOPS / GB/s, ratio to v1)
@@ -55,8 +58,9 @@ part() {
     return $rc
 }
 
-part build 300 make -j"$JOBS" train_gpt eval_gpt sample_gpt test/test_cuda bench_cuda
+part build 300 make -j"$JOBS" train_gpt eval_gpt sample_gpt test/test_cuda bench_cuda dev/bench_decode
 part test_cuda 150 ./test/test_cuda && echo "  $(tail -n 1 "$OUT/test_cuda.txt")"
+part decode 150 ./dev/bench_decode -d cuda --precision bf16 --contexts 512,2048,8192 --batches 1,8 --prefills 512 --steps 10
 
 # median ms/step of a JSONL log after the first 5 steps (warm-up); prints "ms tok_s mfu%"
 median() {
@@ -185,6 +189,10 @@ fi
     echo '```'
     grep -E "^FAIL|CHECK failed|passed, " "$OUT/test_cuda.txt" 2>/dev/null | tail -n 60
     echo '```'
+    echo
+    echo "## Decode on the device: \`./dev/bench_decode -d cuda --precision bf16\` (rows at 8k: issue 13's target is >= 67% of bound)"
+    echo
+    grep -E "^device|^\|" "$OUT/decode.txt" 2>/dev/null
     echo
     echo "## Training step, every variant (bf16, $STEPS steps)"
     echo
