@@ -24,7 +24,9 @@
 // the device memory's read bandwidth measured in the same run (a sum over 1 GiB). A step's bytes
 // are the weights the CPU's decode reads (the same absorbed MLA matrices) at the device's element
 // size, plus the device caches as allocated. Each step is timed on the host up to its logits there,
-// as ./sample_gpt sees it. No FMA floor there: decoding these shapes is far from a GPU's peak.
+// as ./sample_gpt sees it. No FMA floor there (decoding these shapes is far from a GPU's peak);
+// a launch floor instead: a step calls a few kernels and GEMMs per layer, each a launch of a
+// few microseconds however small, and at Pythia-70m's size the bytes take tens of microseconds.
 //
 //   make dev/bench_decode && ./dev/bench_decode
 //   ./dev/bench_decode --shapes pythia-70m --variants mha,mla --contexts 8192 --batches 1,8
@@ -59,13 +61,16 @@ static void bench_device(const std::string& shapes, const std::string& variants,
     const size_t probe = strcmp(cuda_backend_kind(), "CUDA") == 0 ? (size_t)1 << 30 : (size_t)1 << 20;
     double bw = 0, copy = 0;
     cuda_bandwidth_gbs(probe, &bw, &copy);
+    double launch_us = cuda_launch_us();
     const double elem = precision == CUDA_BF16 ? 2.0 : 4.0;  // bytes per weight and per cached value
     printf("device memory bandwidth (%s): read %.1f GB/s (a sum over %.0f MiB), STREAM copy %.1f GB/s (read + write)\n", cuda_backend_kind(), bw,
            probe / 1048576.0, copy);
-    printf("%s weights, activations and caches; each row's bound: its bytes at that read bandwidth (the higher of the figures\n"
-           "measured before the table and after the shape)\n\n", CUDA_PRECISION_NAMES[precision]);
-    printf("| shape | variant | precision | KV bytes/token | prefill tokens/s (prompt: speed) | context | batch | decode ms/step | tokens/s | MB read/step (weights + cache) | bound ms | %% of bound |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("one launch of an empty kernel, back to back: %.2f us\n", launch_us);
+    printf("%s weights, activations and caches; each row's bound: its bytes at that read bandwidth (the highest measured so\n"
+           "far: before the table and after each shape); its launch floor: the kernels and GEMMs one step calls, counted, at one\n"
+           "empty launch each (the lowest measured so far); roofline: the larger of the two\n\n", CUDA_PRECISION_NAMES[precision]);
+    printf("| shape | variant | precision | KV bytes/token | prefill tokens/s (prompt: speed) | context | batch | decode ms/step | tokens/s | MB read/step (weights + cache) | bound ms | %% of bound | device calls/step | launch floor ms | %% of roofline |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     double bw_lo = bw, bw_hi = bw;
     const int ctx_max = *std::max_element(ctxs.begin(), ctxs.end()), pf_max = pfs.empty() ? 1 : *std::max_element(pfs.begin(), pfs.end());
     for (const std::string& shape : split_list(shapes))
@@ -103,26 +108,31 @@ static void bench_device(const std::string& shapes, const std::string& variants,
                     for (int s = 0; s < B; s++) { tok[s] = (int)rng.below(c.vocab_size); seq[s] = s; }
                     dec.decode(tok.data(), seq.data(), B);  // warm-up
                     std::vector<double> ts;
+                    const long calls0 = cuda_device_calls();
                     for (int k = 0; k < steps; k++) {
                         double t0 = now_seconds();
                         dec.decode(tok.data(), seq.data(), B);
                         ts.push_back(now_seconds() - t0);
                     }
+                    const double calls = (double)(cuda_device_calls() - calls0) / steps, launch_floor = calls * launch_us * 1e-6;
                     std::sort(ts.begin(), ts.end());
                     const double dt = ts[ts.size() / 2];
                     const double bytes = elem * (double)m.decode_weight_floats() +
                                          (double)B * ((double)dec.cache_bytes_per_token() * (L + 1) + (double)dec.cache_bytes_fixed());
                     const double bound = bytes / (bw_hi * 1e9);
-                    printf("| %s | %s | %s | %zu | %s | %d | %d | %.3f | %.0f | %.1f | %.3f | %.0f%% |\n", shape.c_str(), v.c_str(),
-                           CUDA_PRECISION_NAMES[precision], dec.cache_bytes_per_token(), pre.c_str(), L, B, 1000 * dt, B / dt, bytes / 1e6,
-                           1000 * bound, 100 * bound / dt);
+                    printf("| %s | %s | %s | %zu | %s | %d | %d | %.3f | %.0f | %.1f | %.3f | %.0f%% | %.0f | %.3f | %.0f%%%s |\n", shape.c_str(),
+                           v.c_str(), CUDA_PRECISION_NAMES[precision], dec.cache_bytes_per_token(), pre.c_str(), L, B, 1000 * dt, B / dt,
+                           bytes / 1e6, 1000 * bound, 100 * bound / dt, calls, 1000 * launch_floor, 100 * std::max(bound, launch_floor) / dt,
+                           launch_floor > bound ? " (launches)" : "");
                 }
             double r = 0, cp = 0;
             cuda_bandwidth_gbs(probe, &r, &cp);
+            launch_us = std::min(launch_us, cuda_launch_us());
             bw_lo = std::min(bw_lo, r);
             bw_hi = std::max(bw_hi, r);
         }
-    printf("\ndevice read bandwidth over the run: %.1f to %.1f GB/s (each row used the highest measured before it)\n", bw_lo, bw_hi);
+    printf("\ndevice read bandwidth over the run: %.1f to %.1f GB/s (each row used the highest measured before it); one empty launch: %.2f us at best\n",
+           bw_lo, bw_hi, launch_us);
 }
 #endif
 

@@ -206,6 +206,23 @@ __global__ void read_probe_kernel(float* out, const float4* p, long n) {
     }
     if (s == 1.5f) out[0] = s;  // never true on zeros, but the loads cannot be dropped
 }
+__global__ void empty_kernel() {}
+long cuda_device_calls() { return g_device_calls; }
+double cuda_launch_us() {
+    backend_init();
+    const int n = strcmp(cuda_backend_kind(), "CUDA") == 0 ? 2000 : 50;
+    double t = 1e30;
+    for (int r = 0; r < 4; r++) {  // the first round warms up
+        dev_sync();
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        for (int i = 0; i < n; i++) launch(empty_kernel, dim3(1), dim3(32));
+        dev_sync();
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        if (r) t = std::min(t, (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec));
+    }
+    return 1e6 * t / n;
+}
 void cuda_bandwidth_gbs(size_t bytes, double* read_gbs, double* copy_gbs) {
     backend_init();
     bytes = std::max<size_t>(bytes / 32 * 32, 64);

@@ -97,6 +97,10 @@ bool cuda_attention_dims_supported(int da, int db);  // the per-head and shared 
 // the device memory's read bandwidth (a sum over `bytes`) and STREAM-style copy bandwidth (read +
 // write), in GB/s, measured now (dev/bench_decode -d cuda: the bound a decode step is held to)
 void cuda_bandwidth_gbs(size_t bytes, double* read_gbs, double* copy_gbs);
+// kernel launches and GEMM calls made so far; and the time of one launch of an empty kernel,
+// back to back on the stream (measured now): a step of N calls takes at least N of those
+long cuda_device_calls();
+double cuda_launch_us();
 
 // the single kernels on host buffers, for tests and benchmarks: inputs are converted to the
 // precision's storage type, outputs back to float. Accumulating outputs (marked +=) read their

@@ -55,10 +55,15 @@ static void launch_tuple(const void* kernel, dim3 grid, dim3 block, Tuple& t, st
 }
 #endif
 
+// kernels launched and GEMMs called so far (dev/bench_decode -d cuda: the calls one decode step
+// makes, each of which costs the host a launch however little work it does)
+static long g_device_calls = 0;
+
 // launch(kernel, grid, block, args...): converts the arguments to the kernel's parameter types,
 // then launches on the GPU, or runs every thread in the emulator
 template <typename... KArgs, typename... Args>
 static void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, Args... args) {
+    g_device_calls++;
     std::tuple<KArgs...> t(args...);
 #ifdef KVGPT_CUDA_EMU
     emu::launch(grid, block, [&] { std::apply(kernel, t); });

@@ -49,6 +49,7 @@ template <> struct DType<bf16> { static const int id = 1; };
 template <typename T>
 static void gemm(bool ta, bool tb, int m, int n, int k, const T* A, int lda, const T* B, int ldb, void* D, int ldd, int d_dtype, float beta,
                  const void* bias) {
+    g_device_calls++;
 #ifdef KVGPT_CUDA_EMU
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
