@@ -637,14 +637,8 @@ struct DevMLA : DevAttn<T> {
         if (dR) cache_append<T>(cache + Lc, seq_stride, A, dkv + dc, W, dR, d.seq, d.pos, n);
         queries(P, x, n);
         rope_apply<T>(qf + hd, qdim, hd + dR, H, 1, n, dR, this->rope_cos, this->rope_sin, false, d.pos);
-        // the absorbed query per head: [W_UK_h^T q_nope_h (L) | q_rope_h (dR)]
-        for (int h = 0; h < H; h++) {
-            gemm<T>(false, false, Lc, n, hd, up + (size_t)h * 2 * hd * Lc, Lc, qf + (size_t)h * (hd + dR), qdim, qa + (size_t)h * A, H * A,
-                    DType<T>::id, 0.0f, nullptr);
-            if (dR)
-                launch(copy_cols_kernel<T>, dim3(ceil_div((long)n * dR, 256)), dim3(256), qa + (size_t)h * A + Lc, (long)H * A,
-                       (const T*)(qf + (size_t)h * (hd + dR) + hd), (long)qdim, n, dR, 0);
-        }
+        // the absorbed query, every head: [W_UK_h^T q_nope_h (L) | q_rope_h (dR)]
+        launch(absorb_query_kernel<T>, dim3(H, n), dim3(128), qa, (const T*)up, (const T*)qf, (long)qdim, H, hd, dR, Lc);
         decode_attention<T>(ctx, (long)H * Lc, nullptr, d.part, d.part_ml, qa, (long)H * A, A, {cache, seq_stride, A, 0}, {cache + Lc, seq_stride, A, 0},
                             {cache, seq_stride, A, 0}, d.seq, d.pos, n, d.nk_max, d.chunk, {H, H, Lc, dR, Lc, this->s.scale, this->slopes, true});
         matmul_forward<T>(out, ctx, w_ov, P + w.b_o, n, H * Lc, C);

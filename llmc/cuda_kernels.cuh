@@ -776,6 +776,28 @@ __global__ void copy_cols_kernel(T* dst, long dst_row, const T* src, long src_ro
     if (add) x += to_f32(dst[n * dst_row + c]);
     dst[n * dst_row + c] = from_f32<T>(x);
 }
+// MLA decoding's absorbed query, every head in one launch (it was 2H calls: a GEMM and a copy per
+// head, and at decode sizes each call costs a launch, not its work): row r, head h of qa (rows
+// H*(L+dR) wide) = [W_UK_h^T q_nope_h (L) | q_rope_h (dR)], where W_UK_h is rows h*2hd .. h*2hd+hd
+// of up (each L wide) and q_h = [q_nope_h (hd) | q_rope_h (dR)] sits at h*(hd+dR) of qf's row r
+// (rows qdim apart). One block per (head, row); thread j sums its output over hd in fp32.
+template <typename T>
+__global__ void absorb_query_kernel(T* qa, const T* up, const T* qf, long qdim, int H, int hd, int dR, int L) {
+    const int h = blockIdx.x, r = blockIdx.y, A = L + dR;
+    const T* q = qf + (long)r * qdim + (long)h * (hd + dR);
+    const T* w = up + (long)h * 2 * hd * L;
+    T* out = qa + ((long)r * H + h) * A;
+    for (int j = threadIdx.x; j < A; j += blockDim.x) {
+        float acc;
+        if (j < L) {
+            acc = 0.0f;
+            for (int i = 0; i < hd; i++) acc += to_f32(w[(long)i * L + j]) * to_f32(q[i]);
+        } else {
+            acc = to_f32(q[hd + j - L]);
+        }
+        out[j] = from_f32<T>(acc);
+    }
+}
 // level 2: dst (rows dst_row apart) = the causal running mean over t of src's W columns, summed
 // in order as the CPU does; one thread per (b, column)
 template <typename T>
