@@ -27,6 +27,8 @@
 // as ./sample_gpt sees it. No FMA floor there (decoding these shapes is far from a GPU's peak);
 // a launch floor instead: a step calls a few kernels and GEMMs per layer, each a launch of a
 // few microseconds however small, and at Pythia-70m's size the bytes take tens of microseconds.
+// So each row is also timed with the steps replayed from CUDA graphs (one launch per step), A/B
+// in the same process.
 //
 //   make dev/bench_decode && ./dev/bench_decode
 //   ./dev/bench_decode --shapes pythia-70m --variants mha,mla --contexts 8192 --batches 1,8
@@ -69,8 +71,9 @@ static void bench_device(const std::string& shapes, const std::string& variants,
     printf("%s weights, activations and caches; each row's bound: its bytes at that read bandwidth (the highest measured so\n"
            "far: before the table and after each shape); its launch floor: the kernels and GEMMs one step calls, counted, at one\n"
            "empty launch each (the lowest measured so far); roofline: the larger of the two\n\n", CUDA_PRECISION_NAMES[precision]);
-    printf("| shape | variant | precision | KV bytes/token | prefill tokens/s (prompt: speed) | context | batch | decode ms/step | tokens/s | MB read/step (weights + cache) | bound ms | %% of bound | device calls/step | launch floor ms | %% of roofline |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("the last two columns: the same steps replayed from CUDA graphs (CudaGPT::decode_graphs; one launch per step)\n\n");
+    printf("| shape | variant | precision | KV bytes/token | prefill tokens/s (prompt: speed) | context | batch | decode ms/step | tokens/s | MB read/step (weights + cache) | bound ms | %% of bound | device calls/step | launch floor ms | %% of roofline | as graphs: ms/step | as graphs: %% of bound |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     double bw_lo = bw, bw_hi = bw;
     const int ctx_max = *std::max_element(ctxs.begin(), ctxs.end()), pf_max = pfs.empty() ? 1 : *std::max_element(pfs.begin(), pfs.end());
     for (const std::string& shape : split_list(shapes))
@@ -103,27 +106,37 @@ static void bench_device(const std::string& shapes, const std::string& variants,
             for (int L : ctxs)
                 for (int B : bs) {
                     dec.decode_begin(B, L + steps + 2);
-                    for (int s = 0; s < B; s++) dec.decode_pretend_held(s, L);
                     std::vector<int> tok(B), seq(B);
                     for (int s = 0; s < B; s++) { tok[s] = (int)rng.below(c.vocab_size); seq[s] = s; }
-                    dec.decode(tok.data(), seq.data(), B);  // warm-up
-                    std::vector<double> ts;
-                    const long calls0 = cuda_device_calls();
-                    for (int k = 0; k < steps; k++) {
-                        double t0 = now_seconds();
-                        dec.decode(tok.data(), seq.data(), B);
-                        ts.push_back(now_seconds() - t0);
-                    }
-                    const double calls = (double)(cuda_device_calls() - calls0) / steps, launch_floor = calls * launch_us * 1e-6;
-                    std::sort(ts.begin(), ts.end());
-                    const double dt = ts[ts.size() / 2];
+                    // the median step from context L: launched kernel by kernel, or replayed from graphs
+                    // (the first step captures them); *calls gets the device calls per timed step
+                    auto median_step = [&](bool graphs, double* calls) {
+                        dec.decode_graphs(graphs);
+                        for (int s = 0; s < B; s++) dec.decode_pretend_held(s, L);
+                        dec.decode(tok.data(), seq.data(), B);  // warm-up
+                        std::vector<double> ts;
+                        const long calls0 = cuda_device_calls();
+                        for (int k = 0; k < steps; k++) {
+                            double t0 = now_seconds();
+                            dec.decode(tok.data(), seq.data(), B);
+                            ts.push_back(now_seconds() - t0);
+                        }
+                        *calls = (double)(cuda_device_calls() - calls0) / steps;
+                        dec.decode_graphs(false);
+                        std::sort(ts.begin(), ts.end());
+                        return ts[ts.size() / 2];
+                    };
+                    double calls, graph_calls;
+                    const double dt = median_step(false, &calls), dt_graph = median_step(true, &graph_calls);
+                    const double launch_floor = calls * launch_us * 1e-6;
                     const double bytes = elem * (double)m.decode_weight_floats() +
                                          (double)B * ((double)dec.cache_bytes_per_token() * (L + 1) + (double)dec.cache_bytes_fixed());
                     const double bound = bytes / (bw_hi * 1e9);
-                    printf("| %s | %s | %s | %zu | %s | %d | %d | %.3f | %.0f | %.1f | %.3f | %.0f%% | %.0f | %.3f | %.0f%%%s |\n", shape.c_str(),
-                           v.c_str(), CUDA_PRECISION_NAMES[precision], dec.cache_bytes_per_token(), pre.c_str(), L, B, 1000 * dt, B / dt,
-                           bytes / 1e6, 1000 * bound, 100 * bound / dt, calls, 1000 * launch_floor, 100 * std::max(bound, launch_floor) / dt,
-                           launch_floor > bound ? " (launches)" : "");
+                    printf("| %s | %s | %s | %zu | %s | %d | %d | %.3f | %.0f | %.1f | %.3f | %.0f%% | %.0f | %.3f | %.0f%%%s | %.3f | %.0f%% |\n",
+                           shape.c_str(), v.c_str(), CUDA_PRECISION_NAMES[precision], dec.cache_bytes_per_token(), pre.c_str(), L, B, 1000 * dt,
+                           B / dt, bytes / 1e6, 1000 * bound, 100 * bound / dt, calls, 1000 * launch_floor,
+                           100 * std::max(bound, launch_floor) / dt, launch_floor > bound ? " (launches)" : "", 1000 * dt_graph,
+                           100 * bound / dt_graph);
                 }
             double r = 0, cp = 0;
             cuda_bandwidth_gbs(probe, &r, &cp);

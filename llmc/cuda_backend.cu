@@ -13,7 +13,9 @@
 // LayerNorm statistics, loss and log-sum-exp. Each layer's forward and backward mirror GPT in
 // llmc/model.h line by line, which is the reference they are tested against.
 #include <algorithm>
+#include <map>
 #include <memory>
+#include <tuple>
 #include <time.h>
 #include <unistd.h>
 #include <string>
@@ -1135,10 +1137,24 @@ struct DevModel : CudaGPT {
     std::vector<void*> dec_mem;
     int *dec_tok = nullptr, *dec_seq = nullptr, *dec_pos = nullptr, *dec_out = nullptr;
     std::vector<float> dec_logits_tmp;
+    // decode steps as CUDA graphs (decode_graphs(true)): a step's kernels and GEMMs captured once
+    // per (rows, rows with logits, key splits) and replayed, one launch per step instead of a few
+    // per layer. Every argument they take is then fixed: the rows' tokens, sequences and positions
+    // are read from device buffers filled before the launch, and the key count only sets the
+    // splits (the kernels bound each row by its own position). The caches of decode_begin are
+    // baked in, so decode_begin drops the graphs.
+    bool use_graphs = false;
+    std::map<std::tuple<int, int, int>, cudaGraphExec_t> graphs;
+    void drop_graphs() {
+        for (auto& g : graphs) cudaCheck(cudaGraphExecDestroy(g.second));
+        graphs.clear();
+    }
     void decode_free() {
+        drop_graphs();
         for (void* p : dec_mem) dev_free(p);
         dec_mem.clear();
     }
+    void decode_graphs(bool on) override { use_graphs = on; }
     void decode_begin(int n_seq, int max_T, int chunk) override {
         dev_sync();
         decode_free();
@@ -1192,6 +1208,29 @@ struct DevModel : CudaGPT {
         if (n_out) h2d(dec_out, out_rows, (size_t)n_out * 4);
         dec.n = n;
         dec.nk_max = nk_max;
+        const std::tuple<int, int, int> key(n, n_out, (int)ceil_div(nk_max, dec.chunk));
+        auto g = use_graphs ? graphs.find(key) : graphs.end();
+        if (g != graphs.end()) {
+            cudaCheck(cudaGraphLaunch(g->second, g_stream));
+        } else {
+            decode_rows(n, n_out);
+            if (use_graphs) {  // captured after a run, not instead of one: that run loaded every kernel
+                // it uses (modules load lazily, which a capture must not trigger); a capture runs nothing
+                cudaGraph_t graph;
+                cudaCheck(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal));
+                decode_rows(n, n_out);
+                cudaCheck(cudaStreamEndCapture(g_stream, &graph));
+                cudaGraphExec_t exec;
+                cudaCheck(cudaGraphInstantiate(&exec, graph, 0));
+                cudaCheck(cudaGraphDestroy(graph));
+                graphs.emplace(key, exec);
+            }
+        }
+        if (n_out) logits_to_host(n_out, logits_out);
+    }
+    // the device work of a decode step (dec and the row buffers set): every layer, then the
+    // classifier for the rows whose logits are wanted; no host copy or sync (it may be captured)
+    void decode_rows(int n, int n_out) {
         const int C = s.C, F = s.F;
         const T* P = params;
         // scratch: the forward's buffers (sized for Bmax*Tmax rows >= n)
@@ -1220,7 +1259,6 @@ struct DevModel : CudaGPT {
         launch(gather_rows_kernel<T>, dim3(ceil_div((long)n_out * C, 256)), dim3(256), ln2, (const T*)x, (const int*)dec_out, n_out, C);
         layernorm_forward<T>(lnf, lnf_mean, lnf_rstd, ln2, P + s.lnf_w, P + s.lnf_b, n_out, C);
         matmul_forward<T>(logits, lnf, P + s.w_out, nullptr, n_out, C, s.Vp);
-        logits_to_host(n_out, logits_out);
     }
 
     void grad_norm() override {

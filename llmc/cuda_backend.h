@@ -84,6 +84,9 @@ struct CudaGPT {
     // logits of rows out_rows[0..n_out) to logits (n_out, Vp).
     virtual void decode_begin(int n_seq, int max_T, int chunk) = 0;
     virtual void decode(const int* tokens, const int* seq, const int* pos, int n, const int* out_rows, int n_out, float* logits) = 0;
+    // replay each decode step from a CUDA graph (captured on first use per rows x key splits)
+    // instead of launching its kernels one by one; off by default (bench_decode -d cuda times both)
+    virtual void decode_graphs(bool on) = 0;
     virtual size_t cache_bytes_per_token() const = 0;  // every layer, one sequence, as allocated
     virtual size_t cache_bytes_fixed() const = 0;      // per sequence whatever its length (MKA's running sums)
 };

@@ -66,7 +66,7 @@ static void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, Args... args
     g_device_calls++;
     std::tuple<KArgs...> t(args...);
 #ifdef KVGPT_CUDA_EMU
-    emu::launch(grid, block, [&] { std::apply(kernel, t); });
+    emu::run_or_record([=]() mutable { emu::launch(grid, block, [&] { std::apply(kernel, t); }); });
 #else
     launch_tuple((const void*)kernel, grid, block, t, std::index_sequence_for<KArgs...>{});
 #endif

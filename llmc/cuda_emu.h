@@ -326,12 +326,79 @@ static inline cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b) { *fre
 static inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 static inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 static inline cudaError_t cudaStreamCreate(cudaStream_t* s) { *s = 0; return cudaSuccess; }
-static inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-static inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, int) { memmove(d, s, n); return cudaSuccess; }
-static inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, int, cudaStream_t = 0) { memmove(d, s, n); return cudaSuccess; }
-static inline cudaError_t cudaMemset(void* d, int v, size_t n) { memset(d, v, n); return cudaSuccess; }
-static inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t = 0) { memset(d, v, n); return cudaSuccess; }
-static inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+
+// CUDA graphs, modelled: while a stream is captured, kernels, GEMMs, device-to-device copies and
+// memsets are recorded (their arguments copied) instead of run, and a launch of the graph runs
+// them in order. What CUDA refuses during a capture fails here too (a sync, a copy to or from the
+// host, a second capture), so a captured region that would not capture on a GPU fails the tests.
+enum { cudaErrorStreamCaptureUnsupported = 900, cudaErrorStreamCaptureInvalidated = 901 };
+typedef int cudaStreamCaptureMode;
+enum { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1, cudaStreamCaptureModeRelaxed = 2 };
+struct EmuGraph {
+    std::vector<std::function<void()>> ops;
+};
+typedef EmuGraph* cudaGraph_t;
+typedef EmuGraph* cudaGraphExec_t;
+namespace emu {
+struct Capture {
+    bool on = false;
+    std::vector<std::function<void()>> ops;
+};
+static Capture& capture() {
+    static Capture c;
+    return c;
+}
+// runs op now, or records it while a capture is on
+static inline void run_or_record(std::function<void()> op) {
+    if (capture().on) capture().ops.push_back(std::move(op));
+    else op();
+}
+}  // namespace emu
+static inline cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) {
+    if (emu::capture().on) return cudaErrorStreamCaptureUnsupported;
+    emu::capture().on = true;
+    emu::capture().ops.clear();
+    return cudaSuccess;
+}
+static inline cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t* g) {
+    if (!emu::capture().on) return cudaErrorStreamCaptureInvalidated;
+    *g = new EmuGraph{std::move(emu::capture().ops)};
+    emu::capture() = emu::Capture();
+    return cudaSuccess;
+}
+static inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t* e, cudaGraph_t g, unsigned long long = 0) {
+    *e = new EmuGraph(*g);
+    return cudaSuccess;
+}
+static inline cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t) {
+    if (emu::capture().on) return cudaErrorStreamCaptureUnsupported;
+    for (auto& op : e->ops) op();
+    return cudaSuccess;
+}
+static inline cudaError_t cudaGraphDestroy(cudaGraph_t g) { delete g; return cudaSuccess; }
+static inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { delete e; return cudaSuccess; }
+
+static inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return emu::capture().on ? (cudaError_t)cudaErrorStreamCaptureUnsupported : (cudaError_t)cudaSuccess; }
+static inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, int) {
+    if (emu::capture().on) return cudaErrorStreamCaptureUnsupported;
+    memmove(d, s, n);
+    return cudaSuccess;
+}
+static inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, int kind, cudaStream_t = 0) {
+    if (emu::capture().on && kind != cudaMemcpyDeviceToDevice) return cudaErrorStreamCaptureUnsupported;  // host memory in a graph
+    emu::run_or_record([=] { memmove(d, s, n); });
+    return cudaSuccess;
+}
+static inline cudaError_t cudaMemset(void* d, int v, size_t n) {
+    if (emu::capture().on) return cudaErrorStreamCaptureUnsupported;
+    memset(d, v, n);
+    return cudaSuccess;
+}
+static inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t = 0) {
+    emu::run_or_record([=] { memset(d, v, n); });
+    return cudaSuccess;
+}
+static inline cudaError_t cudaDeviceSynchronize() { return emu::capture().on ? (cudaError_t)cudaErrorStreamCaptureUnsupported : (cudaError_t)cudaSuccess; }
 static inline cudaError_t cudaGetDeviceCount(int* n) { *n = 1; return cudaSuccess; }
 static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) {
     snprintf(p->name, sizeof p->name, "kvgpt CUDA emulator (CPU)");

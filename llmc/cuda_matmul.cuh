@@ -51,6 +51,7 @@ static void gemm(bool ta, bool tb, int m, int n, int k, const T* A, int lda, con
                  const void* bias) {
     g_device_calls++;
 #ifdef KVGPT_CUDA_EMU
+    emu::run_or_record([=] {  // (recorded while a stream is captured into a graph, as cuBLASLt's kernels are)
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
             float acc = 0.0f;
@@ -70,6 +71,7 @@ static void gemm(bool ta, bool tb, int m, int n, int k, const T* A, int lda, con
                 d[o] = from_f32<bf16>(beta != 0.0f ? acc + beta * to_f32(d[o]) : acc);
             }
         }
+    });
 #else
     cudaDataType_t ab = DType<T>::id == 1 ? CUDA_R_16BF : CUDA_R_32F, dt = d_dtype == 1 ? CUDA_R_16BF : CUDA_R_32F;
     cublasLtMatmulDesc_t op;

@@ -199,6 +199,7 @@ struct CudaDecoder {
         dec_T = max_T;
     }
     int decode_held(int s) const { return dec_len[s]; }  // slot = position on the device: a sequence holds its whole length
+    void decode_graphs(bool on) { dev->decode_graphs(on); }  // replay steps from CUDA graphs (CudaGPT::decode_graphs)
     // benchmarks (dev/bench_decode -d cuda): sequence s "holds" L tokens, whatever its cache slots
     // contain, so a decode step at context L is timed without an L-token prefill (the contents do
     // not change the work)
