@@ -54,6 +54,36 @@ static bool variant_config(GPTConfig* c, const std::string& shape, const std::st
     return true;
 }
 
+// one token decoded in a one-slot cache, its seconds (the first call's setup, kept out of the table)
+template <class Decoder>
+static double first_token(Decoder& d) {
+    d.decode_begin(1, 1);
+    int t0 = 0, s0 = 0;
+    const double t = now_seconds();
+    d.decode(&t0, &s0, 1);
+    return now_seconds() - t;
+}
+// prefill tokens/s of random prompts of each length (batch 1, one call, the last row's logits),
+// as "P: tokens/s, ..."; on the CPU GPT or the device's CudaDecoder (the same decode API)
+template <class Decoder>
+static std::string prefill_speeds(Decoder& d, const std::vector<int>& pfs, int vocab, Rng& rng) {
+    std::string out;
+    for (int P : pfs) {
+        std::vector<int> tok(P), seq(P, 0);
+        for (int& t : tok) t = (int)rng.below(vocab);
+        std::vector<char> want(P, 0);
+        want[P - 1] = 1;
+        d.decode_begin(1, P);
+        const double t0 = now_seconds();
+        d.decode(tok.data(), seq.data(), P, (const bool*)want.data());
+        const double dt = now_seconds() - t0;
+        char b[64];
+        snprintf(b, sizeof b, "%s%d: %.0f", out.empty() ? "" : ", ", P, P / dt);
+        out += b;
+    }
+    return out;
+}
+
 #ifdef KVGPT_CUDA_BACKEND
 // the decode table on the GPU (see the top of this file); the same shapes, variants, contexts,
 // batches and prompt lengths as the CPU table
@@ -84,25 +114,8 @@ static void bench_device(const std::string& shapes, const std::string& variants,
             m.init_weights(1);
             Rng rng(2);
             CudaDecoder dec(m, precision, std::max(ctx_max + steps + 2, pf_max));
-            {  // one untimed token first: the device's first calls set up their kernels and cuBLASLt plans
-                dec.decode_begin(1, 1);
-                int t0 = 0, s0 = 0;
-                dec.decode(&t0, &s0, 1);
-            }
-            std::string pre;
-            for (int P : pfs) {
-                std::vector<int> tok(P), seq(P, 0);
-                for (int& t : tok) t = (int)rng.below(c.vocab_size);
-                std::vector<char> want(P, 0);
-                want[P - 1] = 1;
-                dec.decode_begin(1, P);
-                double t0 = now_seconds();
-                dec.decode(tok.data(), seq.data(), P, (const bool*)want.data());
-                double dt = now_seconds() - t0;
-                char b[64];
-                snprintf(b, sizeof b, "%s%d: %.0f", pre.empty() ? "" : ", ", P, P / dt);
-                pre += b;
-            }
+            first_token(dec);  // untimed: the device's first calls set up their kernels and cuBLASLt plans
+            const std::string pre = prefill_speeds(dec, pfs, c.vocab_size, rng);
             for (int L : ctxs)
                 for (int B : bs) {
                     dec.decode_begin(B, L + steps + 2);
@@ -204,30 +217,14 @@ int main(int argc, char** argv) {
             GPT m(c);
             m.init_weights(1);
             Rng rng(2);
-            std::string pre;
-            {  // one untimed token first: decoding packs the linear weights on first use (llmc/matmul.h),
-               // a one-time setup like loading them, timed here and printed after the table
-                m.decode_begin(1, 1);
-                int t0 = 0, s0 = 0;
-                double tp = now_seconds();
-                m.decode(&t0, &s0, 1);
+            {  // one token first, outside the table: decoding packs the linear weights on first use
+               // (llmc/matmul.h), a one-time setup like loading them, printed after the table
+                const double t = first_token(m);
                 char b[160];
-                snprintf(b, sizeof b, "%s %s: %.0f ms for %.0f MB", shape.c_str(), v.c_str(), 1000 * (now_seconds() - tp), m.dec_packs.floats() * 4e-6);
+                snprintf(b, sizeof b, "%s %s: %.0f ms for %.0f MB", shape.c_str(), v.c_str(), 1000 * t, m.dec_packs.floats() * 4e-6);
                 pack_notes.push_back(b);
             }
-            for (int P : pfs) {
-                std::vector<int> tok(P), seq(P, 0);
-                for (int& t : tok) t = (int)rng.below(c.vocab_size);
-                std::vector<char> want(P, 0);
-                want[P - 1] = 1;
-                m.decode_begin(1, P);
-                double t0 = now_seconds();
-                m.decode(tok.data(), seq.data(), P, (const bool*)want.data());
-                double dt = now_seconds() - t0;
-                char b[64];
-                snprintf(b, sizeof b, "%s%d: %.0f", pre.empty() ? "" : ", ", P, P / dt);
-                pre += b;
-            }
+            const std::string pre = prefill_speeds(m, pfs, c.vocab_size, rng);
             for (int L : ctxs)
                 for (int B : bs) {
                     const double bw_before = stream_read_gbs(3);
