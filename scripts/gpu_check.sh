@@ -17,7 +17,9 @@
 #   nccl        mpirun -np 1 ./train_gpt (the NCCL all-reduce) == the plain device run
 #   hf_parity   scripts/hf_parity_gpu.sh (import / export against transformers)
 # Run from the repo root:  bash scripts/gpu_check.sh [steps]     (GPU_CHECK_BUDGET=seconds, 540)
-# A part that would start after the budget is spent is skipped and says so in the report.
+# A part that would start after the budget is spent is skipped and says so in the report; one
+# started late gets only what is left of the budget; the report is rewritten after every part.
+# Through the device tool: GPU_CHECK_OUT=$OUT bash scripts/gpu_check.sh (the report comes back).
 set -u
 cd "$(dirname "$0")/.."
 STEPS=${1:-20}
@@ -34,14 +36,67 @@ JOBS=$(nproc 2>/dev/null || echo 4)
 export OUT PY STEPS
 
 parts="| part | status | seconds | output |\n|---|---|---|---|\n"
+train_table="| model | B x T | variant | ms/step | tok/s | MFU | vs MHA |\n|---|---|---|---|---|---|---|\n"
+torch_table="| model | B x T | implementation | ms/step | tok/s | MFU |\n|---|---|---|---|---|---|\n"
+rm -f "$OUT/train_rows.md" "$OUT/torch_rows.md"  # rows of an earlier run are not this run's
+# docs/gpu/report.md from what the parts have left in $OUT so far: written after every part, so a
+# run cut short (the device tool stops a call at 600 s) still returns what it measured
+write_report() {
+    {
+        echo "# kvgpt on $DEVICE"
+        echo
+        echo "Measured $(date -u +%Y-%m-%d) by \`bash scripts/gpu_check.sh $STEPS\` in $(( $(date +%s) - T0 )) s. Step times are the median"
+        echo "after 5 warm-up steps; MFU is against the datasheet's dense bf16 peak with train_gpt's FLOP count"
+        echo "(6 x matmul parameters + attention) for every implementation."
+        echo
+        echo "## Parts"
+        echo
+        printf "%b\n" "$parts"
+        echo "## test/test_cuda"
+        echo
+        echo '```'
+        grep -E "^FAIL|CHECK failed|passed, " "$OUT/test_cuda.txt" 2>/dev/null | tail -n 60
+        echo '```'
+        echo
+        echo "## Decode on the device: \`./dev/bench_decode -d cuda --precision bf16\` (rows at 8k: issue 13's target is >= 67% of bound)"
+        echo
+        grep -E "^device|^\|" "$OUT/decode.txt" 2>/dev/null
+        echo
+        echo "## Training step, every variant (bf16, $STEPS steps)"
+        echo
+        printf "%b" "$train_table"
+        cat "$OUT/train_rows.md" 2>/dev/null
+        echo
+        echo "## PyTorch on the same shapes"
+        echo
+        printf "%b" "$torch_table"
+        cat "$OUT/torch_rows.md" 2>/dev/null
+        echo
+        echo "## eval_gpt and sample_gpt: -d cuda vs -d cpu"
+        echo
+        echo '```'
+        grep -E "cuda .* cpu |within|^sample_gpt|^(prompt|decode|KV cache)" "$OUT/eval.txt" 2>/dev/null
+        echo '```'
+        echo
+        echo "## dev/cuda microbenchmarks"
+        echo
+        echo '```'
+        grep -E "^== |^[a-z_]+ on |^B=|vs v1|^  v[0-9]|^  check|FAILED|^(forward|backward|level)" "$OUT/dev_cuda.txt" 2>/dev/null
+        echo '```'
+        echo
+        echo "Raw outputs: the *.txt and *.jsonl files in this folder."
+    } > "$OUT/report.md"
+}
 # part NAME LIMIT_S CMD...: runs CMD under `timeout`, output to $OUT/NAME.txt, one report row
 part() {
     local name=$1 limit=$2 start rc status
     shift 2
     start=$(date +%s)
     if [ $((start - T0 + 5)) -gt "$BUDGET" ]; then
-        parts+="| $name | skipped: the ${BUDGET}s budget was spent | 0 | |\n"; echo "$name: skipped (budget)"; return 1
+        parts+="| $name | skipped: the ${BUDGET}s budget was spent | 0 | |\n"; echo "$name: skipped (budget)"; write_report; return 1
     fi
+    # no part runs past the budget: a part started late gets what is left of it
+    [ $((T0 + BUDGET - start)) -lt "$limit" ] && limit=$((T0 + BUDGET - start))
     if declare -F "$1" > /dev/null; then  # a function of this script: run it in a child bash
         timeout -k 10 "$limit" bash -c "$*" > "$OUT/$name.txt" 2>&1
     else
@@ -55,6 +110,7 @@ part() {
     esac
     parts+="| $name | $status | $(( $(date +%s) - start )) | $name.txt |\n"
     echo "$name: $status ($(( $(date +%s) - start ))s)"
+    write_report
     return $rc
 }
 
@@ -74,7 +130,6 @@ mfu = [r["mfu"] for r in rows if "mfu" in r]
 print(f"{ms:.1f} {tok:.0f} {100 * statistics.median(mfu):.1f}%" if mfu else f"{ms:.1f} {tok:.0f} n/a")
 PYEOF
 }
-train_table="| model | B x T | variant | ms/step | tok/s | MFU | vs MHA |\n|---|---|---|---|---|---|---|\n"
 # the variants' flags (MLA: latent d/4 as the CPU default, rope key hd/2; KVSplice: half the latent)
 train_all() {
     local failed=0
@@ -99,7 +154,6 @@ train_all() {
 export -f median train_all
 : > "$OUT/train_rows.md"
 part train 330 train_all
-train_table+=$(cat "$OUT/train_rows.md")
 
 dev_cuda() {
     for b in dev/cuda/bin/*; do echo "== $b"; timeout 40 "$b" || echo "FAILED or timed out: $b"; echo; done
@@ -107,7 +161,6 @@ dev_cuda() {
 export -f dev_cuda
 part dev_cuda 150 dev_cuda
 
-torch_table="| model | B x T | implementation | ms/step | tok/s | MFU |\n|---|---|---|---|---|---|\n"
 torch_all() {
     local failed=0
     for spec in "gpt2-124m 8 1024 --compile" "gpt2-124m 8 1024" "pythia-70m 8 1024" "pythia-70m 8 1024 --compile"; do
@@ -125,7 +178,6 @@ torch_all() {
 export -f torch_all
 : > "$OUT/torch_rows.md"
 part torch 240 torch_all
-torch_table+=$(cat "$OUT/torch_rows.md")
 
 # the evaluator on the device (fp32) == on the CPU: a short GPU-trained tiny model, the disjoint,
 # position and sliding protocols both ways, PPLs compared
@@ -174,46 +226,5 @@ else
     parts+="| hf_parity | skipped: no transformers in $PY | 0 | |\n"
 fi
 
-{
-    echo "# kvgpt on $DEVICE"
-    echo
-    echo "Measured $(date -u +%Y-%m-%d) by \`bash scripts/gpu_check.sh $STEPS\` in $(( $(date +%s) - T0 )) s. Step times are the median"
-    echo "after 5 warm-up steps; MFU is against the datasheet's dense bf16 peak with train_gpt's FLOP count"
-    echo "(6 x matmul parameters + attention) for every implementation."
-    echo
-    echo "## Parts"
-    echo
-    printf "%b\n" "$parts"
-    echo "## test/test_cuda"
-    echo
-    echo '```'
-    grep -E "^FAIL|CHECK failed|passed, " "$OUT/test_cuda.txt" 2>/dev/null | tail -n 60
-    echo '```'
-    echo
-    echo "## Decode on the device: \`./dev/bench_decode -d cuda --precision bf16\` (rows at 8k: issue 13's target is >= 67% of bound)"
-    echo
-    grep -E "^device|^\|" "$OUT/decode.txt" 2>/dev/null
-    echo
-    echo "## Training step, every variant (bf16, $STEPS steps)"
-    echo
-    printf "%b\n" "$train_table"
-    echo
-    echo "## PyTorch on the same shapes"
-    echo
-    printf "%b\n" "$torch_table"
-    echo
-    echo "## eval_gpt and sample_gpt: -d cuda vs -d cpu"
-    echo
-    echo '```'
-    grep -E "cuda .* cpu |within|^sample_gpt|^(prompt|decode|KV cache)" "$OUT/eval.txt" 2>/dev/null
-    echo '```'
-    echo
-    echo "## dev/cuda microbenchmarks"
-    echo
-    echo '```'
-    grep -E "^== |^[a-z_]+ on |^B=|vs v1|^  v[0-9]|^  check|FAILED|^(forward|backward|level)" "$OUT/dev_cuda.txt" 2>/dev/null
-    echo '```'
-    echo
-    echo "Raw outputs: the *.txt and *.jsonl files in this folder."
-} > "$OUT/report.md"
+write_report
 cat "$OUT/report.md"
