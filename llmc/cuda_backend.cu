@@ -325,8 +325,10 @@ static void decode_attention(T* out, long out_row, float* lse, float* part, floa
            (const float*)part_ml, n, d.H, d.dv, splits);
 }
 template <typename T>
-static void cache_append(T* dst, long seq_stride, long tok_stride, const T* src, long src_row, int width, const int* seq, const int* pos, int n) {
-    launch(cache_append_kernel<T>, dim3(ceil_div((long)n * width, 256)), dim3(256), dst, seq_stride, tok_stride, src, src_row, width, seq, pos, n);
+static void cache_append(T* dst, long seq_stride, long tok_stride, const T* src, long src_row, int width, const int* seq, const int* pos, int n,
+                         T* dst2 = nullptr, const T* src2 = nullptr, long src2_row = 0, int width2 = 0) {
+    launch(cache_append_kernel<T>, dim3(ceil_div((long)n * (width + width2), 256)), dim3(256), dst, seq_stride, tok_stride, src, src_row, width,
+           seq, pos, n, dst2, src2, src2_row, width2);
 }
 // what every layer's decoding shares: the rows' sequences and positions (device), the split-K
 // scratch, the key chunk per split
@@ -455,8 +457,7 @@ struct DevGQA : DevAttn<T> {
         const long seq_stride = (long)this->dec_T * G * hd;
         matmul_forward<T>(qkv, x, P + this->off.w_qkv, P + this->off.b_qkv, n, C, Q);
         rope_apply<T>(qkv, Q, hd, H + G, 1, n, this->s.rot, this->rope_cos, this->rope_sin, false, d.pos);
-        cache_append<T>(cache_k, seq_stride, (long)G * hd, qkv + H * hd, Q, G * hd, d.seq, d.pos, n);
-        cache_append<T>(cache_v, seq_stride, (long)G * hd, qkv + (H + G) * hd, Q, G * hd, d.seq, d.pos, n);
+        cache_append<T>(cache_k, seq_stride, (long)G * hd, qkv + H * hd, Q, G * hd, d.seq, d.pos, n, cache_v, qkv + (H + G) * hd, Q, G * hd);
         decode_attention<T>(y, (long)H * hd, nullptr, d.part, d.part_ml, qkv, Q, hd, {cache_k, seq_stride, (long)G * hd, hd}, {nullptr, 0, 0, 0},
                             {cache_v, seq_stride, (long)G * hd, hd}, d.seq, d.pos, n, d.nk_max, d.chunk,
                             {H, H / G, hd, 0, hd, this->s.scale, this->slopes, false});
@@ -635,8 +636,7 @@ struct DevMLA : DevAttn<T> {
         const long seq_stride = (long)this->dec_T * A;
         latents(P, x, n);
         rope_apply<T>(dkv + dc, W, 0, 1, 1, n, dR, this->rope_cos, this->rope_sin, false, d.pos);
-        cache_append<T>(cache, seq_stride, A, r ? cached() : cn, Lc, Lc, d.seq, d.pos, n);
-        if (dR) cache_append<T>(cache + Lc, seq_stride, A, dkv + dc, W, dR, d.seq, d.pos, n);
+        cache_append<T>(cache, seq_stride, A, r ? cached() : cn, Lc, Lc, d.seq, d.pos, n, cache + Lc, dkv + dc, W, dR);  // latent | rope key
         queries(P, x, n);
         rope_apply<T>(qf + hd, qdim, hd + dR, H, 1, n, dR, this->rope_cos, this->rope_sin, false, d.pos);
         // the absorbed query, every head: [W_UK_h^T q_nope_h (L) | q_rope_h (dR)]
@@ -799,8 +799,7 @@ struct DevMKA : DevAttn<T> {
         matmul_forward<T>(qkv, x, P + w.w_qkv, P + w.b_qkv, n, C, 3 * D);
         launch(copy_cols_kernel<T>, dim3(blocks((long)n * 2 * D)), dim3(256), qk, 2L * D, (const T*)qkv, 3L * D, n, 2 * D, 0);
         rope_apply<T>(qk, 2 * D, hd, 2 * H, 1, n, this->s.rot, this->rope_cos, this->rope_sin, false, d.pos);
-        cache_append<T>(cache_k, seq_stride, D, qk + D, 2L * D, D, d.seq, d.pos, n);
-        cache_append<T>(cache_v, seq_stride, D, qkv + 2 * D, 3L * D, D, d.seq, d.pos, n);
+        cache_append<T>(cache_k, seq_stride, D, qk + D, 2L * D, D, d.seq, d.pos, n, cache_v, qkv + 2 * D, 3L * D, D);
         decode_attention<T>(y1, (long)D, lse, d.part, d.part_ml, qk, 2L * D, hd, {cache_k, seq_stride, D, hd}, {nullptr, 0, 0, 0},
                             {cache_v, seq_stride, D, hd}, d.seq, d.pos, n, d.nk_max, d.chunk, {H, 1, hd, 0, hd, this->s.scale, this->slopes, false});
         if (fast) {
@@ -1237,22 +1236,29 @@ struct DevModel : CudaGPT {
         T *x = resid[0], *mid = resid[1], *ln1 = acts[0].ln1, *a = acts[0].attn_out, *ln2 = acts[0].ln2, *h = acts[0].fch,
           *g = acts[0].fch_gelu, *mm = acts[0].mlp_out;
         float *m1 = acts[0].ln1_mean, *r1 = acts[0].ln1_rstd, *m2 = acts[0].ln2_mean, *r2 = acts[0].ln2_rstd;
+        // each residual fused with the LayerNorm that reads it, as in forward() (the same bits as a
+        // residual then a LayerNorm, one launch instead of two: at decode sizes a launch costs more
+        // than its work)
         encoder_forward<T>(x, dec_tok, P + s.wte, s.learned_pos ? P + s.wpe : nullptr, 1, n, C, dec_pos);
+        layernorm_forward<T>(ln1, m1, r1, x, P + s.layers[0].ln1_w, P + s.layers[0].ln1_b, n, C);
         for (int l = 0; l < s.L; l++) {
             const CudaLayerOffsets& o = s.layers[l];
-            layernorm_forward<T>(ln1, m1, r1, x, P + o.ln1_w, P + o.ln1_b, n, C);
-            attn[l]->decode(P, ln1, a, dec);
-            const T* mlp_in = x;
-            if (!s.parallel_residual) {
-                residual_forward<T>(mid, x, a, nullptr, (long)n * C);
-                mlp_in = mid;
-            }
-            layernorm_forward<T>(ln2, m2, r2, mlp_in, P + o.ln2_w, P + o.ln2_b, n, C);
+            attn[l]->decode(P, ln1, a, dec);  // ln1 = LN1(x), made with the residual that made x
+            if (s.parallel_residual) layernorm_forward<T>(ln2, m2, r2, x, P + o.ln2_w, P + o.ln2_b, n, C);
+            else residual_layernorm_forward<T>(mid, ln2, m2, r2, x, a, nullptr, P + o.ln2_w, P + o.ln2_b, n, C);  // mid = x + attn
             matmul_forward<T>(h, ln2, P + o.fc_w, P + o.fc_b, n, C, F);
             gelu_forward<T>(g, h, (long)n * F, s.gelu_exact);
             matmul_forward<T>(mm, g, P + o.proj_w, P + o.proj_b, n, F, C);
-            if (s.parallel_residual) residual_forward<T>(x, x, a, mm, (long)n * C);
-            else residual_forward<T>(x, mid, mm, nullptr, (long)n * C);
+            // the block's output, x + attn + mlp (parallel) or mid + mlp, into x (in place: each
+            // element is read, then written, by one thread), with the next layer's LN1 of it; after
+            // the last layer, LNf runs on the wanted rows only
+            const T* ra = s.parallel_residual ? x : mid;
+            const T* rb = s.parallel_residual ? a : mm;
+            const T* rc = s.parallel_residual ? mm : nullptr;
+            if (l + 1 < s.L)
+                residual_layernorm_forward<T>(x, ln1, m1, r1, ra, rb, rc, P + s.layers[l + 1].ln1_w, P + s.layers[l + 1].ln1_b, n, C);
+            else
+                residual_forward<T>(x, ra, rb, rc, (long)n * C);
         }
         if (n_out == 0) return;
         // the classifier only for the rows whose logits are wanted (a prompt needs its last row's)

@@ -729,14 +729,18 @@ __global__ void decode_combine_kernel(T* out, long out_row, float* lse, const fl
     if (lse && lane == 0) lse[(long)h * n + i] = M + logf(L);
 }
 // the cache append: width values of row i of src (rows src_row apart) into slot pos[i] of
-// sequence seq[i] (dst: seq_stride, tok_stride apart)
+// sequence seq[i] (dst: seq_stride, tok_stride apart), and in the same launch width2 values of
+// row i of src2 into dst2 (the same strides: a key and its value, or a latent and its rope key)
 template <typename T>
 __global__ void cache_append_kernel(T* dst, long seq_stride, long tok_stride, const T* src, long src_row, int width, const int* seq,
-                                    const int* pos, int n) {
+                                    const int* pos, int n, T* dst2, const T* src2, long src2_row, int width2) {
+    const int w = width + width2;
     long k = (long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (k >= (long)n * width) return;
-    int i = (int)(k / width), c = (int)(k % width);
-    dst[(long)seq[i] * seq_stride + (long)pos[i] * tok_stride + c] = src[(long)i * src_row + c];
+    if (k >= (long)n * w) return;
+    int i = (int)(k / w), c = (int)(k % w);
+    const long slot = (long)seq[i] * seq_stride + (long)pos[i] * tok_stride;
+    if (c < width) dst[slot + c] = src[(long)i * src_row + c];
+    else dst2[slot + c - width] = src2[(long)i * src2_row + c - width];
 }
 // MKA's level 2 while decoding: the per-sequence running sum state (S, W) gets row i's W columns
 // (rows in order, so a sequence's rows add up in position order), dst = the mean over pos + 1
