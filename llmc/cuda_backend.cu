@@ -210,20 +210,26 @@ __global__ void read_probe_kernel(float* out, const float4* p, long n) {
 }
 __global__ void empty_kernel() {}
 long cuda_device_calls() { return g_device_calls; }
+// the best of `reps` runs of run(), each host-timed from its start to a sync, after one untimed run
+template <class F>
+static double best_seconds(int reps, F run) {
+    run();
+    dev_sync();
+    double t = 1e30;
+    for (int r = 0; r < reps; r++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        run();
+        dev_sync();
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        t = std::min(t, (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec));
+    }
+    return t;
+}
 double cuda_launch_us() {
     backend_init();
     const int n = strcmp(cuda_backend_kind(), "CUDA") == 0 ? 2000 : 50;
-    double t = 1e30;
-    for (int r = 0; r < 4; r++) {  // the first round warms up
-        dev_sync();
-        struct timespec a, b;
-        clock_gettime(CLOCK_MONOTONIC, &a);
-        for (int i = 0; i < n; i++) launch(empty_kernel, dim3(1), dim3(32));
-        dev_sync();
-        clock_gettime(CLOCK_MONOTONIC, &b);
-        if (r) t = std::min(t, (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec));
-    }
-    return 1e6 * t / n;
+    return 1e6 * best_seconds(3, [&] { for (int i = 0; i < n; i++) launch(empty_kernel, dim3(1), dim3(32)); }) / n;
 }
 void cuda_bandwidth_gbs(size_t bytes, double* read_gbs, double* copy_gbs) {
     backend_init();
@@ -233,23 +239,9 @@ void cuda_bandwidth_gbs(size_t bytes, double* read_gbs, double* copy_gbs) {
     dev_zero(buf, bytes);
     const long n = (long)(bytes / 16);
     const int blocks = (int)std::min<long>(2048, ceil_div(n, 256L));
-    auto best = [&](auto&& run) {
-        run();  // warm-up
-        dev_sync();
-        double t = 1e30;
-        for (int r = 0; r < 5; r++) {
-            struct timespec a, b;
-            clock_gettime(CLOCK_MONOTONIC, &a);
-            run();
-            dev_sync();
-            clock_gettime(CLOCK_MONOTONIC, &b);
-            t = std::min(t, (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec));
-        }
-        return t;
-    };
-    *read_gbs = (double)bytes / best([&] { launch(read_probe_kernel, dim3(blocks), dim3(256), out, (const float4*)buf, n); }) / 1e9;
+    *read_gbs = (double)bytes / best_seconds(5, [&] { launch(read_probe_kernel, dim3(blocks), dim3(256), out, (const float4*)buf, n); }) / 1e9;
     const size_t half = bytes / 2 / 16 * 16;
-    *copy_gbs = 2.0 * (double)half / best([&] { d2d(buf + half, buf, half); }) / 1e9;
+    *copy_gbs = 2.0 * (double)half / best_seconds(5, [&] { d2d(buf + half, buf, half); }) / 1e9;
     dev_sync();
     dev_free(out);
     dev_free(buf);
