@@ -228,8 +228,7 @@ static int eval_main(int argc, char** argv) {
     std::string backend_desc, device_name;
     Backend backend = choose_backend(a.test_only_leak && a.device == "auto" ? "cpu" : a.device.c_str(), cfg, &backend_desc, &device_name);
     if (a.test_only_leak && backend == BACKEND_CUDA) fail_hint("drop -d cuda", "--test-only-leak works on the CPU backend only");
-    int precision = a.precision == "bf16" ? 1 : a.precision == "fp32" ? 0 : -1;
-    if (precision < 0) fail_hint("use --precision fp32 or bf16", "unknown --precision '%s'", a.precision.c_str());
+    int precision = parse_precision(a.precision);
     EvalRunner ev(model, backend, precision, a.B, T);
     std::string tok = tokenizer_name(cfg.tokenizer_id);
     bool val_from_ckpt = a.val_glob.empty() && h.val_data[0];

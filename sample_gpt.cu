@@ -132,8 +132,7 @@ static int sample_main(int argc, char** argv) {
     int n_prompt_flags = given.count("--prompt") + given.count("--prompt-file") + given.count("--prompt-ids");
     if (n_prompt_flags > 1) fail_hint("give one of them", "--prompt, --prompt-file and --prompt-ids are alternatives");
     if (a.device == "cuda" && pressed) fail_hint("use -d cpu (or auto) with --press", "the presses run on the CPU backend's caches");
-    const int precision = a.precision == "bf16" ? 1 : a.precision == "fp32" ? 0 : -1;
-    if (precision < 0) fail_hint("use --precision bf16 or fp32", "unknown --precision '%s'", a.precision.c_str());
+    const int precision = parse_precision(a.precision);
 
     CheckpointHeader h = checkpoint_read_header(a.ckpt.c_str());
     GPTConfig cfg = h.config;

@@ -298,8 +298,7 @@ static int train_main(int argc, char** argv) {
     config_validate(&cfg, tc.T);
     std::string backend_desc, device_name;
     Backend backend = choose_backend(r.device.c_str(), cfg, &backend_desc, &device_name);
-    int precision = r.precision == "bf16" ? 1 : r.precision == "fp32" ? 0 : -1;
-    if (precision < 0) fail_hint("use --precision bf16 or fp32", "unknown --precision '%s'", r.precision.c_str());
+    int precision = parse_precision(r.precision);
 
     std::string data_dir = std::string("data/tinyshakespeare/") + tokenizer_name(cfg.tokenizer_id) + "/";
     if (r.train_glob.empty()) r.train_glob = data_dir + "train_*.bin";

@@ -184,8 +184,7 @@ int main(int argc, char** argv) {
     std::set<std::string> given = parse_flags(argc, argv, flags, "./dev/bench_decode", "./dev/bench_decode --shapes pythia-70m --contexts 8192");
     require_int("--steps", steps, 1, 1000);
     std::vector<int> ctxs = parse_int_list(contexts, "--contexts"), bs = parse_int_list(batches, "--batches"), pfs = parse_int_list(prefills, "--prefills");
-    const int prec = precision == "bf16" ? 1 : precision == "fp32" ? 0 : -1;
-    if (prec < 0) fail_hint("use --precision bf16 or fp32", "unknown --precision '%s'", precision.c_str());
+    const int prec = parse_precision(precision);
     if (device == "cpu" && given.count("--precision")) fail_hint("add -d cuda, or drop --precision (the CPU decodes in fp32)", "--precision applies with -d cuda");
     if (device != "cpu") {
         if (device != "cuda") fail_hint("use -d cpu or -d cuda", "unknown device '%s'", device.c_str());

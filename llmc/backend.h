@@ -16,6 +16,13 @@
 
 enum Backend { BACKEND_CPU, BACKEND_CUDA };
 
+// --precision of the CUDA backend: 1 for bf16, 0 for fp32 (CudaPrecision); anything else is an error
+static int parse_precision(const std::string& p) {
+    if (p == "bf16") return 1;
+    if (p == "fp32") return 0;
+    fail_hint("use --precision bf16 or fp32", "unknown --precision '%s'", p.c_str());
+}
+
 // number of usable CUDA devices; *why explains a zero, *name is device 0's name
 static int cuda_probe(std::string* why, std::string* name) {
 #ifdef KVGPT_CUDA_BACKEND
