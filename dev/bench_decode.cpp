@@ -54,6 +54,31 @@ static bool variant_config(GPTConfig* c, const std::string& shape, const std::st
     return true;
 }
 
+// every shape x variant of the flags, in table order, with its configuration
+struct Variant {
+    std::string shape, name;
+    GPTConfig cfg;
+};
+static std::vector<Variant> variants_of(const std::string& shapes, const std::string& variants) {
+    std::vector<Variant> out;
+    for (const std::string& shape : split_list(shapes))
+        for (const std::string& v : split_list(variants)) {
+            out.push_back({shape, v, GPTConfig()});
+            variant_config(&out.back().cfg, shape, v);
+        }
+    return out;
+}
+// f(shape, variant, model, rng) for every shape x variant: the model with random weights (seed 1),
+// and a random source for its rows
+template <class F>
+static void each_model(const std::string& shapes, const std::string& variants, uint64_t rng_seed, F f) {
+    for (const Variant& v : variants_of(shapes, variants)) {
+        GPT m(v.cfg);
+        m.init_weights(1);
+        Rng rng(rng_seed);
+        f(v.shape, v.name, m, rng);
+    }
+}
 // one token decoded in a one-slot cache, its seconds (the first call's setup, kept out of the table)
 template <class Decoder>
 static double first_token(Decoder& d) {
@@ -106,23 +131,17 @@ static void bench_device(const std::string& shapes, const std::string& variants,
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     double bw_lo = bw, bw_hi = bw;
     const int ctx_max = *std::max_element(ctxs.begin(), ctxs.end()), pf_max = pfs.empty() ? 1 : *std::max_element(pfs.begin(), pfs.end());
-    for (const std::string& shape : split_list(shapes))
-        for (const std::string& v : split_list(variants)) {
-            GPTConfig c;
-            variant_config(&c, shape, v);
-            GPT m(c);
-            m.init_weights(1);
-            Rng rng(2);
+    each_model(shapes, variants, 2, [&](const std::string& shape, const std::string& v, GPT& m, Rng& rng) {
             CudaDecoder dec(m, precision, std::max(ctx_max + steps + 2, pf_max));
             first_token(dec);  // untimed: the device's first calls set up their kernels and cuBLASLt plans
-            const std::string pre = prefill_speeds(dec, pfs, c.vocab_size, rng);
+            const std::string pre = prefill_speeds(dec, pfs, m.cfg.vocab_size, rng);
             for (int L : ctxs)
                 for (int B : bs) {
                     dec.decode_begin(B, L + steps + 2);
                     std::vector<int> tok(B), seq(B);
-                    for (int s = 0; s < B; s++) { tok[s] = (int)rng.below(c.vocab_size); seq[s] = s; }
+                    for (int s = 0; s < B; s++) { tok[s] = (int)rng.below(m.cfg.vocab_size); seq[s] = s; }
                     // the median step from context L: launched kernel by kernel, or replayed from graphs
-                    // (the first step captures them); *calls gets the device calls per timed step
+                    // (the first step captures them); *calls, when given, gets the device calls per timed step
                     auto median_step = [&](bool graphs, double* calls) {
                         dec.decode_graphs(graphs);
                         for (int s = 0; s < B; s++) dec.decode_pretend_held(s, L);
@@ -134,13 +153,13 @@ static void bench_device(const std::string& shapes, const std::string& variants,
                             dec.decode(tok.data(), seq.data(), B);
                             ts.push_back(now_seconds() - t0);
                         }
-                        *calls = (double)(cuda_device_calls() - calls0) / steps;
+                        if (calls) *calls = (double)(cuda_device_calls() - calls0) / steps;
                         dec.decode_graphs(false);
                         std::sort(ts.begin(), ts.end());
                         return ts[ts.size() / 2];
                     };
-                    double calls, graph_calls;
-                    const double dt = median_step(false, &calls), dt_graph = median_step(true, &graph_calls);
+                    double calls;
+                    const double dt = median_step(false, &calls), dt_graph = median_step(true, nullptr);
                     const double launch_floor = calls * launch_us * 1e-6;
                     const double bytes = elem * (double)m.decode_weight_floats() +
                                          (double)B * ((double)dec.cache_bytes_per_token() * (L + 1) + (double)dec.cache_bytes_fixed());
@@ -156,7 +175,7 @@ static void bench_device(const std::string& shapes, const std::string& variants,
             launch_us = std::min(launch_us, cuda_launch_us());
             bw_lo = std::min(bw_lo, r);
             bw_hi = std::max(bw_hi, r);
-        }
+        });
     printf("\ndevice read bandwidth over the run: %.1f to %.1f GB/s (each row used the highest measured before it); one empty launch: %.2f us at best\n",
            bw_lo, bw_hi, launch_us);
 }
@@ -190,8 +209,8 @@ int main(int argc, char** argv) {
         if (device != "cuda") fail_hint("use -d cpu or -d cuda", "unknown device '%s'", device.c_str());
         if ((given.count("--press-ratios") && press_ratios != "none") || given.count("--press-contexts"))
             fail_hint("drop --press-ratios / --press-contexts, or use -d cpu", "the pressed-cache table runs on the CPU only (the presses read the CPU caches)");
-        std::string why, name;
-        if (cuda_probe(&why, &name) == 0) fail_hint("run on a machine with an NVIDIA GPU, or use -d cpu", "-d cuda asked for, but no CUDA device: %s", why.c_str());
+        std::string desc, name;  // every model the table will run: a device there, and one that runs it
+        for (const Variant& v : variants_of(shapes, variants)) choose_backend("cuda", v.cfg, &desc, &name);
 #ifdef KVGPT_CUDA_BACKEND
         printf("device: %s\n", name.c_str());
         bench_device(shapes, variants, ctxs, bs, pfs, steps, prec);
@@ -209,13 +228,7 @@ int main(int argc, char** argv) {
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     double bw_lo = bw, bw_hi = bw, fma_lo = fma;
     std::vector<std::string> pack_notes;
-    for (const std::string& shape : split_list(shapes))
-        for (const std::string& v : split_list(variants)) {
-            GPTConfig c;
-            variant_config(&c, shape, v);
-            GPT m(c);
-            m.init_weights(1);
-            Rng rng(2);
+    each_model(shapes, variants, 2, [&](const std::string& shape, const std::string& v, GPT& m, Rng& rng) {
             {  // one token first, outside the table: decoding packs the linear weights on first use
                // (llmc/matmul.h), a one-time setup like loading them, printed after the table
                 const double t = first_token(m);
@@ -223,14 +236,14 @@ int main(int argc, char** argv) {
                 snprintf(b, sizeof b, "%s %s: %.0f ms for %.0f MB", shape.c_str(), v.c_str(), 1000 * t, m.dec_packs.floats() * 4e-6);
                 pack_notes.push_back(b);
             }
-            const std::string pre = prefill_speeds(m, pfs, c.vocab_size, rng);
+            const std::string pre = prefill_speeds(m, pfs, m.cfg.vocab_size, rng);
             for (int L : ctxs)
                 for (int B : bs) {
                     const double bw_before = stream_read_gbs(3);
                     m.decode_begin(B, L + steps + 2);
                     for (int s = 0; s < B; s++) m.decode_pretend_held(s, L);  // the cache "holds" L tokens per sequence
                     std::vector<int> tok(B), seq(B);
-                    for (int s = 0; s < B; s++) { tok[s] = (int)rng.below(c.vocab_size); seq[s] = s; }
+                    for (int s = 0; s < B; s++) { tok[s] = (int)rng.below(m.cfg.vocab_size); seq[s] = s; }
                     m.decode(tok.data(), seq.data(), B);  // warm-up
                     std::vector<double> ts;
                     g_prof.reset();
@@ -257,7 +270,7 @@ int main(int argc, char** argv) {
                            fma_floor > bound ? " (FMA)" : "", 1000 * g_prof.seconds[PROF_ATTENTION] / steps,
                            1000 * (g_prof.seconds[PROF_MATMUL] + g_prof.seconds[PROF_CLASSIFIER]) / steps);
                 }
-        }
+        });
     printf("\nread bandwidth over the run: %.1f to %.1f GB/s; FMA peak %.1f to %.1f G multiply-adds/s (each row used the highest so far)\n",
            bw_lo, bw_hi, fma_lo, fma);
     printf("\npacking the weights for decoding (first decode step after loading; includes the first step itself):\n");
@@ -267,16 +280,10 @@ int main(int argc, char** argv) {
     for (const std::string& r : split_list(press_ratios)) ratios.push_back(atof(r.c_str()));
     printf("\ndecode with a pressed cache (knorm; batch 1; the prompt really prefilled, the cache compressed and shrunk to what it keeps)\n\n");
     printf("| shape | variant | prompt | ratio | tokens held | KV MB held | decode ms/step | vs full cache |\n|---|---|---|---|---|---|---|---|\n");
-    for (const std::string& shape : split_list(shapes))
-        for (const std::string& v : split_list(variants)) {
-            GPTConfig c;
-            variant_config(&c, shape, v);
-            GPT m(c);
-            m.init_weights(1);
-            Rng rng(3);
+    each_model(shapes, variants, 3, [&](const std::string& shape, const std::string& v, GPT& m, Rng& rng) {
             for (int L : parse_int_list(press_contexts, "--press-contexts")) {
                 std::vector<int> tok(L), seq(L, 0);
-                for (int& t : tok) t = (int)rng.below(c.vocab_size);
+                for (int& t : tok) t = (int)rng.below(m.cfg.vocab_size);
                 std::vector<char> none(L, 0);
                 double full_ms = 0;
                 for (double r : ratios) {
@@ -301,6 +308,6 @@ int main(int argc, char** argv) {
                            m.kv_cache_bytes() / 1e6, ms, ms / full_ms);
                 }
             }
-        }
+        });
     return 0;
 }
