@@ -4,6 +4,8 @@
 // the one stream and the backend's start-up. Shared by llmc/cuda_backend.cu and dev/cuda/, so
 // the benchmarks measure what trains. Include it in one translation unit per program.
 #pragma once
+#include <array>
+#include <map>
 #include <string>
 #include "cuda_common.h"
 #ifndef KVGPT_CUDA_EMU
@@ -73,40 +75,54 @@ static void gemm(bool ta, bool tb, int m, int n, int k, const T* A, int lda, con
         }
     });
 #else
-    cudaDataType_t ab = DType<T>::id == 1 ? CUDA_R_16BF : CUDA_R_32F, dt = d_dtype == 1 ? CUDA_R_16BF : CUDA_R_32F;
-    cublasLtMatmulDesc_t op;
-    cublasCheck(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
-    cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
-    if (bias) {
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
-        cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    // A plan per call shape: the descriptors and cuBLASLt's choice of algorithm, made on the shape's
+    // first call and kept. A decode step makes the same few dozen small GEMMs every step; made
+    // afresh, each paid four descriptor creations and a heuristic query on the host between two
+    // launches. Only the bias pointer changes from call to call (a host-side attribute, read at
+    // the launch, so a graph captures the pointer of its own call).
+    struct LtPlan {
+        cublasLtMatmulDesc_t op;
+        cublasLtMatrixLayout_t la, lb, ld;
+        cublasLtMatmulAlgo_t algo;
+    };
+    static std::map<std::array<long, 11>, LtPlan> plans;
+    const std::array<long, 11> key = {ta, tb, m, n, k, lda, ldb, ldd, DType<T>::id, d_dtype, bias != nullptr};
+    auto it = plans.find(key);
+    if (it == plans.end()) {
+        LtPlan p;
+        cudaDataType_t ab = DType<T>::id == 1 ? CUDA_R_16BF : CUDA_R_32F, dt = d_dtype == 1 ? CUDA_R_16BF : CUDA_R_32F;
+        cublasCheck(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+        cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+        cublasCheck(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
+        if (bias) {
+            cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+            cublasCheck(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+            cublasCheck(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+        }
+        cublasCheck(cublasLtMatrixLayoutCreate(&p.la, ab, ta ? k : m, ta ? m : k, lda));
+        cublasCheck(cublasLtMatrixLayoutCreate(&p.lb, ab, tb ? n : k, tb ? k : n, ldb));
+        cublasCheck(cublasLtMatrixLayoutCreate(&p.ld, dt, m, n, ldd));
+        cublasLtMatmulPreference_t pref;
+        cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+        size_t ws = LT_WORKSPACE;
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+        cublasLtMatmulHeuristicResult_t heur;
+        int found = 0;
+        cublasCheck(cublasLtMatmulAlgoGetHeuristic(g_lt, p.op, p.la, p.lb, p.ld, p.ld, pref, 1, &heur, &found));
+        cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+        if (found == 0) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "cuBLASLt has no algorithm for m=%d n=%d k=%d (ta=%d tb=%d, bias=%d)", m, n, k, ta, tb, bias != nullptr);
+            backend_fail("model widths that are multiples of 8 (16 bytes of bf16) always work", msg);
+        }
+        p.algo = heur.algo;
+        it = plans.emplace(key, p).first;
     }
-    cublasLtMatrixLayout_t la, lb, ld;
-    cublasCheck(cublasLtMatrixLayoutCreate(&la, ab, ta ? k : m, ta ? m : k, lda));
-    cublasCheck(cublasLtMatrixLayoutCreate(&lb, ab, tb ? n : k, tb ? k : n, ldb));
-    cublasCheck(cublasLtMatrixLayoutCreate(&ld, dt, m, n, ldd));
-    cublasLtMatmulPreference_t pref;
-    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
-    size_t ws = LT_WORKSPACE;
-    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-    cublasLtMatmulHeuristicResult_t heur;
-    int found = 0;
-    cublasCheck(cublasLtMatmulAlgoGetHeuristic(g_lt, op, la, lb, ld, ld, pref, 1, &heur, &found));
-    if (found == 0) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "cuBLASLt has no algorithm for m=%d n=%d k=%d (ta=%d tb=%d, bias=%d)", m, n, k, ta, tb, bias != nullptr);
-        backend_fail("model widths that are multiples of 8 (16 bytes of bf16) always work", msg);
-    }
+    const LtPlan& p = it->second;
+    if (bias) cublasCheck(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
     float alpha = 1.0f;
-    cublasCheck(cublasLtMatmul(g_lt, op, &alpha, A, la, B, lb, &beta, D, ld, D, ld, &heur.algo, g_lt_workspace, LT_WORKSPACE, g_stream));
-    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
-    cublasCheck(cublasLtMatrixLayoutDestroy(la));
-    cublasCheck(cublasLtMatrixLayoutDestroy(lb));
-    cublasCheck(cublasLtMatrixLayoutDestroy(ld));
-    cublasCheck(cublasLtMatmulDescDestroy(op));
+    cublasCheck(cublasLtMatmul(g_lt, p.op, &alpha, A, p.la, B, p.lb, &beta, D, p.ld, D, p.ld, &p.algo, g_lt_workspace, LT_WORKSPACE, g_stream));
 #endif
 }
 
