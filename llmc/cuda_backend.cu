@@ -1126,7 +1126,10 @@ struct DevModel : CudaGPT {
     DecodeShared dec;
     int dec_rows = 0, dec_seqs = 0, dec_maxT = 0;
     std::vector<void*> dec_mem;
-    int *dec_tok = nullptr, *dec_seq = nullptr, *dec_pos = nullptr, *dec_out = nullptr;
+    // a step's rows (tokens, sequences, positions, then the rows whose logits are wanted) in one
+    // device buffer, filled by one copy (dec_host staged)
+    int *dec_rowbuf = nullptr, *dec_tok = nullptr, *dec_seq = nullptr, *dec_pos = nullptr, *dec_out = nullptr;
+    std::vector<int> dec_host;
     std::vector<float> dec_logits_tmp;
     // decode steps as CUDA graphs (decode_graphs(true)): a step's kernels and GEMMs captured once
     // per (rows, rows with logits, key splits) and replayed, one launch per step instead of a few
@@ -1164,12 +1167,8 @@ struct DevModel : CudaGPT {
         auto take = [&](size_t bytes) { dec_mem.push_back(dev_alloc(bytes)); return dec_mem.back(); };
         dec.part = (float*)take(parts * dv * 4);
         dec.part_ml = (float*)take(parts * 2 * 4);
-        dec_tok = (int*)take((size_t)dec_rows * 4);
-        dec_seq = (int*)take((size_t)dec_rows * 4);
-        dec_pos = (int*)take((size_t)dec_rows * 4);
-        dec_out = (int*)take((size_t)dec_rows * 4);
-        dec.seq = dec_seq;
-        dec.pos = dec_pos;
+        dec_rowbuf = (int*)take((size_t)dec_rows * 4 * 4);
+        dec_host.resize((size_t)dec_rows * 4);
         dev_sync();
     }
     size_t cache_bytes_per_token() const override {
@@ -1193,10 +1192,19 @@ struct DevModel : CudaGPT {
             nk_max = std::max(nk_max, pos[i] + 1);
         }
         NvtxRange range("decode");
-        h2d(dec_tok, tokens, (size_t)n * 4);
-        h2d(dec_seq, seq, (size_t)n * 4);
-        h2d(dec_pos, pos, (size_t)n * 4);
-        if (n_out) h2d(dec_out, out_rows, (size_t)n_out * 4);
+        // one copy (and sync) for the step's rows instead of four: at decode sizes each costs about
+        // as much as a layer's kernels. Laid out by n and n_out, which key the graphs, so a graph
+        // replays with the pointers of the step it was captured from.
+        int* h = dec_host.data();
+        memcpy(h, tokens, (size_t)n * 4);
+        memcpy(h + n, seq, (size_t)n * 4);
+        memcpy(h + 2 * n, pos, (size_t)n * 4);
+        if (n_out) memcpy(h + 3 * n, out_rows, (size_t)n_out * 4);
+        dec_tok = dec_rowbuf;
+        dec.seq = dec_seq = dec_rowbuf + n;
+        dec.pos = dec_pos = dec_rowbuf + 2 * n;
+        dec_out = dec_rowbuf + 3 * n;
+        h2d(dec_rowbuf, h, (size_t)(3 * n + n_out) * 4);
         dec.n = n;
         dec.nk_max = nk_max;
         const std::tuple<int, int, int> key(n, n_out, (int)ceil_div(nk_max, dec.chunk));
