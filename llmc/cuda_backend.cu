@@ -940,6 +940,7 @@ struct DevModel : CudaGPT {
         dev_sync();
         decode_free();
         if (logits_f32) dev_free(logits_f32);
+        if (dec_logits_host) host_pinned_free(dec_logits_host);
         dev_free(params_mem);
         dev_free(act_mem);
         host_pinned_free(stage_in);
@@ -1181,7 +1182,12 @@ struct DevModel : CudaGPT {
         for (auto& a : attn) b += a->cache_bytes_fixed();
         return b;
     }
-    void decode(const int* tokens, const int* seq, const int* pos, int n, const int* out_rows, int n_out, float* logits_out) override {
+    // the logits of a decode step land in pinned host memory: a copy from the device into pageable
+    // memory goes through a driver buffer, and a step's logits (8 rows of a 50k vocab: 1.6 MB) are
+    // as many bytes as a small model's cache
+    float* dec_logits_host = nullptr;
+    size_t dec_logits_host_n = 0;
+    const float* decode(const int* tokens, const int* seq, const int* pos, int n, const int* out_rows, int n_out) override {
         if (dec.part == nullptr) backend_fail(nullptr, "internal: decode() before decode_begin()");
         if (n < 1 || n > dec_rows || n_out > n) backend_fail(nullptr, "internal: decode() with more rows than the device model was sized for");
         int nk_max = 0;
@@ -1225,7 +1231,14 @@ struct DevModel : CudaGPT {
                 graphs.emplace(key, exec);
             }
         }
-        if (n_out) logits_to_host(n_out, logits_out);
+        if (n_out == 0) return nullptr;
+        if ((size_t)n_out * s.Vp > dec_logits_host_n) {
+            if (dec_logits_host) host_pinned_free(dec_logits_host);
+            dec_logits_host_n = (size_t)n_out * s.Vp;
+            dec_logits_host = (float*)host_pinned_alloc(dec_logits_host_n * 4);
+        }
+        logits_to_host(n_out, dec_logits_host);
+        return dec_logits_host;
     }
     // the device work of a decode step (dec and the row buffers set): every layer, then the
     // classifier for the rows whose logits are wanted; no host copy or sync (it may be captured)

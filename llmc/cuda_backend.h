@@ -80,10 +80,11 @@ struct CudaGPT {
     // presses on the device). decode_begin allocates the caches for n_seq sequences of max_T
     // tokens; keys are scored in splits of `chunk` (split-K). decode runs n <= Bmax*Tmax rows:
     // tokens[i] of sequence seq[i] at position pos[i] (the rows of one sequence consecutive and in
-    // order; every row appends, then attends to its sequence up to itself) and writes the fp32
-    // logits of rows out_rows[0..n_out) to logits (n_out, Vp).
+    // order; every row appends, then attends to its sequence up to itself) and returns the fp32
+    // logits of rows out_rows[0..n_out) (n_out, Vp) in pinned host memory it owns, valid until the
+    // next decode (null when n_out is 0).
     virtual void decode_begin(int n_seq, int max_T, int chunk) = 0;
-    virtual void decode(const int* tokens, const int* seq, const int* pos, int n, const int* out_rows, int n_out, float* logits) = 0;
+    virtual const float* decode(const int* tokens, const int* seq, const int* pos, int n, const int* out_rows, int n_out) = 0;
     // replay each decode step from a CUDA graph (captured on first use per rows x key splits)
     // instead of launching its kernels one by one; off by default (bench_decode -d cuda times both)
     virtual void decode_graphs(bool on) = 0;

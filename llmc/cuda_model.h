@@ -213,8 +213,12 @@ struct CudaDecoder {
     const float* decode(const int* tokens, const int* seq, int n, const bool* want = nullptr) {
         const int n_out = decode_check_rows(cfg, dec_len, [&](int s) { return dec_len[s]; }, dec_T, tokens, seq, n, want,
                                             "call decode_begin with a larger context");
-        dec_logits.resize((size_t)std::max(1, n_out) * cfg.padded_vocab_size);
+        // one device call (a decode step): its logits where the device model left them (pinned
+        // memory, no copy); more (a long prefill): each call's appended here
+        const size_t Vp = cfg.padded_vocab_size;
+        dec_logits.resize((size_t)std::max(1, n_out) * Vp);
         float* out = dec_logits.data();
+        const float* lg = nullptr;
         for (int c0 = 0; c0 < n; c0 += ROWS) {
             const int m = std::min(ROWS, n - c0);
             std::vector<int> pos(m), keep;
@@ -222,10 +226,11 @@ struct CudaDecoder {
                 pos[i] = dec_len[seq[c0 + i]]++;
                 if (!want || want[c0 + i]) keep.push_back(i);
             }
-            dev->decode(tokens + c0, seq + c0, pos.data(), m, keep.data(), (int)keep.size(), out);
-            out += keep.size() * cfg.padded_vocab_size;
+            lg = dev->decode(tokens + c0, seq + c0, pos.data(), m, keep.data(), (int)keep.size());
+            if (n > ROWS && !keep.empty()) memcpy(out, lg, sizeof(float) * keep.size() * Vp);
+            out += keep.size() * Vp;
         }
-        return dec_logits.data();
+        return n <= ROWS && lg ? lg : dec_logits.data();
     }
 };
 

@@ -611,6 +611,33 @@ int main(int argc, char** argv) {
             });
         }
 
+    // a prefill longer than one device call (CudaDecoder::ROWS rows, whose logits are copied out of
+    // the device model's buffer call by call) == the same rows given in calls of 100 (each call's
+    // logits returned where the device model left them); bitwise on the emulator, where a GEMM's
+    // sums do not depend on its row count
+    device_test("decode: a prefill of more than one device call == the same rows in smaller calls", [] {
+        const GPTConfig c = model_cases()[0].cfg;  // mha rope: no position table to run past
+        const int T = CudaDecoder::ROWS + 44, Vp = c.padded_vocab_size;
+        GPT cpu(c);
+        cpu.init_weights(21);
+        Rng r(22);
+        std::vector<int> tok(T), sq(T, 0);
+        for (int& t : tok) t = (int)r.below(c.vocab_size);
+        CudaDecoder whole(cpu, CUDA_FP32, T, 32), parts(cpu, CUDA_FP32, T, 32);
+        whole.decode_begin(1, T);
+        parts.decode_begin(1, T);
+        const float* lg = whole.decode(tok.data(), sq.data(), T);
+        Vec a(lg, lg + (size_t)T * Vp), b;
+        for (int c0 = 0; c0 < T; c0 += 100) {
+            const int m = std::min(100, T - c0);
+            lg = parts.decode(tok.data() + c0, sq.data() + c0, m);
+            b.insert(b.end(), lg, lg + (size_t)m * Vp);
+        }
+        CHECK(worst_err(a, b, 1e-5, 1e-5, "logits") <= 1.0, "a %d-row prefill differs from the same rows in calls of 100", T);
+        if (std::string(cuda_backend_kind()) != "CUDA")
+            CHECK(memcmp(a.data(), b.data(), a.size() * 4) == 0, "not bitwise equal on the emulator");
+    });
+
     // decode steps replayed from CUDA graphs == launched one kernel at a time, bitwise: both
     // prompts prefilled in one call, then decoded together past two key-split boundaries (splits of
     // 32 keys: the graphs are keyed by the split count), then decode_begin again and the same
