@@ -59,6 +59,22 @@ struct Generator {
 #endif
         return m.decode(tokens, seq, n, want);
     }
+    // greedy decoding: each wanted row's most likely token into ids (on the device only the ids
+    // come back to the host, not the rows of logits: 200 KB a row at a 50k vocab)
+    void decode_greedy(const int* tokens, const int* seq, int n, const bool* want, int* ids) {
+#ifdef KVGPT_CUDA_BACKEND
+        if (gpu) {
+            gpu->decode(tokens, seq, n, want, ids);
+            return;
+        }
+#endif
+        const float* lg = m.decode(tokens, seq, n, want);
+        for (int i = 0, k = 0; i < n; i++)
+            if (!want || want[i]) {
+                ids[k] = argmax_token(lg + (size_t)k * m.cfg.padded_vocab_size, m.cfg.vocab_size);
+                k++;
+            }
+    }
     int held(int s) {
 #ifdef KVGPT_CUDA_BACKEND
         if (gpu) return gpu->decode_held(s);
@@ -220,6 +236,10 @@ static int sample_main(int argc, char** argv) {
 
     // prefill: every sample's copy of the prompt in one call; only the last rows need logits. With
     // a press, a prompt longer than the cache goes in pieces that fill it, the press between them.
+    // greedy (--greedy or --temperature 0): the next tokens come back as ids (on the device, the
+    // argmax is taken there), not as rows of logits
+    const bool greedy = a.sc.greedy || a.sc.temperature == 0.0f;
+    std::vector<int> ids(N);
     double t0 = now_seconds();
     const float* lg = nullptr;
     for (int p0 = 0; p0 < P;) {
@@ -229,7 +249,8 @@ static int sample_main(int argc, char** argv) {
         std::vector<char> want;
         for (int b = 0; b < N; b++)
             for (int t = p0; t < p0 + piece; t++) { rows.push_back(prompt[t]); rseq.push_back(b); want.push_back(t == P - 1); }
-        lg = gen.decode(rows.data(), rseq.data(), (int)rows.size(), (const bool*)want.data());
+        if (greedy) gen.decode_greedy(rows.data(), rseq.data(), (int)rows.size(), (const bool*)want.data(), ids.data());
+        else lg = gen.decode(rows.data(), rseq.data(), (int)rows.size(), (const bool*)want.data());
         p0 += piece;
     }
     double prefill_s = now_seconds() - t0;
@@ -237,8 +258,8 @@ static int sample_main(int argc, char** argv) {
     Rng rng(a.seed);
     std::vector<std::vector<int>> out(N);
     std::vector<int> next(N), active;
-    std::vector<float> logits((size_t)N * cfg.padded_vocab_size);
-    memcpy(logits.data(), lg, sizeof(float) * logits.size());
+    std::vector<float> logits(greedy ? 0 : (size_t)N * cfg.padded_vocab_size);
+    if (!greedy) memcpy(logits.data(), lg, sizeof(float) * logits.size());
     std::vector<int> alive(N);
     for (int b = 0; b < N; b++) alive[b] = b;
     double decode_s = 0.0;
@@ -248,7 +269,7 @@ static int sample_main(int argc, char** argv) {
         std::vector<int> still, feed;
         for (size_t k = 0; k < alive.size(); k++) {
             int b = alive[k];
-            int t = sample_token(&logits[k * cfg.padded_vocab_size], cfg.vocab_size, a.sc, rng);
+            int t = greedy ? ids[k] : sample_token(&logits[k * cfg.padded_vocab_size], cfg.vocab_size, a.sc, rng);
             if (a.stop_at_eos && t == tok.eos_id) continue;
             out[b].push_back(t);
             if (N == 1) {
@@ -267,11 +288,12 @@ static int sample_main(int argc, char** argv) {
             break;
         }
         double t1 = now_seconds();
-        lg = gen.decode(feed.data(), alive.data(), (int)alive.size());
+        if (greedy) gen.decode_greedy(feed.data(), alive.data(), (int)alive.size(), nullptr, ids.data());
+        else lg = gen.decode(feed.data(), alive.data(), (int)alive.size());
         decode_s += now_seconds() - t1;
         decode_steps++;
         decoded_tokens += (long)alive.size();
-        memcpy(logits.data(), lg, sizeof(float) * alive.size() * cfg.padded_vocab_size);
+        if (!greedy) memcpy(logits.data(), lg, sizeof(float) * alive.size() * cfg.padded_vocab_size);
     }
     if (N == 1) {
         fputs(stream0.push("", true).c_str(), stdout);

@@ -126,9 +126,11 @@ static void bench_device(const std::string& shapes, const std::string& variants,
     printf("%s weights, activations and caches; each row's bound: its bytes at that read bandwidth (the highest measured so\n"
            "far: before the table and after each shape); its launch floor: the kernels and GEMMs one step calls, counted, at one\n"
            "empty launch each (the lowest measured so far); roofline: the larger of the two\n\n", CUDA_PRECISION_NAMES[precision]);
-    printf("the last two columns: the same steps replayed from CUDA graphs (CudaGPT::decode_graphs; one launch per step)\n\n");
-    printf("| shape | variant | precision | KV bytes/token | prefill tokens/s (prompt: speed) | context | batch | decode ms/step | tokens/s | MB read/step (weights + cache) | bound ms | %% of bound | device calls/step | launch floor ms | %% of roofline | as graphs: ms/step | as graphs: %% of bound |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("each step brings its logits to the host (pinned memory), as sampling needs; the last four columns: the same steps\n"
+           "replayed from CUDA graphs (CudaGPT::decode_graphs; one launch per step), then also with the argmax taken on the device\n"
+           "(greedy decoding: token ids to the host, not logits)\n\n");
+    printf("| shape | variant | precision | KV bytes/token | prefill tokens/s (prompt: speed) | context | batch | decode ms/step | tokens/s | MB read/step (weights + cache) | bound ms | %% of bound | device calls/step | launch floor ms | %% of roofline | as graphs: ms/step | as graphs: %% of bound | graphs + argmax: ms/step | graphs + argmax: %% of bound |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     double bw_lo = bw, bw_hi = bw;
     const int ctx_max = *std::max_element(ctxs.begin(), ctxs.end()), pf_max = pfs.empty() ? 1 : *std::max_element(pfs.begin(), pfs.end());
     each_model(shapes, variants, 2, [&](const std::string& shape, const std::string& v, GPT& m, Rng& rng) {
@@ -141,16 +143,18 @@ static void bench_device(const std::string& shapes, const std::string& variants,
                     std::vector<int> tok(B), seq(B);
                     for (int s = 0; s < B; s++) { tok[s] = (int)rng.below(m.cfg.vocab_size); seq[s] = s; }
                     // the median step from context L: launched kernel by kernel, or replayed from graphs
-                    // (the first step captures them); *calls, when given, gets the device calls per timed step
-                    auto median_step = [&](bool graphs, double* calls) {
+                    // (the first step captures them); with argmax, only each row's most likely token
+                    // comes back; *calls, when given, gets the device calls per timed step
+                    std::vector<int> ids(B);
+                    auto median_step = [&](bool graphs, bool argmax, double* calls) {
                         dec.decode_graphs(graphs);
                         for (int s = 0; s < B; s++) dec.decode_pretend_held(s, L);
-                        dec.decode(tok.data(), seq.data(), B);  // warm-up
+                        dec.decode(tok.data(), seq.data(), B, nullptr, argmax ? ids.data() : nullptr);  // warm-up
                         std::vector<double> ts;
                         const long calls0 = cuda_device_calls();
                         for (int k = 0; k < steps; k++) {
                             double t0 = now_seconds();
-                            dec.decode(tok.data(), seq.data(), B);
+                            dec.decode(tok.data(), seq.data(), B, nullptr, argmax ? ids.data() : nullptr);
                             ts.push_back(now_seconds() - t0);
                         }
                         if (calls) *calls = (double)(cuda_device_calls() - calls0) / steps;
@@ -159,16 +163,17 @@ static void bench_device(const std::string& shapes, const std::string& variants,
                         return ts[ts.size() / 2];
                     };
                     double calls;
-                    const double dt = median_step(false, &calls), dt_graph = median_step(true, nullptr);
+                    const double dt = median_step(false, false, &calls), dt_graph = median_step(true, false, nullptr),
+                                 dt_argmax = median_step(true, true, nullptr);
                     const double launch_floor = calls * launch_us * 1e-6;
                     const double bytes = elem * (double)m.decode_weight_floats() +
                                          (double)B * ((double)dec.cache_bytes_per_token() * (L + 1) + (double)dec.cache_bytes_fixed());
                     const double bound = bytes / (bw_hi * 1e9);
-                    printf("| %s | %s | %s | %zu | %s | %d | %d | %.3f | %.0f | %.1f | %.3f | %.0f%% | %.0f | %.3f | %.0f%%%s | %.3f | %.0f%% |\n",
+                    printf("| %s | %s | %s | %zu | %s | %d | %d | %.3f | %.0f | %.1f | %.3f | %.0f%% | %.0f | %.3f | %.0f%%%s | %.3f | %.0f%% | %.3f | %.0f%% |\n",
                            shape.c_str(), v.c_str(), CUDA_PRECISION_NAMES[precision], dec.cache_bytes_per_token(), pre.c_str(), L, B, 1000 * dt,
                            B / dt, bytes / 1e6, 1000 * bound, 100 * bound / dt, calls, 1000 * launch_floor,
                            100 * std::max(bound, launch_floor) / dt, launch_floor > bound ? " (launches)" : "", 1000 * dt_graph,
-                           100 * bound / dt_graph);
+                           100 * bound / dt_graph, 1000 * dt_argmax, 100 * bound / dt_argmax);
                 }
             double r = 0, cp = 0;
             cuda_bandwidth_gbs(probe, &r, &cp);

@@ -1129,6 +1129,7 @@ struct DevModel : CudaGPT {
     std::vector<void*> dec_mem;
     // a step's rows (tokens, sequences, positions, then the rows whose logits are wanted) in one
     // device buffer, filled by one copy (dec_host staged)
+    int* dec_argmax = nullptr;  // the rows' argmax (greedy decoding)
     int *dec_rowbuf = nullptr, *dec_tok = nullptr, *dec_seq = nullptr, *dec_pos = nullptr, *dec_out = nullptr;
     std::vector<int> dec_host;
     std::vector<float> dec_logits_tmp;
@@ -1169,6 +1170,7 @@ struct DevModel : CudaGPT {
         dec.part = (float*)take(parts * dv * 4);
         dec.part_ml = (float*)take(parts * 2 * 4);
         dec_rowbuf = (int*)take((size_t)dec_rows * 4 * 4);
+        dec_argmax = (int*)take((size_t)dec_rows * 4);
         dec_host.resize((size_t)dec_rows * 4);
         dev_sync();
     }
@@ -1187,7 +1189,7 @@ struct DevModel : CudaGPT {
     // as many bytes as a small model's cache
     float* dec_logits_host = nullptr;
     size_t dec_logits_host_n = 0;
-    const float* decode(const int* tokens, const int* seq, const int* pos, int n, const int* out_rows, int n_out) override {
+    const float* decode(const int* tokens, const int* seq, const int* pos, int n, const int* out_rows, int n_out, int* argmax) override {
         if (dec.part == nullptr) backend_fail(nullptr, "internal: decode() before decode_begin()");
         if (n < 1 || n > dec_rows || n_out > n) backend_fail(nullptr, "internal: decode() with more rows than the device model was sized for");
         int nk_max = 0;
@@ -1232,6 +1234,11 @@ struct DevModel : CudaGPT {
             }
         }
         if (n_out == 0) return nullptr;
+        if (argmax) {
+            launch(argmax_rows_kernel<T>, dim3(n_out), dim3(256), dec_argmax, (const T*)logits, s.V, (long)s.Vp);
+            d2h(argmax, dec_argmax, (size_t)n_out * 4);
+            return nullptr;
+        }
         if ((size_t)n_out * s.Vp > dec_logits_host_n) {
             if (dec_logits_host) host_pinned_free(dec_logits_host);
             dec_logits_host_n = (size_t)n_out * s.Vp;
@@ -1554,6 +1561,14 @@ void rmsnorm_backward(int prec, float* dinp, float* dw, const float* dout, const
         ::rmsnorm_backward<X>(gi.p, gw.p, dd.p, di.p, in_row, ww.p, dr.p, N, C);
         gi.to_host(dinp);
         gw.to_host(dw);
+    });
+}
+void argmax_rows(int prec, int* out, const float* x, int rows, int V, int row) {
+    WITH_PRECISION(prec, {
+        DevBuf<X> dx(x, (size_t)rows * row);
+        DevBuf<int> o(nullptr, rows);
+        launch(argmax_rows_kernel<X>, dim3(rows), dim3(256), o.p, (const X*)dx.p, V, (long)row);
+        d2h(out, o.p, (size_t)rows * 4);
     });
 }
 }  // namespace cuda_op

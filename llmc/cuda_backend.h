@@ -82,9 +82,12 @@ struct CudaGPT {
     // tokens[i] of sequence seq[i] at position pos[i] (the rows of one sequence consecutive and in
     // order; every row appends, then attends to its sequence up to itself) and returns the fp32
     // logits of rows out_rows[0..n_out) (n_out, Vp) in pinned host memory it owns, valid until the
-    // next decode (null when n_out is 0).
+    // next decode (null when n_out is 0). Given argmax (greedy decoding), the logits stay on the
+    // device: argmax[k] gets row out_rows[k]'s most likely token (llmc/sample.h's argmax_token,
+    // lowest id on ties) and it returns null.
     virtual void decode_begin(int n_seq, int max_T, int chunk) = 0;
-    virtual const float* decode(const int* tokens, const int* seq, const int* pos, int n, const int* out_rows, int n_out) = 0;
+    virtual const float* decode(const int* tokens, const int* seq, const int* pos, int n, const int* out_rows, int n_out,
+                                int* argmax = nullptr) = 0;
     // replay each decode step from a CUDA graph (captured on first use per rows x key splits)
     // instead of launching its kernels one by one; off by default (bench_decode -d cuda times both)
     virtual void decode_graphs(bool on) = 0;
@@ -110,6 +113,7 @@ double cuda_launch_us();
 // precision's storage type, outputs back to float. Accumulating outputs (marked +=) read their
 // host values first.
 namespace cuda_op {
+void argmax_rows(int prec, int* out, const float* x, int rows, int V, int row);  // each row's argmax_token (llmc/sample.h)
 void encoder_forward(int prec, float* out, const int* inp, const float* wte, const float* wpe, int B, int T, int C, int Vp, int maxT);
 void encoder_backward(int prec, float* dwte /*+=*/, float* dwpe /*+=*/, const float* dout, const int* inp, int B, int T, int C, int Vp,
                       int maxT);

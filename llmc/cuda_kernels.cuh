@@ -765,6 +765,42 @@ __global__ void gather_rows_kernel(T* dst, const T* src, const int* rows, int n_
     dst[k] = src[(long)rows[r] * C + c];
 }
 
+// each row's most likely token: the argmax of its first V columns (rows `row` apart), as
+// llmc/sample.h's argmax_token picks it: the lowest id among the largest values, a NaN never
+// chosen, except in column 0, which argmax_token starts from and nothing compares greater than.
+// One block per row; each thread walks its columns in ascending order, then the (value, id)
+// pairs are reduced: the larger value, or on a tie the lower id; NO_ID marks no candidate yet.
+// Greedy decoding on the device: the ids come back to the host, not the rows of logits.
+template <typename T>
+__global__ void argmax_rows_kernel(int* out, const T* x, int V, long row) {
+    const int NO_ID = 0x7fffffff;
+    const T* r = x + (long)blockIdx.x * row;
+    float best = 0.0f;
+    int at = NO_ID;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        const float f = to_f32(r[v]);
+        if (f == f && (at == NO_ID || f > best)) best = f, at = v;
+    }
+    auto merge = [&](float b2, int a2) {
+        if (a2 != NO_ID && (at == NO_ID || b2 > best || (b2 == best && a2 < at))) best = b2, at = a2;
+    };
+    for (int o = 16; o > 0; o >>= 1) {
+        const float b2 = __shfl_xor_sync(FULL_MASK, best, o);
+        const int a2 = __shfl_xor_sync(FULL_MASK, at, o);
+        merge(b2, a2);
+    }
+    SHARED_ARRAY(float, sb, [32]);
+    SHARED_ARRAY(int, sa, [32]);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    if (lane == 0) sb[warp] = best, sa[warp] = at;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < warps; w++) merge(sb[w], sa[w]);
+        const float first = to_f32(r[0]);
+        out[blockIdx.x] = first != first || at == NO_ID ? 0 : at;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // MKA and fmka (attention/mka.h): the pieces around the attention core. N = B*Tn token rows,
 // D = H*hd; qkv rows are (N,3D) with q, k, v parts; M memory slots (<= 32), their projections

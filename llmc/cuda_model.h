@@ -210,14 +210,16 @@ struct CudaDecoder {
     // bytes of the device caches per token (every layer) and per sequence, as allocated
     size_t cache_bytes_per_token() const { return dev->cache_bytes_per_token(); }
     size_t cache_bytes_fixed() const { return dev->cache_bytes_fixed(); }
-    const float* decode(const int* tokens, const int* seq, int n, const bool* want = nullptr) {
+    // given argmax (greedy decoding): the wanted rows' most likely tokens there, the logits left on
+    // the device (only the ids cross to the host), and null returned
+    const float* decode(const int* tokens, const int* seq, int n, const bool* want = nullptr, int* argmax = nullptr) {
         const int n_out = decode_check_rows(cfg, dec_len, [&](int s) { return dec_len[s]; }, dec_T, tokens, seq, n, want,
                                             "call decode_begin with a larger context");
         // one device call (a decode step): its logits where the device model left them (pinned
         // memory, no copy); more (a long prefill): each call's appended here
         const size_t Vp = cfg.padded_vocab_size;
-        dec_logits.resize((size_t)std::max(1, n_out) * Vp);
-        float* out = dec_logits.data();
+        if (!argmax) dec_logits.resize((size_t)std::max(1, n_out) * Vp);
+        float* out = argmax ? nullptr : dec_logits.data();
         const float* lg = nullptr;
         for (int c0 = 0; c0 < n; c0 += ROWS) {
             const int m = std::min(ROWS, n - c0);
@@ -226,10 +228,16 @@ struct CudaDecoder {
                 pos[i] = dec_len[seq[c0 + i]]++;
                 if (!want || want[c0 + i]) keep.push_back(i);
             }
+            if (argmax) {
+                dev->decode(tokens + c0, seq + c0, pos.data(), m, keep.data(), (int)keep.size(), argmax);
+                argmax += keep.size();
+                continue;
+            }
             lg = dev->decode(tokens + c0, seq + c0, pos.data(), m, keep.data(), (int)keep.size());
             if (n > ROWS && !keep.empty()) memcpy(out, lg, sizeof(float) * keep.size() * Vp);
             out += keep.size() * Vp;
         }
+        if (argmax) return nullptr;
         return n <= ROWS && lg ? lg : dec_logits.data();
     }
 };

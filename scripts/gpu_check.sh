@@ -75,7 +75,7 @@ write_report() {
         echo "## eval_gpt and sample_gpt: -d cuda vs -d cpu"
         echo
         echo '```'
-        grep -E "cuda .* cpu |within|^sample_gpt|^(prompt|decode|KV cache)" "$OUT/eval.txt" 2>/dev/null
+        grep -E "cuda .* cpu |within|^sample_gpt|^(prompt|decode|KV cache|greedy)" "$OUT/eval.txt" 2>/dev/null
         echo '```'
         echo
         echo "## dev/cuda microbenchmarks"
@@ -205,6 +205,9 @@ PYEOF
     else echo "sample_gpt -d cuda == -d cpu (seeded, fp32): NO"; return 1; fi
     ./sample_gpt -c "$OUT/eval_tiny.bin" -n 512 --num-samples 8 -d cuda > /dev/null 2> "$OUT/sample_speed.txt" || return 1
     grep -E "^(prompt|decode|KV cache)" "$OUT/sample_speed.txt"
+    # the same greedily: the argmax taken on the device, token ids back instead of logits
+    ./sample_gpt -c "$OUT/eval_tiny.bin" -n 512 --num-samples 8 --greedy -d cuda > /dev/null 2> "$OUT/sample_greedy.txt" || return 1
+    grep -E "^decode" "$OUT/sample_greedy.txt" | sed 's/^/greedy (argmax on the device) /'
 }
 export -f eval_check
 part eval 150 eval_check

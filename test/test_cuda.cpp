@@ -11,6 +11,7 @@
 // Usage: test_cuda[_emu] [name-filter]. Ends with "N passed, N failed, N skipped".
 #include "../llmc/backend.h"
 #include "../llmc/eval.h"
+#include "../llmc/sample.h"
 #include "testlib.h"
 
 typedef std::vector<float> Vec;
@@ -305,6 +306,35 @@ static std::vector<OpCase> op_cases() {
             CHECK(worst_err(gdv, cdv, tb.atol, tb.rtol, "dv") <= 1.0, "split attention dv");
         }});
     }
+    ops.push_back({"argmax_rows (greedy decoding): ties across threads and within one, NaN, -inf, +inf, columns past V", [=](int p) {
+        const int V = 700, Vp = 768;  // rows Vp apart; the columns past V hold the largest values, to be skipped
+        const float nan = NAN, inf = INFINITY;
+        std::vector<std::pair<Vec, int>> rows;  // a row, and the id argmax_token picks (worked out by hand, -1: random)
+        auto row = [&](uint64_t seed, std::function<void(Vec&)> edit, int want) {
+            Vec r = prep(randv(Vp, seed), p);
+            for (int v = V; v < Vp; v++) r[v] = 1000.0f;
+            edit(r);
+            rows.push_back({r, want});
+        };
+        row(80, [](Vec&) {}, -1);
+        row(81, [](Vec& r) { r[5] = r[600] = 50.0f; }, 5);             // a tie between two warps
+        row(82, [](Vec& r) { r[10] = r[266] = 50.0f; }, 10);           // a tie within one thread's columns
+        row(83, [&](Vec& r) { r[0] = nan; r[3] = 50.0f; }, 0);         // a NaN in column 0 is kept
+        row(84, [&](Vec& r) { r[7] = nan; r[300] = 50.0f; }, 300);     // elsewhere it is skipped
+        row(85, [&](Vec& r) { for (int v = 0; v < V; v++) r[v] = -inf; }, 0);
+        row(86, [&](Vec& r) { for (int v = 0; v < V; v++) r[v] = v == 650 ? -3.0f : nan; }, 0);  // NaN in column 0
+        row(87, [&](Vec& r) { for (int v = 1; v < V; v++) r[v] = v == 650 ? -3.0f : nan; r[0] = -5.0f; }, 650);
+        row(88, [&](Vec& r) { r[V - 1] = inf; r[1] = 50.0f; }, V - 1);
+        Vec flat;
+        for (auto& r : rows) flat.insert(flat.end(), r.first.begin(), r.first.end());
+        std::vector<int> got(rows.size());
+        cuda_op::argmax_rows(p, got.data(), flat.data(), (int)rows.size(), V, Vp);
+        for (size_t i = 0; i < rows.size(); i++) {
+            const int cpu = argmax_token(rows[i].first.data(), V);
+            CHECK(rows[i].second < 0 || cpu == rows[i].second, "row %zu: argmax_token gives %d, %d by hand", i, cpu, rows[i].second);
+            CHECK(got[i] == cpu, "row %zu: the device's argmax %d, argmax_token's %d", i, got[i], cpu);
+        }
+    }});
     ops.push_back({"rmsnorm forward + backward (strided rows, as MLA's latent)", [=](int p) {
         const int row = C + 24;  // the latent is the first C of each row of W_DKV x
         Vec x = prep(randv((size_t)N * row, 70, 2.0f), p), w = prep(randv(C, 71), p), dout = prep(randv((size_t)N * C, 72), p);
@@ -638,6 +668,39 @@ int main(int argc, char** argv) {
             CHECK(memcmp(a.data(), b.data(), a.size() * 4) == 0, "not bitwise equal on the emulator");
     });
 
+    // greedy decoding on the device (the argmax taken there, the logits left on the device) == the
+    // argmax of the logits the same steps bring to the host, row by row: a prefill whose last rows
+    // are wanted, then steps of two sequences
+    for (int p : {CUDA_FP32, CUDA_BF16})
+        device_test(std::string("decode: the device's argmax == argmax_token of its logits [") + CUDA_PRECISION_NAMES[p] + "]", [p] {
+            for (const ModelCase& mc : model_cases()) {
+                if (mc.cfg.vocab_size > 256 || mc.cfg.pos != POS_ROPE) continue;  // one case per variant
+                const GPTConfig& c = mc.cfg;
+                const int Vp = c.padded_vocab_size, P = 20, steps = 6;
+                GPT cpu(c);
+                cpu.init_weights(31);
+                Rng r(32);
+                std::vector<int> tok(2 * P), sq(2 * P);
+                std::vector<char> want(2 * P, 0);
+                for (int i = 0; i < 2 * P; i++) { tok[i] = (int)r.below(c.vocab_size); sq[i] = i / P; }
+                want[P - 1] = want[2 * P - 1] = 1;
+                CudaDecoder with_logits(cpu, p, P + steps, 32), greedy(cpu, p, P + steps, 32);
+                with_logits.decode_begin(2, P + steps);
+                greedy.decode_begin(2, P + steps);
+                int ids[2] = {-1, -1}, s2[2] = {0, 1};
+                const float* lg = with_logits.decode(tok.data(), sq.data(), 2 * P, (const bool*)want.data());
+                CHECK(greedy.decode(tok.data(), sq.data(), 2 * P, (const bool*)want.data(), ids) == nullptr, "%s: logits returned", mc.name.c_str());
+                for (int k = 0; k < steps; k++) {
+                    for (int b = 0; b < 2; b++)
+                        CHECK(ids[b] == argmax_token(lg + (size_t)b * Vp, c.vocab_size), "%s, step %d, sequence %d: argmax %d on the device, %d of its logits",
+                              mc.name.c_str(), k, b, ids[b], argmax_token(lg + (size_t)b * Vp, c.vocab_size));
+                    int next[2] = {ids[0], ids[1]};
+                    lg = with_logits.decode(next, s2, 2);
+                    greedy.decode(next, s2, 2, nullptr, ids);
+                }
+            }
+        });
+
     // decode steps replayed from CUDA graphs == launched one kernel at a time, bitwise: both
     // prompts prefilled in one call, then decoded together past two key-split boundaries (splits of
     // 32 keys: the graphs are keyed by the split count), then decode_begin again and the same
@@ -765,6 +828,13 @@ int main(int argc, char** argv) {
             printf("    %s: cpu %s    cuda %s", v, ids(cpu_out).c_str(), ids(out).c_str());
             CHECK(!ids(out).empty() && ids(out) == ids(cpu_out), "-a %s: the device's sampled ids differ from the CPU's", v);
             CHECK(out.find("KV cache held: ") != std::string::npos && out.find("fp32") != std::string::npos, "no cache report:\n%s", out.c_str());
+            // greedy: the argmax taken on the device, only the ids brought back, == the CPU's
+            const std::string greedy = sample_bin + " -c " + dir + "/s.bin --prompt \"ROMEO:\" -n 12 --greedy --num-samples 2 --print-ids";
+            rc = run_command(greedy + " -d cpu 2>&1", &cpu_out);
+            CHECK(rc == 0, "cpu greedy: rc %d\n%s", rc, cpu_out.c_str());
+            rc = run_command(greedy + " -d cuda --precision fp32 2>&1", &out);
+            printf("    %s greedy: cpu %s    cuda %s", v, ids(cpu_out).c_str(), ids(out).c_str());
+            CHECK(rc == 0 && !ids(out).empty() && ids(out) == ids(cpu_out), "-a %s --greedy: the device's ids differ from the CPU's (rc %d)", v, rc);
         }
         int rc = run_command(sample_bin + " -c " + dir + "/s.bin -n 4 -d cuda --press snapkv --budget 8 2>&1", &out);
         CHECK(rc != 0 && out.find("the presses run on the CPU backend's caches") != std::string::npos, "-d cuda --press: rc %d\n%s", rc, out.c_str());
