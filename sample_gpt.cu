@@ -238,7 +238,7 @@ static int sample_main(int argc, char** argv) {
     // a press, a prompt longer than the cache goes in pieces that fill it, the press between them.
     // greedy (--greedy or --temperature 0): the next tokens come back as ids (on the device, the
     // argmax is taken there), not as rows of logits
-    const bool greedy = a.sc.greedy || a.sc.temperature == 0.0f;
+    const bool greedy = greedy_sampling(a.sc);
     std::vector<int> ids(N);
     double t0 = now_seconds();
     const float* lg = nullptr;
@@ -257,7 +257,6 @@ static int sample_main(int argc, char** argv) {
 
     Rng rng(a.seed);
     std::vector<std::vector<int>> out(N);
-    std::vector<int> next(N), active;
     std::vector<float> logits(greedy ? 0 : (size_t)N * cfg.padded_vocab_size);
     if (!greedy) memcpy(logits.data(), lg, sizeof(float) * logits.size());
     std::vector<int> alive(N);

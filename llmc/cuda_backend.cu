@@ -1127,12 +1127,11 @@ struct DevModel : CudaGPT {
     DecodeShared dec;
     int dec_rows = 0, dec_seqs = 0, dec_maxT = 0;
     std::vector<void*> dec_mem;
-    // a step's rows (tokens, sequences, positions, then the rows whose logits are wanted) in one
-    // device buffer, filled by one copy (dec_host staged)
-    int* dec_argmax = nullptr;  // the rows' argmax (greedy decoding)
-    int *dec_rowbuf = nullptr, *dec_tok = nullptr, *dec_seq = nullptr, *dec_pos = nullptr, *dec_out = nullptr;
+    // a step's n rows in one device buffer, filled by one copy (dec_host staged): tokens [0, n),
+    // sequences [n, 2n), positions [2n, 3n), then the rows whose logits are wanted
+    int* dec_rowbuf = nullptr;
     std::vector<int> dec_host;
-    std::vector<float> dec_logits_tmp;
+    int* dec_argmax = nullptr;  // the rows' argmax (greedy decoding)
     // decode steps as CUDA graphs (decode_graphs(true)): a step's kernels and GEMMs captured once
     // per (rows, rows with logits, key splits) and replayed, one launch per step instead of a few
     // per layer. Every argument they take is then fixed: the rows' tokens, sequences and positions
@@ -1208,10 +1207,8 @@ struct DevModel : CudaGPT {
         memcpy(h + n, seq, (size_t)n * 4);
         memcpy(h + 2 * n, pos, (size_t)n * 4);
         if (n_out) memcpy(h + 3 * n, out_rows, (size_t)n_out * 4);
-        dec_tok = dec_rowbuf;
-        dec.seq = dec_seq = dec_rowbuf + n;
-        dec.pos = dec_pos = dec_rowbuf + 2 * n;
-        dec_out = dec_rowbuf + 3 * n;
+        dec.seq = dec_rowbuf + n;
+        dec.pos = dec_rowbuf + 2 * n;
         h2d(dec_rowbuf, h, (size_t)(3 * n + n_out) * 4);
         dec.n = n;
         dec.nk_max = nk_max;
@@ -1259,7 +1256,7 @@ struct DevModel : CudaGPT {
         // each residual fused with the LayerNorm that reads it, as in forward() (the same bits as a
         // residual then a LayerNorm, one launch instead of two: at decode sizes a launch costs more
         // than its work)
-        encoder_forward<T>(x, dec_tok, P + s.wte, s.learned_pos ? P + s.wpe : nullptr, 1, n, C, dec_pos);
+        encoder_forward<T>(x, dec_rowbuf, P + s.wte, s.learned_pos ? P + s.wpe : nullptr, 1, n, C, dec.pos);  // tokens: the buffer's first n
         layernorm_forward<T>(ln1, m1, r1, x, P + s.layers[0].ln1_w, P + s.layers[0].ln1_b, n, C);
         for (int l = 0; l < s.L; l++) {
             const CudaLayerOffsets& o = s.layers[l];
@@ -1282,7 +1279,7 @@ struct DevModel : CudaGPT {
         }
         if (n_out == 0) return;
         // the classifier only for the rows whose logits are wanted (a prompt needs its last row's)
-        launch(gather_rows_kernel<T>, dim3(ceil_div((long)n_out * C, 256)), dim3(256), ln2, (const T*)x, (const int*)dec_out, n_out, C);
+        launch(gather_rows_kernel<T>, dim3(ceil_div((long)n_out * C, 256)), dim3(256), ln2, (const T*)x, (const int*)(dec_rowbuf + 3 * n), n_out, C);
         layernorm_forward<T>(lnf, lnf_mean, lnf_rstd, ln2, P + s.lnf_w, P + s.lnf_b, n_out, C);
         matmul_forward<T>(logits, lnf, P + s.w_out, nullptr, n_out, C, s.Vp);
     }

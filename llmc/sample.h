@@ -22,6 +22,8 @@ static void sample_config_check(const SampleConfig& c) {
     if (!(c.top_p > 0.0f && c.top_p <= 1.0f)) fail_hint("e.g. --top-p 0.95 (1: off)", "--top-p %g must be in (0, 1]", c.top_p);
 }
 
+// greedy (--greedy, or --temperature 0): the argmax, no draw
+static bool greedy_sampling(const SampleConfig& c) { return c.greedy || c.temperature == 0.0f; }
 static int argmax_token(const float* logits, int V) {
     int best = 0;
     for (int v = 1; v < V; v++)
@@ -32,7 +34,7 @@ static int argmax_token(const float* logits, int V) {
 // the (token, probability) pairs a draw picks from, most likely first; their probabilities sum to 1
 static std::vector<std::pair<int, double>> next_token_distribution(const float* logits, int V, const SampleConfig& c) {
     std::vector<std::pair<int, double>> p;
-    if (c.greedy || c.temperature == 0.0f) {
+    if (greedy_sampling(c)) {
         p.push_back({argmax_token(logits, V), 1.0});
         return p;
     }
